@@ -1,0 +1,27 @@
+# The two commands a new user runs are `make demo` and `make test`; each bootstraps itself first.
+SHELL := /bin/bash
+VENV := .venv/bin
+export HF_HUB_OFFLINE := 1
+export ORT_DISABLE_TELEMETRY := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: bootstrap demo test lint bench up
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+demo: bootstrap
+	$(VENV)/conveyor demo
+
+test: bootstrap
+	$(VENV)/pytest
+
+lint: bootstrap
+	$(VENV)/ruff check .
+	$(VENV)/mypy
+
+bench: bootstrap
+	$(VENV)/python -m bench.analysis
+
+up: bootstrap
+	$(VENV)/conveyor up

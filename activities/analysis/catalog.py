@@ -1,0 +1,109 @@
+"""The analysis tools and their agents: pure data, safe to import from workflows and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conveyor.errors import BadInput
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One analysis agent: what it does, what it costs, whether it rewrites the chained dataset."""
+
+    id: str
+    description: str
+    credits: int
+    transforms: bool = False
+    min_files: int = 1
+    max_files: int | None = None
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One analysis tool: its agents in their default order."""
+
+    id: str
+    description: str
+    agents: tuple[AgentSpec, ...]
+
+    def agent_ids(self) -> tuple[str, ...]:
+        """The ids of this tool's agents, in order."""
+        return tuple(a.id for a in self.agents)
+
+    def agent(self, agent_id: str) -> AgentSpec | None:
+        """The agent with this id, if this tool has it."""
+        return next((a for a in self.agents if a.id == agent_id), None)
+
+
+TOOLS: dict[str, ToolSpec] = {
+    t.id: t
+    for t in (
+        ToolSpec(
+            "profile-my-data",
+            "Profile columns, score PII and quality risk, detect drift between two files.",
+            (
+                AgentSpec("unified-profiler", "Types, counts, statistics, top values and patterns per column.", 2),
+                AgentSpec("score-risk", "PII columns and a data quality score with reasons.", 1),
+                AgentSpec("drift-detector", "Distribution drift between the first two files.", 2, min_files=2),
+            ),
+        ),
+        ToolSpec(
+            "clean-my-data",
+            "Normalise nulls, fix types, standardise fields, resolve duplicates, flag outliers, check emails.",
+            (
+                AgentSpec("null-handler", "Null-like values to null; fill or drop per params.", 1, transforms=True),
+                AgentSpec("type-fixer", "Numbers with separators, mixed date formats, booleans.", 1, transforms=True),
+                AgentSpec("field-standardizer", "Trim, case and category spellings.", 1, transforms=True),
+                AgentSpec("duplicate-resolver", "Exact and normalised near-duplicates.", 2, transforms=True),
+                AgentSpec("outlier-flagger", "Flag numeric outliers.", 1, transforms=True),
+                AgentSpec("email-validator", "Validate email columns.", 1, transforms=True),
+            ),
+        ),
+        ToolSpec(
+            "master-my-data",
+            "Find keys, match entities across files and build golden records.",
+            (
+                AgentSpec("key-identifier", "Candidate keys per file.", 1),
+                AgentSpec("entity-matcher", "Match records across files on normalised keys and fuzzy names.", 3),
+                AgentSpec("golden-record-builder", "Golden records by survivorship rules.", 2, transforms=True),
+            ),
+        ),
+    )
+}
+
+
+def tool_cost(tool_id: str, agent_ids: list[str] | tuple[str, ...]) -> int:
+    """Credits a run of these agents of this tool costs."""
+    tool = TOOLS[tool_id]
+    return sum(spec.credits for a in agent_ids if (spec := tool.agent(a)) is not None)
+
+
+def task_prefix(task_id: str) -> str:
+    """Blob prefix of everything a task stores."""
+    return f"analysis/{task_id}"
+
+
+def validate_plan(tool_id: str, agents: list[str], n_files: int) -> list[str]:
+    """Check a tool/agents/files combination; returns the agents to run (the tool's defaults if none)."""
+    tool = TOOLS.get(tool_id)
+    if tool is None:
+        known = ", ".join(sorted(TOOLS))
+        raise BadInput(f"unknown tool {tool_id!r}; known tools: {known}", code="UNKNOWN_TOOL")
+    if n_files == 0:
+        raise BadInput("no input files were given", code="NO_FILES")
+    chosen = agents or [a.id for a in tool.agents if a.min_files <= n_files]
+    order = tool.agent_ids()
+    for agent_id in chosen:
+        spec = tool.agent(agent_id)
+        if spec is None:
+            raise BadInput(
+                f"unknown agent {agent_id!r} for tool {tool_id}; agents: {', '.join(order)}", code="UNKNOWN_AGENT"
+            )
+        if n_files < spec.min_files:
+            raise BadInput(
+                f"agent {agent_id} needs at least {spec.min_files} files, got {n_files}", code="TOO_FEW_FILES"
+            )
+    if len(set(chosen)) != len(chosen):
+        raise BadInput("an agent is listed twice", code="DUPLICATE_AGENT")
+    return sorted(chosen, key=order.index)

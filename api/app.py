@@ -1,0 +1,46 @@
+"""The FastAPI application: lifespan-managed clients and one router per pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.routes import analysis, health, workflows
+from api.state import AppState
+from conveyor.db import create_engine, session_factory
+from conveyor.settings import Settings, get_settings
+from conveyor.storage import blob_store_from_url
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API for ``settings`` (the process settings by default)."""
+    cfg = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(cfg.database_url_resolved)
+        app.state.conveyor = AppState(
+            settings=cfg,
+            engine=engine,
+            sessions=session_factory(engine),
+            blobs=blob_store_from_url(cfg.blob_url_resolved, s3_endpoint_url=cfg.s3_endpoint_url),
+        )
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Conveyor",
+        description="Durable background pipelines on Temporal: start, watch and cancel runs over HTTP.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(workflows.router)
+    app.include_router(analysis.router)
+    return app

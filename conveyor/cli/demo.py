@@ -1,0 +1,227 @@
+"""``conveyor demo``: run every implemented pipeline on bundled samples against a running (or started) stack."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.table import Table
+from sqlalchemy import select
+from temporalio.client import Client
+
+from conveyor.cli.output import console, emit_json, fail
+from conveyor.errors import ConveyorError, ExternalServiceError
+from conveyor.logging import configure_logging
+from conveyor.settings import Settings, get_settings
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+DEMO_USER = "demo"
+DEMO_CREDITS = 500
+STACK_START_TIMEOUT_S = 180.0
+
+
+@dataclass
+class DemoRun:
+    """One pipeline run of the demo, as the summary table shows it."""
+
+    pipeline: str
+    workflow_id: str
+    status: str
+    seconds: float
+    outputs: str
+    link: str
+
+
+@dataclass
+class DemoContext:
+    """What each pipeline's demo gets: settings, an API client with a key, and a Temporal client."""
+
+    settings: Settings
+    http: httpx.AsyncClient
+    client: Client
+    show: bool
+
+
+DemoFn = Callable[[DemoContext], Awaitable[list[DemoRun]]]
+
+
+async def _analysis_demo(ctx: DemoContext) -> list[DemoRun]:
+    """Profile (with drift), clean and master the bundled analysis samples through the HTTP API."""
+    from conveyor.cli.watch import Watched, watch
+
+    folder = SAMPLES / "analysis"
+    jobs = [
+        ("profile-my-data", ["orders_2024.csv", "orders_2025.csv"]),
+        ("clean-my-data", ["customers.csv"]),
+        ("master-my-data", ["customers.csv", "customers_crm.csv"]),
+        ("profile-my-data", ["sales_eu.csv"]),
+    ]
+    started: list[tuple[str, str, float]] = []
+    for tool, names in jobs:
+        files = [("files", (n, (folder / n).read_bytes(), "text/csv")) for n in names]
+        created = await ctx.http.post("/api/tasks", data={"tool_id": tool}, files=files)
+        created.raise_for_status()
+        task_id = created.json()["task_id"]
+        queued = await ctx.http.post(f"/api/tasks/{task_id}/process")
+        queued.raise_for_status()
+        started.append((task_id, queued.json()["workflow_id"], time.monotonic()))
+    labels = [f"analysis {tool} ({', '.join(names)})"[:28] for tool, names in jobs]
+    final = await watch(
+        ctx.client, [Watched(wf, label) for (_, wf, _), label in zip(started, labels, strict=True)], show=ctx.show
+    )
+    runs = []
+    for (task_id, wf, t0), (tool, _names) in zip(started, jobs, strict=True):
+        task = (await ctx.http.get(f"/api/tasks/{task_id}")).json()
+        status = final[wf]
+        seconds = (
+            (status.closed_at - status.started_at).total_seconds()
+            if status.closed_at and status.started_at
+            else time.monotonic() - t0
+        )
+        outputs = ", ".join(o["name"] for o in task["outputs"]) or (task.get("error_code") or "")
+        runs.append(
+            DemoRun(f"analysis: {tool}", wf, task["status"], seconds, outputs, ctx.settings.workflow_ui_url(wf))
+        )
+    return runs
+
+
+#: Every implemented pipeline's demo; pipelines add theirs here.
+DEMOS: list[tuple[str, DemoFn]] = [("analysis", _analysis_demo)]
+
+
+async def _demo_key(settings: Settings) -> str:
+    """An API key of the demo user (created, and topped up to the demo's credits, as needed)."""
+    from conveyor import credits
+    from conveyor.auth import add_key, create_user
+    from conveyor.db import create_engine, migrate, session_factory
+    from conveyor.models import User
+
+    await migrate(settings.database_url_resolved)
+    engine = create_engine(settings.database_url_resolved)
+    try:
+        async with session_factory(engine).begin() as session:
+            user = await session.scalar(select(User).where(User.name == DEMO_USER))
+            if user is None:
+                user, key = await create_user(session, DEMO_USER, DEMO_CREDITS)
+                return key
+            if user.credits < DEMO_CREDITS:
+                await credits.grant(
+                    session, user, DEMO_CREDITS - user.credits, reason="demo top-up", key=f"demo:{uuid.uuid4()}"
+                )
+            return await add_key(session, user)
+    finally:
+        await engine.dispose()
+
+
+async def _api_answers(url: str) -> bool:
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        try:
+            await http.get(f"{url}/api/health")
+            return True
+        except httpx.TransportError:
+            return False
+
+
+async def _ensure_stack(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """Use a running stack, or start ``conveyor up`` in the background; returns the process we started."""
+    from conveyor.cli.stack import wait_for_api
+
+    proc = None
+    if not await _api_answers(settings.api_url):
+        logs = settings.var_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / "up.log").open("ab") as out:
+            proc = subprocess.Popen(  # noqa: ASYNC220 - starts a background process; nothing waits on it here
+                [sys.executable, "-m", "conveyor", "up", "--json"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        console.print(f"starting the stack in the background (logs: {logs / 'up.log'}) …")
+    if not await wait_for_api(settings.api_url, STACK_START_TIMEOUT_S, healthy=True):
+        if proc is not None:
+            _stop(proc)
+        raise ExternalServiceError(
+            f"the stack at {settings.api_url} did not become healthy; see {settings.var_dir / 'logs'}",
+            code="STACK_UNHEALTHY",
+        )
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def run_demo(settings: Settings, *, keep_running: bool, show: bool) -> list[DemoRun]:
+    """Run every pipeline's demo and return the runs."""
+    from conveyor.temporal import connect
+
+    proc = await _ensure_stack(settings)
+    try:
+        key = await _demo_key(settings)
+        client = await connect(settings)
+        runs: list[DemoRun] = []
+        async with httpx.AsyncClient(base_url=settings.api_url, headers={"X-API-Key": key}, timeout=60) as http:
+            for _name, fn in DEMOS:
+                runs += await fn(DemoContext(settings, http, client, show))
+        return runs
+    finally:
+        if proc is not None and not keep_running:
+            _stop(proc)
+
+
+def _summary(runs: list[DemoRun], stopped: bool) -> None:
+    table = Table("pipeline", "workflow id", "status", "seconds", "key outputs", "Web UI", title="Conveyor demo")
+    for r in runs:
+        colour = "green" if r.status == "completed" else "red"
+        table.add_row(
+            r.pipeline, r.workflow_id, f"[{colour}]{r.status}[/{colour}]", f"{r.seconds:.1f}", r.outputs, r.link
+        )
+    console.print(table)
+    if stopped:
+        console.print("The stack was stopped; `conveyor up` brings it back with all history for the links above.")
+
+
+def demo(
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Leave a stack the demo started running.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """Run every implemented pipeline on bundled samples, with live progress and a summary table."""
+    settings = get_settings()
+    configure_logging(settings)
+    try:
+        started_here = not asyncio.run(_api_answers(settings.api_url))
+        runs = asyncio.run(run_demo(settings, keep_running=keep_running, show=not as_json))
+    except ConveyorError as err:
+        fail(err, as_json=as_json)
+    except httpx.HTTPStatusError as err:
+        fail(
+            ExternalServiceError(f"the API answered {err.response.status_code}: {err.response.text[:300]}"),
+            as_json=as_json,
+        )
+    if as_json:
+        emit_json([r.__dict__ for r in runs])
+    else:
+        _summary(runs, stopped=started_here and not keep_running)
+    if not runs or any(r.status != "completed" for r in runs):
+        raise typer.Exit(1)
+
+
+__all__ = ["DEMOS", "DemoContext", "DemoRun", "demo"]

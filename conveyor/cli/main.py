@@ -1,0 +1,239 @@
+"""``conveyor``: run the stack, workers or API; inspect, cancel and schedule workflows; run pipelines."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from conveyor.cli.output import console, emit_json, fail
+from conveyor.errors import ConveyorError
+from conveyor.logging import configure_logging
+from conveyor.settings import Settings, get_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="conveyor", help="Durable background pipelines on Temporal.", no_args_is_help=True, add_completion=False
+)
+schedules_app = typer.Typer(help="Temporal Schedules (the seeds' Beat entries).", no_args_is_help=True)
+users_app = typer.Typer(help="Users, credits and API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="The app database.", no_args_is_help=True)
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(users_app, name="users")
+app.add_typer(db_app, name="db")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings)
+    return settings
+
+
+def run(coro: Coroutine[Any, Any, T], *, as_json: bool) -> T:
+    """Run ``coro``; a ConveyorError becomes one readable line and a non-zero exit."""
+    try:
+        return asyncio.run(coro)
+    except ConveyorError as err:
+        fail(err, as_json=as_json)
+
+
+@app.command()
+def up(as_json: JsonOpt = False) -> None:
+    """Start the Temporal dev server, workers for every queue and the API; Ctrl-C stops them all."""
+    from conveyor.cli.stack import StackInfo, run_stack, stack_lock
+
+    settings = _settings()
+
+    def ready(info: StackInfo) -> None:
+        if as_json:
+            emit_json(dataclasses.asdict(info))
+            return
+        console.print(
+            Panel.fit(
+                f"Temporal   {info.temporal_address}\nWeb UI     {info.web_ui}\n"
+                f"API        {info.api}\nAPI docs   {info.api_docs}\nLogs       {info.logs}\n\n"
+                "Ctrl-C stops everything; history and data are kept.",
+                title="Conveyor is up",
+            )
+        )
+
+    async def main() -> int:
+        with stack_lock(settings):
+            return await run_stack(settings, on_ready=ready)
+
+    raise typer.Exit(run(main(), as_json=as_json))
+
+
+@app.command()
+def worker(
+    queue: Annotated[list[str] | None, typer.Option("--queue", "-q", help="Task queue (repeat); default: all.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run workers for the chosen task queues against the configured Temporal address."""
+    from workers.run import run_workers
+
+    settings = _settings()
+    run(run_workers(settings, queue or settings.worker_queues), as_json=as_json)
+
+
+@app.command()
+def api(as_json: JsonOpt = False) -> None:
+    """Run only the HTTP API."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    try:
+        uvicorn.run(
+            create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False
+        )
+    except ConveyorError as err:
+        fail(err, as_json=as_json)
+
+
+@app.command()
+def status(workflow_id: str, as_json: JsonOpt = False) -> None:
+    """Status and progress of any Conveyor workflow."""
+    from api.services.workflows import WorkflowStatus, describe
+    from conveyor.temporal import connect
+
+    settings = _settings()
+
+    async def main() -> WorkflowStatus:
+        return await describe(await connect(settings), workflow_id)
+
+    result = run(main(), as_json=as_json)
+    if as_json:
+        emit_json(result.model_dump(mode="json"))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in result.model_dump(exclude={"progress"}).items():
+        table.add_row(key, str(value))
+    if result.progress is not None:
+        p = result.progress
+        table.add_row("progress", f"{p.stage} {p.percent:.0f}% ({p.done}/{p.total}) {p.message}")
+    table.add_row("web ui", settings.workflow_ui_url(workflow_id))
+    console.print(table)
+
+
+@app.command()
+def cancel(workflow_id: str, as_json: JsonOpt = False) -> None:
+    """Request cancellation of any Conveyor workflow."""
+    from api.services.workflows import WorkflowStatus
+    from api.services.workflows import cancel as cancel_workflow
+    from conveyor.temporal import connect
+
+    settings = _settings()
+
+    async def main() -> WorkflowStatus:
+        return await cancel_workflow(await connect(settings), workflow_id)
+
+    result = run(main(), as_json=as_json)
+    outcome = "already " + result.status if result.closed else "cancellation requested"
+    if as_json:
+        emit_json({"workflow_id": workflow_id, "result": outcome})
+    else:
+        console.print(f"{workflow_id}: {outcome}")
+
+
+@schedules_app.command("sync")
+def schedules_sync(as_json: JsonOpt = False) -> None:
+    """Create or update every schedule to match the code."""
+    from conveyor.cli.schedules import sync_schedules
+    from conveyor.temporal import connect
+
+    settings = _settings()
+
+    async def main() -> list[dict[str, str]]:
+        return await sync_schedules(await connect(settings))
+
+    rows = run(main(), as_json=as_json)
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        console.print(f"{row['action']:>8}  {row['id']}  ({row['cron']})")
+
+
+@schedules_app.command("list")
+def schedules_list(as_json: JsonOpt = False) -> None:
+    """List schedules and their next runs."""
+    from conveyor.cli.schedules import list_schedules
+    from conveyor.temporal import connect
+
+    settings = _settings()
+
+    async def main() -> list[dict[str, Any]]:
+        return await list_schedules(await connect(settings))
+
+    rows = run(main(), as_json=as_json)
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("id", "workflow", "next runs", "paused", "note")
+    for r in rows:
+        table.add_row(r["id"], str(r["workflow"]), "\n".join(r["next_runs"]), str(r["paused"]), r["note"] or "")
+    console.print(table)
+
+
+@users_app.command("create")
+def users_create(
+    name: str,
+    credits: Annotated[int, typer.Option("--credits", min=0, help="Initial credits.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a user and print its API key (shown only this once)."""
+    from conveyor.auth import create_user
+    from conveyor.db import create_engine, migrate, session_factory
+
+    settings = _settings()
+
+    async def main() -> dict[str, Any]:
+        await migrate(settings.database_url_resolved)
+        engine = create_engine(settings.database_url_resolved)
+        try:
+            async with session_factory(engine).begin() as session:
+                user, key = await create_user(session, name, credits)
+                return {"id": user.id, "name": user.name, "credits": user.credits, "api_key": key}
+        finally:
+            await engine.dispose()
+
+    result = run(main(), as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"user {result['name']} (id {result['id']}) with {result['credits']} credits")
+        console.print(f"API key (shown once): [bold]{result['api_key']}[/bold]")
+
+
+@db_app.command("upgrade")
+def db_upgrade(as_json: JsonOpt = False) -> None:
+    """Apply database migrations."""
+    from conveyor.db import migrate
+
+    settings = _settings()
+    run(migrate(settings.database_url_resolved), as_json=as_json)
+    if as_json:
+        emit_json({"database": "migrated"})
+    else:
+        console.print("database migrated")
+
+
+def _register_pipeline_commands() -> None:
+    from conveyor.cli.analyze import analyze
+    from conveyor.cli.demo import demo
+
+    app.command()(analyze)
+    app.command()(demo)
+
+
+_register_pipeline_commands()

@@ -1,0 +1,37 @@
+"""Temporal Schedules Conveyor keeps in sync (the seeds' Celery Beat entries)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio.client import ScheduleOverlapPolicy
+
+from workflows.maintenance import PurgeAnalysisWorkWorkflow, PurgeInput
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """One schedule: which workflow with which input, when, on which queue, and what to do on overlap."""
+
+    id: str
+    workflow: str
+    arg: BaseModel
+    task_queue: str
+    cron: str
+    description: str
+    overlap: ScheduleOverlapPolicy = ScheduleOverlapPolicy.SKIP
+    execution_timeout: timedelta = timedelta(hours=1)
+
+
+SCHEDULES: tuple[ScheduleSpec, ...] = (
+    ScheduleSpec(
+        id="analysis-purge-work",
+        workflow=PurgeAnalysisWorkWorkflow.__name__,
+        arg=PurgeInput(retention_hours=24),
+        task_queue="analysis",
+        cron="30 3 * * *",
+        description="delete intermediate files of analysis tasks finished over 24 h ago (seed 003 result_expires)",
+    ),
+)

@@ -1,0 +1,40 @@
+"""Maintenance workflows run by Temporal Schedules (the seeds' Celery Beat entries)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.analysis.activities import AnalysisActivities
+    from activities.analysis.schemas import PurgeRequest, PurgeResult
+    from conveyor.errors import NON_RETRYABLE_ERROR_TYPES
+
+PURGE_TIMEOUT = timedelta(minutes=30)
+PURGE_HEARTBEAT = timedelta(seconds=60)
+PURGE_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES)
+
+
+class PurgeInput(BaseModel):
+    """How old a finished task's intermediate files must be to go (seed 003: results expire after 24 h)."""
+
+    retention_hours: float = 24.0
+
+
+@workflow.defn(name="PurgeAnalysisWorkWorkflow")
+class PurgeAnalysisWorkWorkflow:
+    """Deletes intermediate Parquet files of finished analysis tasks; published outputs stay."""
+
+    @workflow.run
+    async def run(self, request: PurgeInput) -> PurgeResult:
+        """Purge and report what was removed."""
+        return await workflow.execute_activity_method(
+            AnalysisActivities.purge_work,
+            PurgeRequest(retention_hours=request.retention_hours),
+            start_to_close_timeout=PURGE_TIMEOUT,
+            heartbeat_timeout=PURGE_HEARTBEAT,
+            retry_policy=PURGE_RETRY,
+        )
