@@ -81,8 +81,11 @@ async def run_conveyor(csv: Path, var: Path, calls: int) -> tuple[dict[str, floa
     )
     port = free_port()
     settings = Settings(
-        var_dir=var, temporal_address=env.client.service_client.config.target_host, api_port=port,
-        max_upload_bytes=10**10, log_level="warning",
+        var_dir=var,
+        temporal_address=env.client.service_client.config.target_host,
+        api_port=port,
+        max_upload_bytes=10**10,
+        log_level="warning",
     )
     await migrate(settings.database_url_resolved)
     times: dict[str, float] = {}
@@ -97,7 +100,13 @@ async def run_conveyor(csv: Path, var: Path, calls: int) -> tuple[dict[str, floa
                 for tool in TOOLS_RUN:
                     with csv.open("rb") as f:
                         task = await service.create_task(
-                            session, res.blobs, settings, user, tool_id=tool, agents=[], params={},
+                            session,
+                            res.blobs,
+                            settings,
+                            user,
+                            tool_id=tool,
+                            agents=[],
+                            params={},
                             files=[service.Upload(csv.name, f)],
                         )
                     started = time.perf_counter()
@@ -121,7 +130,13 @@ async def _process_latency(settings, session, res, user, key: str, calls: int) -
     ids = []
     for _ in range(calls):
         task = await service.create_task(
-            session, res.blobs, settings, user, tool_id="profile-my-data", agents=["unified-profiler"], params={},
+            session,
+            res.blobs,
+            settings,
+            user,
+            tool_id="profile-my-data",
+            agents=["unified-profiler"],
+            params={},
             files=[service.Upload("tiny.csv", io.BytesIO(b"a,b\n1,2\n3,4\n"))],
         )
         ids.append(task.task_id)
@@ -175,8 +190,13 @@ def main() -> None:
         ratio = through[tool] / direct[tool]
         table.add_row(tool, f"{direct[tool]:.2f}", f"{through[tool]:.2f}", f"{ratio:.3f}", f"{(ratio - 1) * 100:+.1f}%")
     total_d, total_c = sum(direct.values()), sum(through.values())
-    table.add_row("total", f"{total_d:.2f}", f"{total_c:.2f}", f"{total_c / total_d:.3f}",
-                  f"{(total_c / total_d - 1) * 100:+.1f}%")
+    table.add_row(
+        "total",
+        f"{total_d:.2f}",
+        f"{total_c:.2f}",
+        f"{total_c / total_d:.3f}",
+        f"{(total_c / total_d - 1) * 100:+.1f}%",
+    )
     console.print(table)
     q = statistics.quantiles(latencies, n=100)
     console.print(

@@ -29,7 +29,7 @@ async def create_user(session: AsyncSession, name: str, initial_credits: int) ->
     """Create a user with credits and one API key; returns the user and the key (shown only now)."""
     if await session.scalar(select(User).where(User.name == name)) is not None:
         raise Conflict(f"user {name!r} already exists", code="USER_EXISTS")
-    user = User(name=name, credits=0)
+    user = User(name=name, credits=0, credits_held=0)
     session.add(user)
     await session.flush()
     if initial_credits:

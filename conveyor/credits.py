@@ -1,8 +1,13 @@
-"""Credits: holds taken before work starts, captured exactly once when it succeeds, released otherwise."""
+"""Credits: holds taken before work starts, captured exactly once when it succeeds, released otherwise.
+
+Every balance change is one conditional ``UPDATE`` (atomic on SQLite and PostgreSQL alike), so concurrent
+runs of the same user cannot spend the same credits, and a retried or late call cannot charge twice or
+charge a hold that was already given back.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conveyor.errors import InsufficientCredits, NotFound
@@ -11,15 +16,10 @@ from conveyor.models import CreditHold, CreditLedgerEntry, User
 
 async def available_credits(session: AsyncSession, user_id: int) -> int:
     """Balance minus credits held by running work."""
-    user = await session.get(User, user_id)
+    user = await session.get(User, user_id, populate_existing=True)
     if user is None:
         raise NotFound(f"user {user_id} not found", code="USER_NOT_FOUND")
-    held = await session.scalar(
-        select(func.coalesce(func.sum(CreditHold.amount), 0)).where(
-            CreditHold.user_id == user_id, CreditHold.status == "active"
-        )
-    )
-    return user.credits - int(held or 0)
+    return user.credits - user.credits_held
 
 
 async def grant(session: AsyncSession, user: User, amount: int, *, reason: str, key: str) -> CreditLedgerEntry:
@@ -27,12 +27,19 @@ async def grant(session: AsyncSession, user: User, amount: int, *, reason: str, 
     existing = await session.scalar(select(CreditLedgerEntry).where(CreditLedgerEntry.idempotency_key == key))
     if existing is not None:
         return existing
-    user.credits += amount
+    await session.execute(update(User).where(User.id == user.id).values(credits=User.credits + amount))
+    await session.refresh(user)
     entry = CreditLedgerEntry(
         user_id=user.id, amount=amount, kind="grant", reason=reason, idempotency_key=key, balance_after=user.credits
     )
     session.add(entry)
+    await session.flush()
     return entry
+
+
+def _rows(result: object) -> int:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
 
 
 async def hold(session: AsyncSession, user_id: int, reference: str, amount: int) -> CreditHold:
@@ -40,14 +47,16 @@ async def hold(session: AsyncSession, user_id: int, reference: str, amount: int)
 
     Idempotent: an active or captured hold for the same reference is returned as it is.
     """
-    user = await session.get(User, user_id, with_for_update=True)
-    if user is None:
-        raise NotFound(f"user {user_id} not found", code="USER_NOT_FOUND")
     existing = await session.get(CreditHold, reference)
     if existing is not None and existing.status in ("active", "captured"):
         return existing
-    available = await available_credits(session, user_id)
-    if available < amount:
+    taken = await session.execute(
+        update(User)
+        .where(User.id == user_id, User.credits - User.credits_held >= amount)
+        .values(credits_held=User.credits_held + amount)
+    )
+    if _rows(taken) == 0:
+        available = await available_credits(session, user_id)  # NotFound if the user is gone
         raise InsufficientCredits(
             f"this run costs {amount} credits but only {available} are available",
             details={"required": amount, "available": available},
@@ -55,26 +64,34 @@ async def hold(session: AsyncSession, user_id: int, reference: str, amount: int)
     if existing is not None:
         existing.status = "active"
         existing.amount = amount
+        await session.flush()
         return existing
     new = CreditHold(reference=reference, user_id=user_id, amount=amount, status="active")
     session.add(new)
+    await session.flush()
     return new
 
 
 async def capture(session: AsyncSession, reference: str, *, reason: str) -> CreditLedgerEntry | None:
-    """Charge the held credits exactly once: a second call (e.g. an activity retry) charges nothing."""
+    """Charge an active hold exactly once; a repeat returns the first charge, a released hold charges nothing."""
     key = f"charge:{reference}"
-    existing = await session.scalar(select(CreditLedgerEntry).where(CreditLedgerEntry.idempotency_key == key))
-    if existing is not None:
-        return existing
-    held = await session.get(CreditHold, reference, with_for_update=True)
-    if held is None or held.amount == 0:
-        return None
-    user = await session.get(User, held.user_id, with_for_update=True)
+    claimed = await session.execute(
+        update(CreditHold)
+        .where(CreditHold.reference == reference, CreditHold.status == "active")
+        .values(status="captured")
+    )
+    if _rows(claimed) == 0:
+        return await session.scalar(select(CreditLedgerEntry).where(CreditLedgerEntry.idempotency_key == key))
+    held = await session.get(CreditHold, reference, populate_existing=True)
+    assert held is not None
+    await session.execute(
+        update(User)
+        .where(User.id == held.user_id)
+        .values(credits=User.credits - held.amount, credits_held=User.credits_held - held.amount)
+    )
+    user = await session.get(User, held.user_id, populate_existing=True)
     if user is None:
         raise NotFound(f"user {held.user_id} not found", code="USER_NOT_FOUND")
-    user.credits -= held.amount
-    held.status = "captured"
     entry = CreditLedgerEntry(
         user_id=user.id,
         amount=-held.amount,
@@ -85,13 +102,22 @@ async def capture(session: AsyncSession, reference: str, *, reason: str) -> Cred
         balance_after=user.credits,
     )
     session.add(entry)
+    await session.flush()
     return entry
 
 
 async def release(session: AsyncSession, reference: str) -> bool:
     """Give back an active hold (failure or cancellation); True if one was released."""
-    held = await session.get(CreditHold, reference, with_for_update=True)
-    if held is None or held.status != "active":
+    released = await session.execute(
+        update(CreditHold)
+        .where(CreditHold.reference == reference, CreditHold.status == "active")
+        .values(status="released")
+    )
+    if _rows(released) == 0:
         return False
-    held.status = "released"
+    held = await session.get(CreditHold, reference, populate_existing=True)
+    assert held is not None
+    await session.execute(
+        update(User).where(User.id == held.user_id).values(credits_held=User.credits_held - held.amount)
+    )
     return True

@@ -189,6 +189,13 @@ class OperationTimeout(ConveyorError):
     default_code = "TIMEOUT"
 
 
+class Cancelled(ConveyorError):
+    """The work was cancelled on request."""
+
+    kind = ErrorKind.CANCELLED
+    default_code = "CANCELLED"
+
+
 _BY_KIND: dict[ErrorKind, type[ConveyorError]] = {
     cls.kind: cls
     for cls in (
@@ -201,6 +208,7 @@ _BY_KIND: dict[ErrorKind, type[ConveyorError]] = {
         ExternalServiceError,
         Retryable,
         OperationTimeout,
+        Cancelled,
     )
 }
 
@@ -226,13 +234,12 @@ def failure_info(err: BaseException) -> FailureInfo:
         if isinstance(cur, ConveyorError):
             return FailureInfo(cur.code, cur.kind, cur.message)
         if isinstance(cur, ApplicationError):
-            code = str(cur.details[0]) if cur.details else (cur.type or "INTERNAL_ERROR")
             try:
                 kind = ErrorKind(cur.type or "")
             except ValueError:
-                kind = ErrorKind.INTERNAL
-                code = "INTERNAL_ERROR"
-            return FailureInfo(code, kind, cur.message)
+                return FailureInfo("INTERNAL_ERROR", ErrorKind.INTERNAL, cur.message)
+            default = _BY_KIND.get(kind, ConveyorError).default_code
+            return FailureInfo(str(cur.details[0]) if cur.details else default, kind, cur.message)
         if isinstance(cur, TemporalTimeoutError):
             return FailureInfo("TIMEOUT", ErrorKind.TIMEOUT, "time limit reached")
         if isinstance(cur, CancelledError):

@@ -124,7 +124,9 @@ class AnalysisWorkflow:
                 start_to_close_timeout=BOOKKEEPING_TIMEOUT,
                 retry_policy=RETRY_POLICY,
             )
-            await self._bookkeeping(TaskUpdate(task_id=plan.task_id, status="completed", progress=100))
+            await self._bookkeeping(
+                TaskUpdate(task_id=plan.task_id, status="completed", progress=100, clear_current_agent=True)
+            )
             self._report(stage="completed", percent=100, done=len(self._outcomes), message="done")
             return AnalysisResult(
                 task_id=plan.task_id,

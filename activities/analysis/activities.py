@@ -144,8 +144,8 @@ class AnalysisActivities:
             task = await session.get(AnalysisTask, update.task_id)
             if task is None:
                 return
-            if task.status in TERMINAL_STATUSES and update.status is None:
-                return  # a late progress write must not reopen a finished task
+            if task.status in TERMINAL_STATUSES and (update.status is None or update.status not in TERMINAL_STATUSES):
+                return  # a late write must not reopen a finished task
             if update.progress is not None:
                 task.progress = update.progress
             if update.current_agent is not None:

@@ -9,10 +9,9 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, ErrorKind
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 def emit_json(data: Any) -> None:
@@ -25,5 +24,5 @@ def fail(err: ConveyorError, *, as_json: bool) -> NoReturn:
     if as_json:
         emit_json({"error": err.to_dict()})
     else:
-        err_console.print(f"[red]error[/red] {err.code}: {err.message}", highlight=False)
-    raise typer.Exit(2 if not err.retryable else 1)
+        sys.stderr.write(f"error {err.code}: {err.message}\n")
+    raise typer.Exit(2 if err.kind in (ErrorKind.BAD_INPUT, ErrorKind.TOO_LARGE) else 1)

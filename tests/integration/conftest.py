@@ -79,7 +79,9 @@ async def stack(dev_server: WorkflowEnvironment, tmp_path_factory: pytest.TempPa
             while not server.started:
                 await asyncio.sleep(0.05)
             try:
-                yield Stack(settings, dev_server.client, resources.sessions, resources.blobs, f"http://127.0.0.1:{port}")
+                yield Stack(
+                    settings, dev_server.client, resources.sessions, resources.blobs, f"http://127.0.0.1:{port}"
+                )
             finally:
                 server.should_exit = True
                 await serving

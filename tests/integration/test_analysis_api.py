@@ -59,7 +59,9 @@ async def _balance_and_charges(stack: Stack, user_id: int) -> tuple[int, int]:
         assert user is not None
         charges = list(
             await session.scalars(
-                select(CreditLedgerEntry).where(CreditLedgerEntry.user_id == user_id, CreditLedgerEntry.kind == "charge")
+                select(CreditLedgerEntry).where(
+                    CreditLedgerEntry.user_id == user_id, CreditLedgerEntry.kind == "charge"
+                )
             )
         )
         return user.credits, len(charges)
@@ -135,8 +137,12 @@ async def test_latin1_semicolon_file_is_read_correctly(stack: Stack) -> None:
     ("form", "files", "status", "code"),
     [
         ({"tool_id": "predict-my-data"}, [("a.csv", b"a,b\n1,2\n")], 400, "UNKNOWN_TOOL"),
-        ({"tool_id": "profile-my-data", "agents": "unified-profiler,psychic"}, [("a.csv", b"a\n1\n")], 400,
-         "UNKNOWN_AGENT"),
+        (
+            {"tool_id": "profile-my-data", "agents": "unified-profiler,psychic"},
+            [("a.csv", b"a\n1\n")],
+            400,
+            "UNKNOWN_AGENT",
+        ),
         ({"tool_id": "profile-my-data"}, [], 400, "NO_FILES"),
         ({"tool_id": "profile-my-data"}, [("empty.csv", b"")], 400, "EMPTY_FILE"),
         ({"tool_id": "profile-my-data"}, [("big.csv", b"a,b\n" + b"1,2\n" * 600_000)], 413, "FILE_TOO_LARGE"),

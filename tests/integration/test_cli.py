@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -19,8 +20,8 @@ pytestmark = pytest.mark.integration
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "analysis"
 
 
-def conveyor(stack: Stack, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run the CLI with the stack's settings."""
+async def conveyor(stack: Stack, *args: str, within_s: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with the stack's settings (without blocking the loop the test's workers run on)."""
     env = {
         **os.environ,
         "CONVEYOR_VAR_DIR": str(stack.settings.var_dir),
@@ -28,9 +29,12 @@ def conveyor(stack: Stack, *args: str, timeout: float = 180) -> subprocess.Compl
         "CONVEYOR_API_PORT": str(stack.settings.api_port),
         "CONVEYOR_LOG_LEVEL": "warning",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "conveyor", *args], env=env, capture_output=True, text=True, timeout=timeout
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "conveyor", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
+    out, err = await asyncio.wait_for(proc.communicate(), within_s)
+    assert proc.returncode is not None
+    return subprocess.CompletedProcess(list(args), proc.returncode, out.decode(), err.decode())
 
 
 def as_json(result: subprocess.CompletedProcess[str]) -> Any:
@@ -39,27 +43,38 @@ def as_json(result: subprocess.CompletedProcess[str]) -> Any:
 
 async def test_users_create_then_analyze_then_status(stack: Stack) -> None:
     name = f"cli-{uuid.uuid4().hex[:6]}"
-    created = conveyor(stack, "users", "create", name, "--credits", "30", "--json")
+    created = await conveyor(stack, "users", "create", name, "--credits", "30", "--json")
     assert created.returncode == 0, created.stderr
     assert as_json(created)["api_key"].startswith("cvy_")
-    assert conveyor(stack, "users", "create", name, "--json").returncode == 2  # USER_EXISTS
+    duplicate = await conveyor(stack, "users", "create", name, "--json")
+    assert duplicate.returncode == 1 and as_json(duplicate)["error"]["code"] == "USER_EXISTS"
 
-    run = conveyor(stack, "analyze", "profile-my-data", str(SAMPLES / "orders_2024.csv"), "--user", name, "--json")
+    run = await conveyor(
+        stack, "analyze", "profile-my-data", str(SAMPLES / "orders_2024.csv"), "--user", name, "--json"
+    )
     assert run.returncode == 0, run.stderr
     task = as_json(run)
     assert task["status"] == "completed"
     assert Path(task["local_outputs"]["profile.json"]).is_file()
 
-    status = conveyor(stack, "status", task["workflow_id"], "--json")
+    status = await conveyor(stack, "status", task["workflow_id"], "--json")
     assert status.returncode == 0, status.stderr
     assert as_json(status)["status"] == "completed"
     assert as_json(status)["progress"]["stage"] == "completed"
 
-    cancel = conveyor(stack, "cancel", task["workflow_id"], "--json")
+    cancel = await conveyor(stack, "cancel", task["workflow_id"], "--json")
     assert as_json(cancel)["result"] == "already completed"
 
-    human = conveyor(stack, "analyze", "profile-my-data", str(SAMPLES / "orders_2024.csv"), "--user", name,
-                     "--agents", "unified-profiler")
+    human = await conveyor(
+        stack,
+        "analyze",
+        "profile-my-data",
+        str(SAMPLES / "orders_2024.csv"),
+        "--user",
+        name,
+        "--agents",
+        "unified-profiler",
+    )
     assert human.returncode == 0, human.stderr
     assert "completed" in human.stdout and "profile.json" in human.stdout
 
@@ -74,26 +89,26 @@ async def test_users_create_then_analyze_then_status(stack: Stack) -> None:
     ],
 )
 async def test_bad_input_gives_one_readable_line_and_non_zero_exit(stack: Stack, args: list[str], code: str) -> None:
-    result = conveyor(stack, *args)
+    result = await conveyor(stack, *args)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith(f"error {code}:"), result.stderr
     assert "Traceback" not in result.stderr
-    json_result = conveyor(stack, *args, "--json")
+    json_result = await conveyor(stack, *args, "--json")
     assert as_json(json_result)["error"]["code"] == code
 
 
 async def test_schedules_sync_is_idempotent_and_listed(stack: Stack) -> None:
-    first = conveyor(stack, "schedules", "sync", "--json")
-    second = conveyor(stack, "schedules", "sync", "--json")
+    first = await conveyor(stack, "schedules", "sync", "--json")
+    second = await conveyor(stack, "schedules", "sync", "--json")
     assert first.returncode == 0, first.stderr
     assert {r["action"] for r in as_json(second)} == {"updated"}
-    listed = as_json(conveyor(stack, "schedules", "list", "--json"))
+    listed = as_json(await conveyor(stack, "schedules", "list", "--json"))
     purge = next(r for r in listed if r["id"] == "analysis-purge-work")
     assert len(purge["next_runs"]) >= 1
 
 
 async def test_worker_rejects_unknown_queue(stack: Stack) -> None:
-    result = conveyor(stack, "worker", "--queue", "nope")
+    result = await conveyor(stack, "worker", "--queue", "nope")
     assert result.returncode == 2
     assert "UNKNOWN_QUEUE" in result.stderr

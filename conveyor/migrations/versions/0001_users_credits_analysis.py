@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("name", sa.String(100), nullable=False, unique=True),
         sa.Column("credits", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("credits_held", sa.Integer, nullable=False, server_default="0"),
         sa.Column("created_at", TS, nullable=False, server_default=sa.func.now()),
     )
     op.create_table(
