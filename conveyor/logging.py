@@ -43,7 +43,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "aiosqlite", "botocore", "urllib3", "alembic.runtime.migration"):
+    for noisy in ("httpx", "httpcore", "aiosqlite", "botocore", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -65,6 +65,8 @@ class AnalysisWorkflow:
     def __init__(self) -> None:
         self._progress = Progress(stage="queued")
         self._outcomes: list[AgentOutcome] = []
+        self._current: list[DatasetRef] = []
+        """The chained datasets: inputs, then each transforming agent's output."""
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> Progress:
@@ -87,7 +89,6 @@ class AnalysisWorkflow:
         """Run the task's tool and record the outcome on the task."""
         self._report(stage="loading", percent=2, message="loading task")
         plan: TaskPlan | None = None
-        current: list[DatasetRef] = []
         try:
             plan = await workflow.execute_activity_method(
                 AnalysisActivities.load_task,
@@ -103,7 +104,7 @@ class AnalysisWorkflow:
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=RETRY_POLICY,
             )
-            current = inputs
+            self._current = inputs
             self._report(stage="billing", percent=15, message=f"holding {plan.cost} credits")
             await workflow.execute_activity_method(
                 AnalysisActivities.hold_credits,
@@ -111,13 +112,12 @@ class AnalysisWorkflow:
                 start_to_close_timeout=BOOKKEEPING_TIMEOUT,
                 retry_policy=RETRY_POLICY,
             )
-            current, timed_out = await self._run_agents(request, plan, inputs)
-            if timed_out:
+            if await self._run_agents(request, plan, inputs):
                 message = f"time limit reached after {len(self._outcomes)} of {len(plan.agents)} agents"
-                await self._wind_down(request, plan, current, "failed", "TIMEOUT", message)
+                await self._wind_down(request, plan, "failed", "TIMEOUT", message)
                 raise ApplicationError(message, "TIMEOUT", type=ErrorKind.TIMEOUT.value, non_retryable=True)
             self._report(stage="publishing", percent=92, message="publishing outputs")
-            published = await self._publish(plan, current, "completed")
+            published = await self._publish(plan, "completed")
             charged = await workflow.execute_activity_method(
                 AnalysisActivities.charge_credits,
                 CreditsRequest(task_id=plan.task_id, user_id=plan.user_id),
@@ -137,25 +137,22 @@ class AnalysisWorkflow:
             )
         except (asyncio.CancelledError, ActivityError) as err:
             if is_cancelled_exception(err):
-                await self._wind_down(request, plan, current, "cancelled", "CANCELLED", "cancelled by request")
+                await self._wind_down(request, plan, "cancelled", "CANCELLED", "cancelled by request")
                 raise
             info = failure_info(err)
             code = "TIMEOUT" if info.kind == ErrorKind.TIMEOUT else info.code
-            await self._wind_down(request, plan, current, "failed", code, info.message)
+            await self._wind_down(request, plan, "failed", code, info.message)
             raise ApplicationError(info.message, code, type=info.kind.value, non_retryable=True) from err
 
-    async def _run_agents(
-        self, request: AnalysisRequest, plan: TaskPlan, inputs: list[DatasetRef]
-    ) -> tuple[list[DatasetRef], bool]:
-        """Run the plan's agents in order; returns the chained datasets and whether time ran out."""
+    async def _run_agents(self, request: AnalysisRequest, plan: TaskPlan, inputs: list[DatasetRef]) -> bool:
+        """Run the plan's agents in order, chaining datasets; returns True if the soft time limit stopped it."""
         started = workflow.info().start_time
-        current = inputs
         summaries: dict[str, str] = {}
         n = len(plan.agents)
         for i, agent_id in enumerate(plan.agents):
             elapsed = (workflow.now() - started).total_seconds()
             if elapsed >= request.soft_limit_s:
-                return current, True
+                return True
             percent = int(AGENTS_START_PERCENT + AGENTS_SPAN_PERCENT * i / n)
             self._report(stage=agent_id, percent=percent, done=i, message=f"running {agent_id} ({i + 1}/{n})")
             await self._bookkeeping(TaskUpdate(task_id=plan.task_id, progress=percent, current_agent=agent_id))
@@ -166,7 +163,7 @@ class AnalysisWorkflow:
                     tool_id=plan.tool_id,
                     agent_id=agent_id,
                     inputs=inputs,
-                    current=current,
+                    current=self._current,
                     params=_agent_params(plan.params, agent_id),
                     previous=dict(summaries),
                 ),
@@ -177,18 +174,14 @@ class AnalysisWorkflow:
             self._outcomes.append(outcome)
             summaries[agent_id] = outcome.summary_key
             if outcome.current is not None:
-                current = outcome.current
+                self._current = outcome.current
         self._report(done=n, percent=AGENTS_START_PERCENT + AGENTS_SPAN_PERCENT)
-        return current, False
+        return False
 
     async def _publish(
-        self,
-        plan: TaskPlan,
-        current: list[DatasetRef],
-        status: str,
-        code: str | None = None,
-        message: str | None = None,
+        self, plan: TaskPlan, status: str, code: str | None = None, message: str | None = None
     ) -> list[OutputFile]:
+        """Publish the response and every output of the agents that finished."""
         result = await workflow.execute_activity_method(
             AnalysisActivities.publish_outputs,
             PublishRequest(
@@ -196,7 +189,7 @@ class AnalysisWorkflow:
                 tool_id=plan.tool_id,
                 agents=plan.agents,
                 outcomes=self._outcomes,
-                current=current,
+                current=self._current,
                 status=status,
                 error_code=code,
                 error_message=message,
@@ -208,19 +201,12 @@ class AnalysisWorkflow:
         return result.outputs
 
     async def _wind_down(
-        self,
-        request: AnalysisRequest | None,
-        plan: TaskPlan | None,
-        current: list[DatasetRef],
-        status: str,
-        code: str,
-        message: str,
+        self, request: AnalysisRequest, plan: TaskPlan | None, status: str, code: str, message: str
     ) -> None:
         """Keep finished outputs, give back held credits and record the final status."""
-        task_id = plan.task_id if plan is not None else (request.task_id if request is not None else "")
         if plan is not None:
             if self._outcomes:
-                await self._publish(plan, current, status, code, message)
+                await self._publish(plan, status, code, message)
             await workflow.execute_activity_method(
                 AnalysisActivities.release_credits,
                 CreditsRequest(task_id=plan.task_id, user_id=plan.user_id),
@@ -230,7 +216,7 @@ class AnalysisWorkflow:
         if code != "TASK_NOT_FOUND":
             await self._bookkeeping(
                 TaskUpdate(
-                    task_id=task_id,
+                    task_id=request.task_id,
                     status=status,
                     error_code=None if status == "cancelled" else code,
                     error_message=None if status == "cancelled" else message,

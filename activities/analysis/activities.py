@@ -279,9 +279,12 @@ class AnalysisActivities:
         files: list[OutputFile] = []
         con = duckdb.connect()
         try:
+            taken = {f.name for o in request.outcomes for f in o.files}
             for i, ref in enumerate(request.current):
-                local = self._blobs.download(ref.key, tmp / f"final-{i}.parquet")
                 name = _export_name(request.tool_id, ref.name)
+                if name in taken:  # the agent already published this table under that name
+                    continue
+                local = self._blobs.download(ref.key, tmp / f"final-{i}.parquet")
                 out = tmp / name
                 src, dst = str(local).replace("'", "''"), str(out).replace("'", "''")
                 con.execute(f"COPY (SELECT * FROM read_parquet('{src}')) TO '{dst}' (HEADER, DELIMITER ',')")

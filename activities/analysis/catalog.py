@@ -65,7 +65,12 @@ TOOLS: dict[str, ToolSpec] = {
             "Find keys, match entities across files and build golden records.",
             (
                 AgentSpec("key-identifier", "Candidate keys per file.", 1),
-                AgentSpec("entity-matcher", "Match records across files on normalised keys and fuzzy names.", 3),
+                AgentSpec(
+                    "entity-matcher",
+                    "Match records across files on normalised keys and fuzzy names.",
+                    3,
+                    transforms=True,
+                ),
                 AgentSpec("golden-record-builder", "Golden records by survivorship rules.", 2, transforms=True),
             ),
         ),

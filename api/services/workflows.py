@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.errors import NotFound
@@ -63,11 +69,11 @@ async def describe(client: Client, workflow_id: str, *, owner: str | None = None
 
 
 async def query_progress(handle: WorkflowHandle[object, object]) -> Progress | None:
-    """The workflow's ``progress`` answer, or None when no worker can answer right now."""
+    """The workflow's ``progress`` answer, or None when no worker can answer it right now."""
     try:
         progress: Progress = await handle.query(PROGRESS_QUERY, result_type=Progress, rpc_timeout=QUERY_TIMEOUT)
         return progress
-    except RPCError:
+    except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
         return None
 
 

@@ -11,7 +11,8 @@ from rich.console import Console
 
 from conveyor.errors import ConveyorError, ErrorKind
 
-console = Console()
+#: Piped output keeps full lines (ids and links) instead of folding them at 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def emit_json(data: Any) -> None:

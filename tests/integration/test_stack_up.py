@@ -75,3 +75,58 @@ def test_up_serves_refuses_a_second_copy_and_stops_without_orphans(tmp_path: Pat
             proc.kill()
     assert (tmp_path / "var" / "temporal.db").exists()
     assert (tmp_path / "var" / "conveyor.db").exists()
+
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "analysis" / "orders_2024.csv"
+
+
+def _up(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+
+
+def test_history_and_app_data_survive_a_restart(tmp_path: Path) -> None:
+    env = _env(tmp_path / "var")
+    api = f"http://127.0.0.1:{env['CONVEYOR_API_PORT']}"
+    created = subprocess.run(
+        [sys.executable, "-m", "conveyor", "users", "create", "keeper", "--credits", "20", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    headers = {"X-API-Key": json.loads(created.stdout)["api_key"]}
+    proc = _up(env)
+    try:
+        _wait_healthy(api)
+        task = httpx.post(
+            f"{api}/api/tasks",
+            headers=headers,
+            data={"tool_id": "profile-my-data", "agents": "unified-profiler"},
+            files={"files": ("orders_2024.csv", SAMPLE.read_bytes())},
+            timeout=30,
+        ).json()
+        workflow_id = httpx.post(f"{api}/api/tasks/{task['task_id']}/process", headers=headers).json()["workflow_id"]
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{api}/api/tasks/{task['task_id']}", headers=headers).json()["status"] != "completed":
+            assert time.monotonic() < deadline, "task did not complete"
+            time.sleep(0.3)
+    finally:
+        _stop(proc)
+    proc = _up(env)
+    try:
+        _wait_healthy(api)
+        after = httpx.get(f"{api}/api/tasks/{task['task_id']}", headers=headers).json()
+        assert after["status"] == "completed" and "profile.json" in {o["name"] for o in after["outputs"]}
+        progress = httpx.get(f"{api}/api/workflows/{workflow_id}/progress", headers=headers).json()
+        assert progress["status"] == "completed" and progress["progress"]["stage"] == "completed"
+        assert httpx.get(f"{api}/api/tasks/{task['task_id']}/outputs/profile.json", headers=headers).status_code == 200
+    finally:
+        _stop(proc)

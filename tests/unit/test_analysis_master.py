@@ -95,13 +95,6 @@ def _clusters(rows: list[dict[str, Any]]) -> set[frozenset[tuple[str, int]]]:
     return {frozenset(members) for members in by_id.values()}
 
 
-def _golden_by_name(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Golden records of the three matched people, by a stable member email/phone."""
-    return {
-        row["sources"] + ":" + str(row["record_count"]) + ":" + str(row["cluster_id"]): row for row in rows
-    }
-
-
 EXPECTED_CLUSTERS = {
     frozenset({("crm.csv", 1), ("shop.csv", 1)}),  # John / Jon Smith: email (case) and phone (format)
     frozenset({("crm.csv", 2), ("shop.csv", 2)}),  # Maria Garcia: phone
@@ -210,6 +203,43 @@ def test_entity_matcher_within_one_dataset(tmp_path: Path) -> None:
         frozenset({("people.csv", 2)}),
     }
     assert result.summary["within_sources"] is True
+
+
+def test_same_name_at_another_house_number_is_another_person(tmp_path: Path) -> None:
+    columns = "name VARCHAR, address VARCHAR"
+    a = _write_parquet(tmp_path / "a.parquet", columns, [("Kevin Jackford", "3916 Berg Street")])
+    b = _write_parquet(
+        tmp_path / "b.parquet",
+        columns,
+        [("Kevin Jackford", "3191 Berg Street"), ("Kevin Jackfort", "3916 Berg St.")],
+    )
+    ctx = _context(tmp_path, "match", [Dataset("a.csv", a), Dataset("b.csv", b)])
+    clusters = _clusters(_rows(ctx.con, entity_matcher(ctx), "source, source_row"))
+    assert clusters == {frozenset({("a.csv", 1), ("b.csv", 2)}), frozenset({("b.csv", 1)})}
+
+
+def test_entity_matcher_aligns_typed_columns_and_keeps_a_source_column(tmp_path: Path) -> None:
+    con = duckdb.connect()
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    con.execute(
+        "COPY (SELECT * FROM (VALUES (1, 'Ann Lee', 5551234567, 'web'), (2, 'Bob Ray', 5559876543, 'shop')) "
+        f"t(id, name, phone, source)) TO '{a}' (FORMAT parquet)"
+    )
+    con.execute(
+        "COPY (SELECT * FROM (VALUES ('x1', 'Ann', 'Lee', '+1 555-123-4567', 'ads')) "
+        f"t(id, first_name, last_name, phone, source)) TO '{b}' (FORMAT parquet)"
+    )
+    ctx = _context(tmp_path, "match", [Dataset("a.csv", a), Dataset("b.csv", b)], {"match_keys": ["phone"]})
+    result = entity_matcher(ctx)
+
+    rows = _rows(ctx.con, result, "source, source_row")
+    assert _clusters(rows) == {
+        frozenset({("a.csv", 1), ("b.csv", 1)}),
+        frozenset({("a.csv", 2)}),
+    }
+    assert result.summary["renamed_columns"] == {"source": "source_original"}
+    assert [r["source_original"] for r in rows] == ["web", "shop", "ads"]
+    assert [r["id"] for r in rows] == ["1", "2", "x1"]  # BIGINT and VARCHAR ids align as text
 
 
 def test_golden_records_default_rules_after_matcher(tmp_path: Path, customers: list[Dataset]) -> None:

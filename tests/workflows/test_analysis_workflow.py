@@ -200,6 +200,8 @@ async def test_agent_bad_input_keeps_finished_outputs_and_releases_credits(
     assert fakes.calls.count("run_agent:score-risk") == 1  # bad input is never retried
     assert fakes.published[-1].status == "failed"
     assert [o.agent_id for o in fakes.published[-1].outcomes] == ["unified-profiler"]
+    # the tables published are the last finished agent's output, not the raw inputs
+    assert [d.key for d in fakes.published[-1].current] == ["k/unified-profiler.parquet"]
     assert "release_credits" in fakes.calls and "charge_credits" not in fakes.calls
     assert fakes.updates[-1].error_code == "BAD_PARAMS"
 

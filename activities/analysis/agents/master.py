@@ -557,10 +557,15 @@ def _value_samples(
     return modulus
 
 
+def _same_name(a: str, b: str) -> bool:
+    return "".join(_name_tokens(a)) == "".join(_name_tokens(b))
+
+
 def _column_similarity(a: str, b: str) -> float:
-    ta, tb = " ".join(_name_tokens(a)), " ".join(_name_tokens(b))
-    if ta.replace(" ", "") == tb.replace(" ", ""):
+    """How alike two column names are, 0-100 (``customer_email`` and ``email`` are alike)."""
+    if _same_name(a, b):
         return 100.0
+    ta, tb = " ".join(_name_tokens(a)), " ".join(_name_tokens(b))
     return max(fuzz.ratio(ta, tb), fuzz.token_set_ratio(ta, tb) if min(len(ta), len(tb)) >= 4 else 0.0)
 
 
@@ -601,7 +606,7 @@ def _join_candidate(
 ) -> dict[str, Any] | None:
     similarity = _column_similarity(a.name, b.name)
     overlap = shared / min(size_a, size_b) if min(size_a, size_b) else 0.0
-    same_name = similarity == 100.0
+    same_name = _same_name(a.name, b.name)
     by_name = same_name or (similarity >= 80 and overlap > 0)
     by_values = overlap >= p.min_overlap and min(a.distinct, b.distinct) >= 20
     if not (by_name or by_values):
@@ -939,23 +944,23 @@ def _build_blocks(con: duckdb.DuckDBPyConnection, p: _MatchParams) -> dict[str, 
             WHEN x.ad <> '' AND y.ad <> '' THEN {_name_floor(p.threshold)} ELSE {p.threshold} END{hopeless}
         """
     )
-    return _block_stats(con, cap)
+    return _block_stats(con, p)
 
 
-def _block_stats(con: duckdb.DuckDBPyConnection, cap: int) -> dict[str, Any]:
+def _block_stats(con: duckdb.DuckDBPyConnection, p: _MatchParams) -> dict[str, Any]:
+    """Block counts; ``records_in_oversized_finest_blocks`` counts records some of whose possible partners
+    went uncompared: they share a block of the finest kind (no finer fallback) that was too large."""
+    cap = p.max_block_size
+    finest = "bkey[1] = '+'" if p.address_columns else "bkey[1] IN ('b', 'd')"
     blocks, small, oversized, biggest = _one(
         con,
         f"SELECT count(*), count(*) FILTER (WHERE n <= {cap}), count(*) FILTER (WHERE n > {cap}), "
         "coalesce(max(n), 0) FROM __mm_bs",
     )
-    (unblocked,) = _one(
+    (uncompared,) = _one(
         con,
-        f"""
-        SELECT count(*) FROM (
-            SELECT rid, bool_or(s.n > {cap}) AS big, bool_or(s.n <= {cap}) AS ok
-            FROM __mm_bk JOIN __mm_bs s USING (bkey) GROUP BY rid
-        ) WHERE big AND NOT ok
-        """,
+        "SELECT count(DISTINCT rid) FROM __mm_bk "
+        f"WHERE bkey IN (SELECT bkey FROM __mm_bs WHERE n > {cap} AND {finest})",
     )
     samples = con.execute(
         f"SELECT bkey, n FROM __mm_bs WHERE n > {cap} ORDER BY n DESC, bkey LIMIT 5"
@@ -968,7 +973,7 @@ def _block_stats(con: duckdb.DuckDBPyConnection, cap: int) -> dict[str, Any]:
         "blocks_compared": int(small),
         "oversized_blocks": int(oversized),
         "largest_block": int(biggest),
-        "records_only_in_oversized_blocks": int(unblocked),
+        "records_in_oversized_finest_blocks": int(uncompared),
         "oversized_block_samples": [{"block": str(k), "records": int(n)} for k, n in samples],
         "candidate_pairs": int(pairs),
     }
