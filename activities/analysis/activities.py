@@ -54,6 +54,14 @@ class AnalysisActivities:
         self._blobs = blobs
         self._max_bytes = max_upload_bytes
 
+    def _readable(self, key: str, dest: Path) -> Path:
+        """A local file with the blob's content: the blob itself on a local store (read-only), else a download."""
+        local = self._blobs.local_path(key)
+        if local is not None:
+            return local
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return self._blobs.download(key, dest)
+
     @activity.defn(name="analysis.load_task")
     async def load_task(self, request: AnalysisRequest) -> TaskPlan:
         """Load the task and its owner, route it to its tool and mark it processing."""
@@ -98,7 +106,7 @@ class AnalysisActivities:
         meta_key = f"{key}.json"
         if self._blobs.exists(meta_key):  # converted by an earlier attempt
             return DatasetRef.model_validate_json(self._blobs.get_bytes(meta_key))
-        src = self._blobs.download(f.key, tmp / f"src-{index}{Path(f.name).suffix.lower()}")
+        src = self._readable(f.key, tmp / f"src-{index}{Path(f.name).suffix.lower()}")
         dst = tmp / f"{index}.parquet"
         info = convert_to_parquet(src, f.name, dst, max_bytes=self._max_bytes)
         self._blobs.put_file(key, dst, "application/vnd.apache.parquet")
@@ -195,7 +203,7 @@ class AnalysisActivities:
 
         def fetch(ref: DatasetRef) -> Dataset:
             if ref.key not in local:
-                local[ref.key] = self._blobs.download(ref.key, workdir / "in" / f"{len(local)}.parquet")
+                local[ref.key] = self._readable(ref.key, workdir / "in" / f"{len(local)}.parquet")
             return Dataset(ref.name, local[ref.key])
 
         previous = {agent: json.loads(self._blobs.get_bytes(key)) for agent, key in run.previous.items()}
@@ -284,7 +292,7 @@ class AnalysisActivities:
                 name = _export_name(request.tool_id, ref.name)
                 if name in taken:  # the agent already published this table under that name
                     continue
-                local = self._blobs.download(ref.key, tmp / f"final-{i}.parquet")
+                local = self._readable(ref.key, tmp / f"final-{i}.parquet")
                 out = tmp / name
                 src, dst = str(local).replace("'", "''"), str(out).replace("'", "''")
                 con.execute(f"COPY (SELECT * FROM read_parquet('{src}')) TO '{dst}' (HEADER, DELIMITER ',')")

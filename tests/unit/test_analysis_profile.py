@@ -325,9 +325,7 @@ def test_drift_high_for_shifted_distribution(tmp_path: Path) -> None:
 
 def test_drift_reports_schema_changes(tmp_path: Path) -> None:
     a = write_parquet(tmp_path, "a", "SELECT range AS id, range AS x, 'o' AS old FROM range(20)")
-    b = write_parquet(
-        tmp_path, "b", "SELECT range AS id, CAST(range AS VARCHAR) AS x, 1 AS new FROM range(20)"
-    )
+    b = write_parquet(tmp_path, "b", "SELECT range AS id, CAST(range AS VARCHAR) AS x, 1 AS new FROM range(20)")
     summary = drift_detector(make_ctx(tmp_path, a, b, params={"bins": 4})).summary
     assert summary["schema"]["added"] == ["new"]
     assert summary["schema"]["removed"] == ["old"]

@@ -1,0 +1,99 @@
+"""Helpers shared by the three agents: params, progress, output files, and JSON-safe values."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from activities.analysis.agents.base import Dataset
+from conveyor.errors import BadInput
+
+Report = Callable[[float, str], None]
+
+SUMMARY_VALUE_CHARS = 80
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-serialisable copy: NaN/inf to None, decimals to float, dates and others to str."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return jsonable(float(value))
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, timedelta | UUID):
+        return str(value)
+    return str(value)
+
+
+def _num(value: Any, digits: int = 6) -> float | None:
+    """A finite float rounded to ``digits`` decimals, or None."""
+    if value is None:
+        return None
+    f = float(value)
+    return round(f, digits) if math.isfinite(f) else None
+
+
+def _share(part: int | None, whole: int | None) -> float:
+    return round((part or 0) / whole, 4) if whole else 0.0
+
+
+def _clip(value: Any, chars: int) -> Any:
+    if isinstance(value, str) and len(value) > chars:
+        return value[: chars - 1] + "…"
+    return value
+
+
+def _unique_names(datasets: Sequence[Dataset]) -> list[str]:
+    """Dataset names, made unique with a ``(2)``, ``(3)``… suffix where the user gave two the same name."""
+    seen: dict[str, int] = {}
+    names: list[str] = []
+    for ds in datasets:
+        seen[ds.name] = seen.get(ds.name, 0) + 1
+        names.append(ds.name if seen[ds.name] == 1 else f"{ds.name} ({seen[ds.name]})")
+    return names
+
+
+def _write_json(workdir: Path, filename: str, payload: dict[str, Any]) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / filename
+    path.write_text(json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8")
+    return path
+
+
+def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = params.get(name)
+    value = default if value is None else value
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadInput(f"param '{name}' must be an integer from {low} to {high}, got {value!r}", code="BAD_PARAMS")
+    return value
+
+
+def _float_param(params: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
+    value = params.get(name)
+    value = default if value is None else value
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not low <= value <= high:
+        raise BadInput(f"param '{name}' must be a number from {low} to {high}, got {value!r}", code="BAD_PARAMS")
+    return float(value)
+
+
+def _scaled(report: Report, start: float, end: float) -> Report:
+    """A progress callback mapping [0, 1] onto [start, end] of ``report``."""
+    return lambda fraction, message: report(start + (end - start) * min(max(fraction, 0.0), 1.0), message)
