@@ -120,9 +120,7 @@ def test_key_identifier_finds_id_key_and_email_join(tmp_path: Path, customers: l
     lenient = key_identifier(_context(tmp_path, "keys2", customers, {"max_null_ratio": 0.25}))
     shop_keys = lenient.summary["datasets"][1]["candidate_keys"]
     shop_email = next(c for c in shop_keys if c["columns"] == ["email"])
-    assert (
-        shop_email["null_ratio"] == 0.2 and shop_email["uniqueness"] == 1.0 and shop_email["unique"] is False
-    )
+    assert shop_email["null_ratio"] == 0.2 and shop_email["uniqueness"] == 1.0 and shop_email["unique"] is False
     joins = {(j["left_column"], j["right_column"]): j for j in result.summary["join_candidates"]}
     assert joins[("email", "email")]["value_overlap"] > 0
     assert "same_name" in joins[("email", "email")]["reasons"]
@@ -165,9 +163,7 @@ def test_entity_matcher_clusters_the_same_people(tmp_path: Path, customers: list
     assert json.loads(result.files["match_report.json"].read_text())["clusters"] == 7
     with result.files["matches.csv"].open() as f:
         pairs = list(csv.DictReader(f))
-    assert {
-        (p["left_source"], p["left_row"], p["right_source"], p["right_row"], p["rule"]) for p in pairs
-    } == {
+    assert {(p["left_source"], p["left_row"], p["right_source"], p["right_row"], p["rule"]) for p in pairs} == {
         ("crm.csv", "1", "shop.csv", "1", "exact:email"),
         ("crm.csv", "2", "shop.csv", "2", "exact:phone"),
         ("crm.csv", "3", "shop.csv", "3", "fuzzy"),
@@ -184,9 +180,7 @@ def test_entity_matcher_threshold_and_explicit_keys(tmp_path: Path, customers: l
     ctx = _context(tmp_path, "match", customers, params)
     clusters = _clusters(_rows(ctx.con, entity_matcher(ctx), "source, source_row"))
     assert frozenset({("crm.csv", 3), ("shop.csv", 3)}) in clusters
-    assert (
-        frozenset({("crm.csv", 1)}) in clusters and frozenset({("crm.csv", 2), ("shop.csv", 2)}) in clusters
-    )
+    assert frozenset({("crm.csv", 1)}) in clusters and frozenset({("crm.csv", 2), ("shop.csv", 2)}) in clusters
 
 
 def test_entity_matcher_within_one_dataset(tmp_path: Path) -> None:
@@ -276,9 +270,7 @@ def test_golden_records_most_recent_runs_matcher_itself(tmp_path: Path, customer
 
     rows = _rows(ctx.con, result, "cluster_id")
     john, maria, wei = rows[0], rows[1], rows[2]
-    assert (
-        john["name"] == "Jon Smith" and john["phone"] == "555.123.4567" and john["updated_at"] == "2024-06-01"
-    )
+    assert john["name"] == "Jon Smith" and john["phone"] == "555.123.4567" and john["updated_at"] == "2024-06-01"
     assert maria["email"] == "maria.g@example.com" and maria["updated_at"] == "2023-05-01"
     assert wei["address"] == "9 Pine Avenue" and wei["email"] == "wei.chen@example.com"
     assert result.summary["matched_inline"] is True and result.summary["matching"]["clusters"] == 7
@@ -298,10 +290,7 @@ def test_golden_records_source_priority(tmp_path: Path, customers: list[Dataset]
     assert maria["address"] == "4 Elm Rd"
     assert john["email"] == "john.smith@example.com"  # overridden to most_frequent
     assert result.summary["source_priority"] == ["shop.csv", "crm.csv"]
-    assert (
-        result.summary["rules"]["email"] == "most_frequent"
-        and result.summary["rules"]["name"] == "source_priority"
-    )
+    assert result.summary["rules"]["email"] == "most_frequent" and result.summary["rules"]["name"] == "source_priority"
 
     crm_first = _context(tmp_path, "golden2", matched.current, {"source_priority": ["crm"]})
     john = _rows(crm_first.con, golden_record_builder(crm_first), "cluster_id")[0]
@@ -323,9 +312,7 @@ def test_golden_records_source_priority(tmp_path: Path, customers: list[Dataset]
         ("keys", {"min_uniqueness": 2}, "min_uniqueness"),
     ],
 )
-def test_bad_params(
-    tmp_path: Path, customers: list[Dataset], agent: str, params: dict[str, Any], named: str
-) -> None:
+def test_bad_params(tmp_path: Path, customers: list[Dataset], agent: str, params: dict[str, Any], named: str) -> None:
     run = {"matcher": entity_matcher, "golden": golden_record_builder, "keys": key_identifier}[agent]
     with pytest.raises(BadInput) as err:
         run(_context(tmp_path, agent, customers, params))
