@@ -1,15 +1,18 @@
 """The clean-my-data agents: six transforming agents that rewrite the chained datasets.
 
 Each agent reads every dataset of ``ctx.current`` with DuckDB (``read_parquet``), writes one new Parquet file
-per dataset under ``ctx.workdir`` with a single ``COPY (SELECT ...) TO`` (the dataset keeps its name and row
-order) and returns the new files as ``AgentResult.current``. Only aggregates, a sample of at most
-:data:`SAMPLE_ROWS` rows (used to detect types, formats and number styles), the distinct values of
-low-cardinality columns and a few example rows ever reach Python, so million-row files take seconds.
+per dataset under ``ctx.workdir`` with a single ``COPY (SELECT ...) TO`` (the dataset keeps its name and its
+row order) and returns the new files as ``AgentResult.current``. Only aggregates, a reservoir sample of at
+most :data:`SAMPLE_ROWS` rows (to detect types, number styles, date orders and e-mail columns), the distinct
+values of low-cardinality columns and a few example rows reach Python, so million-row files take seconds.
+Counts of what changed are read by a ``POSITIONAL JOIN`` of the input and the output file, which relies on
+DuckDB's default ``preserve_insertion_order = true`` (and on never planning a join in the writing query).
 
 Summaries are JSON-safe: ``{"agent", "params", "datasets": {name: {...}}}`` with per-column counts and a few
 ``[before, after]`` examples (strings clipped to :data:`VALUE_CHARS` characters). "Text" means a ``VARCHAR``
-column (what CSV input gives); "null-like" means a text value that, trimmed and lower-cased, is one of
-:data:`NULL_LIKE` (``''`` and whitespace-only included).
+column (what CSV input gives). "Null-like" means a text value that, trimmed of whitespace and lower-cased,
+is one of :data:`NULL_LIKE` (``''`` included, so whitespace-only too); only values of up to 12 characters
+or starting with whitespace are tested, so a long value padded at its end only is not seen as null-like.
 
 Bad params raise ``BadInput(code="BAD_PARAMS")`` naming the agent, the param and the value. A column param
 naming a column that no current dataset has is a bad param too; a dataset that lacks a column another dataset
@@ -18,61 +21,74 @@ has lists it under ``missing_columns``.
 ``null-handler``
     Null-like text values (and NaN in float columns) become NULL. Params: ``strategy``: ``keep``
     (default), ``drop_rows`` (drop rows with a null in ``columns``, default all), ``fill`` (fill the nulls
-    of ``columns``: numeric columns, text columns whose values (>= 90 %) are numbers included, with
+    of ``columns``: numeric columns, and text columns whose values (>= 90 %) are numbers, with
     ``fill_numeric``: ``mean``, ``median`` (default), ``zero`` or a number, written in the column's number
     style; other text columns with ``fill_text``, default ``"unknown"``; other types are left alone) or
     ``drop_columns_over`` (only drop columns, threshold 0.5 unless given). ``drop_columns_over``: number
     0..1, with any strategy: drop columns (of ``columns``) whose null share after normalising exceeds it
-    (never every column).
+    (never every column). Summary: rows in/out/dropped, null-likes normalised, values filled, columns
+    dropped, and per column with nulls: SQL nulls, null-likes (with the commonest spellings), fill value.
 
 ``type-fixer``
-    Converts text columns where at least ``min_parse_rate`` (number in (0, 1], default 0.9) of the non-null
-    values parse: booleans (``true/false yes/no y/n t/f 1/0``, any case) to BOOLEAN; numbers with thousands
-    separators (``,`` ``'`` or space; ``.`` or space in European style, chosen only when some values are
-    European-only and none US-only), currency symbols/codes and ``(1.5)`` negatives to BIGINT (all integral)
-    or DOUBLE; dates (ISO ``2024-01-31``/``2024/01/31``; ``d/m/Y`` or ``m/d/Y`` with ``/ - .`` and 2- or
-    4-digit years, the order read from the column (a first part > 12 means day first, a second part > 12
-    month first; day first when undecided); ``12 Jan 2024``, ``12-Jan-24``, ``Jan 12, 2024``, ``Mon, 12th
-    January 2024``) to DATE, or TIMESTAMP when any value has a time (``10:30``, ``10:30:15.5``, ``3:04 PM``;
-    a ``Z``/``UTC``/``+02:00`` suffix is dropped, keeping the local time). Ties go to the first of boolean,
-    integer, double, date. Integer-looking values with leading zeros (``007``) keep a column text. Values
-    that fail become NULL and are counted, with examples. Params: ``min_parse_rate``; ``columns`` (default
-    all text columns); ``date_order``: ``auto`` (default), ``dmy`` or ``mdy``.
+    Converts text columns where at least ``min_parse_rate`` (number in (0, 1], default 0.9) of the
+    non-null-like values parse: booleans (``true/false yes/no y/n t/f 1/0``, any case) to BOOLEAN; numbers
+    with thousands separators (``,`` ``'`` or space; ``.`` or space in European style, chosen only when some
+    values are European-only and none US-only), currency symbols/codes and ``(1.5)`` negatives to BIGINT
+    (all integral) or DOUBLE; dates to DATE, or TIMESTAMP when any value has a time (``10:30``,
+    ``10:30:15.5``, ``3:04 PM``; a zone suffix is dropped, keeping the local time). Dates: ISO
+    (``2024-01-31``, ``2024/01/31``, ``2024.01.31``), ``d/m/Y`` or ``m/d/Y`` with ``/ - .`` and 2- or
+    4-digit years, ``12 Jan 2024``, ``12-Jan-24``, ``Jan 12, 2024``, ``Mon, 12th January 2024`` and
+    ``20240131``. Numeric dates are read day or month first per separator, from the column's values (a first
+    part > 12 means day first, a second part > 12 month first; undecided separators follow the whole column,
+    then day first). The kind parsing the most values wins, ties going to the first of boolean, integer,
+    double, date (so ``0``/``1`` is boolean and a column of ``20240131``-style values stays an integer).
+    Integer-looking values with leading zeros (``007``) keep a column text. Null-like values become NULL;
+    other values that fail become NULL and are counted, with examples. Params: ``min_parse_rate``;
+    ``columns`` (default all text columns); ``date_order``: ``auto`` (default), ``dmy`` or ``mdy`` (all
+    separators). Summary per converted column: from, to, format, parse rate (on the sample), values
+    converted, failed (with examples) and null-like; per column left alone that looked partly parseable:
+    the best kind (boolean, number or date) and its rate.
 
 ``field-standardizer``
     For text columns (``columns``, default all): trim and collapse whitespace; apply explicit ``mappings``
     ``{column: {from: to}}`` (``from`` matched ignoring case and surrounding whitespace); apply ``case``
-    (``lower``, ``upper``, ``title`` or ``keep``; a string for every column or ``{column: mode}``; columns
-    whose name contains "email" default to ``lower``, the rest to ``keep``); then, for columns with at most
-    ``max_categories`` (int 0..1000, default 50; 0 disables) distinct values, merge spellings equal after
-    normalising case, whitespace, punctuation and accents, and (where values repeat: distinct spellings at
-    most half the non-null values) spellings whose normalised forms have a rapidfuzz ratio >= ``threshold``
-    (0..100, default 90) and the same digits, into the group's most frequent spelling (an explicit mapping
-    target wins). Values without letters and e-mail columns are never merged.
+    (``lower``, ``upper``, ``title`` or ``keep``; a string sets every column, ``{column: mode}`` some;
+    columns named like e-mail are lower-cased unless the object form names them; the rest default to
+    ``keep``); then, for columns with at most ``max_categories`` (int 0..1000, default 50; 0 disables)
+    distinct values, merge spellings equal after normalising case, whitespace, punctuation and accents and,
+    where values repeat (distinct spellings at most half the non-null values), spellings whose normalised
+    forms have a rapidfuzz ratio >= ``threshold`` (0..100, default 90) and the same digits, into the group's
+    most frequent spelling (an explicit mapping target wins). Values without letters and e-mail columns are
+    never merged. Summary per changed column: values changed, case mode, the mapping used, examples.
 
 ``duplicate-resolver``
     Removes exact duplicate rows, then near-duplicates: rows equal on ``key_columns`` (default all columns)
     once text is lower-cased, accent- and punctuation-stripped, trimmed and whitespace-collapsed (an empty
-    result counts as NULL). Params: ``key_columns``; ``keep``: ``first`` (default) or ``most_complete`` (the
-    row with the fewest nulls, then the first); ``near``: bool (default true; false removes exact duplicates
-    only).
+    result counts as NULL). Params: ``key_columns``; ``keep``: ``first`` (default) or ``most_complete``
+    (the row with the fewest nulls, then the first); ``near``: bool (default true; false removes exact
+    duplicates only). Summary: rows in/out, exact and near duplicates removed, up to three sample groups
+    (near ones first: the kept row and up to two removed ones).
 
 ``outlier-flagger``
-    Numeric columns (``columns``, default every numeric column and every text column whose values (>= 90 %)
-    are plain numbers, except id-like names and codes with leading zeros). ``method``: ``iqr`` (default;
-    bounds ``q1 - k*iqr``, ``q3 + k*iqr``, ``k`` > 0 default 1.5) or ``zscore`` (``|x - mean| / stddev >
-    threshold``, default 3). Infinities are outliers, NaN and nulls are not. ``action``: ``flag`` (default:
-    adds BOOLEAN ``<col>_is_outlier``, false for nulls) or ``drop`` (removes flagged rows, adds nothing).
+    Numeric columns (``columns``, default every numeric column and every text column whose values
+    (>= 90 %) are numbers, except id-like names (``id``, ``uuid``, ``key``, ``*_id``) and codes with leading
+    zeros). ``method``: ``iqr`` (default; bounds ``q1 - k*iqr`` and ``q3 + k*iqr``, ``k`` in (0, 100],
+    default 1.5) or ``zscore`` (``|x - mean| / stddev > threshold``, in (0, 100], default 3). Infinities are
+    outliers, NaN and nulls are not. ``action``: ``flag`` (default: adds BOOLEAN ``<col>_is_outlier``, false
+    for nulls, replacing a column of that name) or ``drop`` (removes flagged rows, adds nothing). Summary
+    per column: quartiles or mean/stddev, bounds, values below/above, the flagged range.
 
 ``email-validator``
     Columns named like e-mail, text columns whose values are mostly (>= 50 %) e-mail shaped, or ``columns``.
-    A value is valid when, trimmed, it matches ``local@domain.tld`` (RFC 5322 atom characters, no spaces, no
-    leading/trailing/consecutive dots, labels of letters/digits/hyphens, a TLD of >= 2 letters, local part
-    <= 64 and address <= 254 characters). Valid values are written trimmed with the domain lower-cased.
-    Adds BOOLEAN ``<col>_valid`` and ``<col>_disposable`` (domain or its parent in :data:`DISPOSABLE_DOMAINS`
-    or ``disposable_domains``), both NULL where the value is null or null-like (``_disposable`` also where
-    invalid). Params: ``columns``; ``action``: ``flag`` (default) or ``null_invalid`` (invalid values become
-    NULL); ``disposable_domains``: extra domains (list of strings).
+    A value is valid when, trimmed, it matches ``local@domain.tld`` (RFC 5322 atom characters, no spaces,
+    no leading/trailing/consecutive dots, labels of letters/digits/hyphens, a TLD of >= 2 letters, local
+    part <= 64 and address <= 254 characters). Valid values are written trimmed with the domain
+    lower-cased. Adds BOOLEAN ``<col>_valid`` and ``<col>_disposable`` (the domain, or a domain it is a
+    subdomain of, in :data:`DISPOSABLE_DOMAINS` or ``disposable_domains``), both NULL where the value is
+    null or null-like (``_disposable`` also where invalid). Params: ``columns``; ``action``: ``flag``
+    (default) or ``null_invalid`` (invalid values become NULL); ``disposable_domains``: extra domains (list
+    of strings). Summary per column: values checked, valid, invalid (with examples), disposable (with the
+    commonest domains) and rewritten (with examples).
 """
 
 from __future__ import annotations
@@ -82,7 +98,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -102,33 +118,32 @@ Stage = Callable[[str], str]
 #: Text values (trimmed, lower-cased) that mean "no value".
 NULL_LIKE: tuple[str, ...] = ("", "na", "n/a", "null", "none", "nan", "-", "?", "#n/a", "<na>")
 #: Rows sampled to detect types, number styles, date orders and e-mail columns.
-SAMPLE_ROWS = 100_000
+SAMPLE_ROWS = 20_000
 #: Examples kept per column in summaries.
 EXAMPLES = 3
 #: Longest example string kept in summaries.
 VALUE_CHARS = 80
 #: Built-in disposable e-mail domains (a subdomain of one counts too).
 DISPOSABLE_DOMAINS: frozenset[str] = frozenset(
-    {
-        "10minutemail.com", "20minutemail.com", "burnermail.io", "discard.email", "dispostable.com",
-        "emailondeck.com", "fakeinbox.com", "getairmail.com", "getnada.com", "guerrillamail.com",
-        "guerrillamail.net", "guerrillamailblock.com", "mailcatch.com", "maildrop.cc", "mailinator.com",
-        "mailnesia.com", "mintemail.com", "mohmal.com", "moakt.com", "mytemp.email", "sharklasers.com",
-        "spamgourmet.com", "temp-mail.org", "tempail.com", "tempmail.com", "tempmailo.com", "tempr.email",
-        "throwawaymail.com", "trashmail.com", "yopmail.com",
-    }
-)  # fmt: skip
+    """10minutemail.com 20minutemail.com burnermail.io discard.email dispostable.com emailondeck.com
+    fakeinbox.com getairmail.com getnada.com guerrillamail.com guerrillamail.net guerrillamailblock.com
+    mailcatch.com maildrop.cc mailinator.com mailnesia.com mintemail.com mohmal.com moakt.com mytemp.email
+    sharklasers.com spamgourmet.com temp-mail.org tempail.com tempmail.com tempmailo.com tempr.email
+    throwawaymail.com trashmail.com yopmail.com""".split()
+)
 
 _WS = " \t\n\r\x0b\x0c\xa0"
+_SHORT = 12
+_NULL_RE = r"(?i)[\s\x{A0}]*(?:" + "|".join(re.escape(v) for v in NULL_LIKE if v) + r")?[\s\x{A0}]*"
 _INT_TYPES = frozenset(
-    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-     "UHUGEINT"}
-)  # fmt: skip
+    "TINYINT SMALLINT INTEGER BIGINT HUGEINT UTINYINT USMALLINT UINTEGER UBIGINT UHUGEINT".split()
+)
 _FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE", "REAL"})
 _TRUE = ("true", "yes", "y", "t", "1")
 _FALSE = ("false", "no", "n", "f", "0")
+_CASES = ("keep", "lower", "upper", "title")
 
-_CURRENCY = r"[$€£¥₹]|(?i:\b(?:usd|eur|gbp|chf|jpy|inr|cad|aud)\b)"
+_CURRENCY = r"\s*(?:[$€£¥₹]|(?i:\b(?:usd|eur|gbp|chf|jpy|inr|cad|aud)\b))\s*"
 _US_INT = r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d{1,3}(?:'\d{3})+|\d{1,3}(?: \d{3})+|\d+)"
 _US_NUM = (
     r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d{1,3}(?:'\d{3})+|\d{1,3}(?: \d{3})+|\d+)(?:\.\d*)?|\.\d+)"
@@ -136,23 +151,35 @@ _US_NUM = (
 )
 _EU_INT = r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d{1,3}(?: \d{3})+|\d+)"
 _EU_NUM = r"[+-]?(?:(?:\d{1,3}(?:\.\d{3})+|\d{1,3}(?: \d{3})+|\d+)(?:,\d+)?|,\d+)"
-_ISO_DATE = (
-    r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
-    r"(?:\s*(?:Z|UTC|[+-]\d{2}:?\d{2}))?"
+
+_TIME = r"(?:,?[t ]+(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?\s*([ap]m)?)?"
+_TIME_FIELDS = ("hh", "mi", "ss", "ap")
+_NUM_DATE = r"^(\d{1,2})([-/.])(\d{1,2})[-/.](\d{4}|\d{2})" + _TIME + r"\s*(?:z|utc|[+-]\d{2}:?\d{2})?$"
+_TEXT_DATE = (
+    r"^(?:[a-z]+\.?,?\s+)?(?:(\d{1,2})(?:st|nd|rd|th)?[-/ .]+([a-z]+)\.?|([a-z]+)\.?[-/ .]+(\d{1,2})"
+    r"(?:st|nd|rd|th)?)[-/ ,.]+(\d{4}|\d{2})" + _TIME + "$"
 )
-_NUM_DATE = (
-    r"(\d{1,2})[-/.](\d{1,2})[-/.](?:\d{2}|\d{4})"
-    r"(?:[T ]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?: ?[AaPp][Mm])?)?"
-)
-_TIMES = ("", " %H:%M", " %H:%M:%S", " %H:%M:%S.%f", " %I:%M %p", " %I:%M:%S %p")
-_TEXT_DATES = ("%d %b", "%d %B", "%b %d", "%B %d")
-_TEXT_FORMATS = tuple(f"{p} {y}{t}" for y in ("%y", "%Y") for p in _TEXT_DATES for t in _TIMES)
-_EMAIL_RE = (
+_NUMBER_SHAPE = r"[-+]?[0-9.,' ]*[0-9][0-9.,' ]*(?:[eE][-+]?[0-9]+)?"
+_COMPACT_DATE = r"(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+_ISO_SHAPE = r"^\d{4}[-/.]\d{1,2}[-/.]\d"
+_NUMERIC_DATE_SHAPE = r"^\d{1,2}[-/.]\d{1,2}[-/.]\d"
+_ODD_WS = r"[\t\n\r\x{0B}\x{0C}\x{A0}]"
+_ANY_WS = r"[\s\x{0B}\x{A0}]+"
+_PUNCT = r"\p{P}+"
+_SEPARATORS = ("/", ".", "-")
+_MONTH_HINT = r"(?i)(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTH_NAMES = _MONTHS + (
+    "january", "february", "march", "april", "june", "july", "august", "september", "sept", "october",
+    "november", "december",
+)  # fmt: skip
+
+_EMAIL = (
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
 _EMAIL_SHAPE = r"[^@\s]+@[^@\s]+\.[^@\s]+"
-_CASES = ("keep", "lower", "upper", "title")
+_EMAIL_NAME = re.compile(r"e[-_ ]?mail", re.IGNORECASE)
 
 
 # ------------------------------------------------------------------------------------------------ SQL
@@ -170,49 +197,45 @@ def _sql_list(values: Iterable[str]) -> str:
     return "(" + ", ".join(qstr(v) for v in values) + ")"
 
 
-def _trim(expr: str) -> str:
+def _one_of(expr: str, values: Sequence[str]) -> str:
+    """SQL condition: ``expr`` is one of ``values``. DuckDB plans an ``IN`` list of five or more constants
+    as a join evaluated on every row (even inside a ``CASE`` branch few rows reach), so lists of four."""
+    chunks = [f"{expr} IN {_sql_list(values[k : k + 4])}" for k in range(0, len(values), 4)]
+    return f"({' OR '.join(chunks)})"
+
+
+def _rx(expr: str, pattern: str, full: bool = False) -> str:
+    return f"regexp_{'full_match' if full else 'matches'}({expr}, {qstr(pattern)})"
+
+
+def _trim_ws(expr: str) -> str:
     return f"trim({expr}, {qstr(_WS)})"
 
 
-def _null_like(expr: str) -> str:
-    """SQL condition: the text value is null-like (NULL when the value is NULL)."""
-    return f"lower({_trim(expr)}) IN {_sql_list(NULL_LIKE)}"
+def null_like(e: str) -> str:
+    """SQL condition: the text value is null-like. The regular expression only runs on short values and
+    values starting with whitespace, so a long value padded at its end only is not seen as null-like."""
+    maybe = f"strlen({e}) <= {_SHORT} OR {e} < '!' OR {e} >= {qstr(chr(160))}"
+    return f"(({maybe}) AND {_rx(e, _NULL_RE, full=True)})"
 
 
-def _clean_text(expr: str) -> str:
-    """The trimmed text value, NULL where it is null-like."""
-    return f"CASE WHEN {_null_like(expr)} THEN NULL ELSE {_trim(expr)} END"
-
-
-def _regex(expr: str, pattern: str, full: bool = True) -> str:
-    return f"regexp_{'full_match' if full else 'matches'}({expr}, {qstr(pattern)})"
+def clean_text(e: str) -> str:
+    """The text value trimmed of whitespace, NULL where it is null-like."""
+    odd = f"{e} < '!' OR {e} >= {qstr(chr(160))}"  # leading whitespace other than a space, or non-ASCII
+    return f"CASE WHEN {null_like(e)} THEN NULL WHEN {odd} THEN {_trim_ws(e)} ELSE trim({e}) END"
 
 
 def _layered(src: str, stages: dict[str, list[Stage]]) -> str:
     """``SELECT *`` from ``src`` with each listed column rewritten by its stages, one subquery per step."""
     sql = f"SELECT * FROM {src}"
-    depth = max((len(s) for s in stages.values()), default=0)
-    for d in range(depth):
+    for d in range(max((len(s) for s in stages.values()), default=0)):
         repl = [f"{s[d](qident(name))} AS {qident(name)}" for name, s in stages.items() if d < len(s)]
-        if repl:
-            sql = f"SELECT * REPLACE ({', '.join(repl)}) FROM ({sql})"
-    return sql
-
-
-def _traced(src: str, stages: Sequence[list[Stage]], cols: Sequence[Col]) -> str:
-    """Every stage's value of each column as ``__s{i}_{d}`` (``d`` = 0 the raw value), for counting."""
-    depth = max((len(s) for s in stages), default=0)
-    sql = "SELECT " + ", ".join(f"{c.ident} AS __s{i}_0" for i, c in enumerate(cols)) + f" FROM {src}"
-    for d in range(depth):
-        step = [
-            f"{s[d](f'__s{i}_{d}') if d < len(s) else f'__s{i}_{d}'} AS __s{i}_{d + 1}"
-            for i, s in enumerate(stages)
-        ]
-        sql = f"SELECT *, {', '.join(step)} FROM ({sql})"
+        sql = f"SELECT * REPLACE ({', '.join(repl)}) FROM ({sql})"
     return sql
 
 
 def _nest(expr: str, stages: Sequence[Stage]) -> str:
+    """All stages applied in one expression (fine for samples; :func:`_layered` for whole files)."""
     for stage in stages:
         expr = stage(expr)
     return expr
@@ -255,21 +278,35 @@ def _aggregate(con: duckdb.DuckDBPyConnection, sql_from: str, exprs: dict[str, s
     """One aggregate query over ``sql_from``; results by key."""
     if not exprs:
         return {}
-    row = con.execute(f"SELECT {', '.join(exprs.values())} FROM {sql_from}").fetchone()
+    return dict(zip(exprs, _row(con, f"SELECT {', '.join(exprs.values())} FROM {sql_from}"), strict=True))
+
+
+def _by_column(flat: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Split ``{"3.min": v}`` aggregate results into ``{3: {"min": v}}``."""
+    out: dict[int, dict[str, Any]] = {}
+    for key, value in flat.items():
+        idx, stat = key.split(".", 1)
+        out.setdefault(int(idx), {})[stat] = value
+    return out
+
+
+def _row(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[Any, ...]:
+    """The one row of an aggregate query."""
+    row = con.execute(sql).fetchone()
     if row is None:  # an aggregate query always returns a row
         raise RuntimeError("aggregate query returned no row")
-    return dict(zip(exprs, row, strict=True))
+    return tuple(row)
 
 
 def write_parquet(con: duckdb.DuckDBPyConnection, select: str, out: Path) -> int:
-    """Write the result of ``select`` to a Parquet file; returns the number of rows written."""
+    """Write the rows of ``select`` to a Parquet file; returns how many were written."""
     row = con.execute(f"COPY ({select}) TO {qstr(str(out))} (FORMAT parquet)").fetchone()
     return int(row[0]) if row else 0
 
 
 @contextmanager
 def _temp_table(con: duckdb.DuckDBPyConnection, select: str) -> Iterator[str]:
-    """A temporary table holding ``select``'s rows, dropped afterwards."""
+    """A temporary table holding the rows of ``select``, dropped afterwards."""
     name = f"__clean_{uuid.uuid4().hex}"
     con.execute(f"CREATE TEMP TABLE {name} AS {select}")
     try:
@@ -278,16 +315,8 @@ def _temp_table(con: duckdb.DuckDBPyConnection, select: str) -> Iterator[str]:
         con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
-def _sample(job: _Job, cols: Sequence[Col]) -> Any:
-    """A temporary table with a reservoir sample (at most :data:`SAMPLE_ROWS`) of ``cols``."""
-    select = ", ".join(c.ident for c in cols) or "*"
-    return _temp_table(
-        job.con, f"SELECT {select} FROM {job.src} USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (42)"
-    )
-
-
 def _pairs(con: duckdb.DuckDBPyConnection, sql: str, limit: int = EXAMPLES) -> list[list[Any]]:
-    """Distinct ``[before, after]`` rows of a two-column query (reads at most a few dozen rows)."""
+    """Distinct ``[before, after]`` rows of a two-column query (reads a few dozen rows at most)."""
     out: list[list[Any]] = []
     for row in con.execute(f"{sql} LIMIT {limit * 8}").fetchall():
         pair = [clip(v) for v in row]
@@ -299,8 +328,8 @@ def _pairs(con: duckdb.DuckDBPyConnection, sql: str, limit: int = EXAMPLES) -> l
 
 
 def _values(con: duckdb.DuckDBPyConnection, sql: str, limit: int = 5) -> list[Any]:
-    """Distinct values of a one-column query (reads at most a few dozen rows)."""
-    return [p[0] for p in _pairs(con, sql, limit)]
+    """Distinct values of a one-column query (reads a few dozen rows at most)."""
+    return [p[0] for p in _pairs(con, f"SELECT *, 0 FROM ({sql})", limit)]
 
 
 # ------------------------------------------------------------------------------------------ summaries
@@ -385,17 +414,19 @@ class _Params:
             raise self.bad(name, value, "must be one of " + ", ".join(options))
         return value.strip().lower()
 
-    def number(
-        self, name: str, default: float | None, low: float, high: float, open_low: bool = False
-    ) -> Any:
-        """A finite number in ``[low, high]`` (``(low, high]`` when ``open_low``), or ``default``."""
+    def number(self, name: str, default: float, low: float, high: float, open_low: bool = False) -> float:
+        """A finite number in ``[low, high]`` (``(low, high]`` when ``open_low``)."""
+        value = self.optional_number(name, low, high, open_low)
+        return default if value is None else value
+
+    def optional_number(self, name: str, low: float, high: float, open_low: bool = False) -> float | None:
+        """Like :meth:`number`, None when absent."""
         value = self.raw.get(name)
         if value is None:
-            return default
+            return None
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if not ok or not (low < value if open_low else low <= value) or value > high:
-            interval = f"{'(' if open_low else '['}{low:g}, {high:g}]"
-            raise self.bad(name, value, f"must be a number in {interval}")
+            raise self.bad(name, value, f"must be a number in {'(' if open_low else '['}{low:g}, {high:g}]")
         return float(value)
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
@@ -432,7 +463,7 @@ class _Params:
         return list(dict.fromkeys(items))
 
     def columns(self, name: str) -> list[str] | None:
-        """Column names that some current dataset has, or None when the param is absent."""
+        """Column names that some current dataset has; None when the param is absent."""
         if self.raw.get(name) is None:
             return None
         names = self.strings(name)
@@ -477,9 +508,26 @@ class _Job:
         """The input as an SQL table expression."""
         return f"read_parquet({qstr(str(self.path))})"
 
-    def col(self, name: str) -> Col | None:
-        """The column with this name, if the dataset has it."""
-        return next((c for c in self.cols if c.name == name), None)
+    @property
+    def paired(self) -> str:
+        """Input (alias ``i``) and output (alias ``o``) side by side, row by row."""
+        return f"{self.src} AS i POSITIONAL JOIN read_parquet({qstr(str(self.out))}) AS o"
+
+    def sample(self, cols: Sequence[Col]) -> AbstractContextManager[str]:
+        """A temporary table with a reservoir sample (at most :data:`SAMPLE_ROWS` rows) of ``cols``."""
+        sample = f"USING SAMPLE reservoir({SAMPLE_ROWS} ROWS) REPEATABLE (42)"
+        return _temp_table(
+            self.con, f"SELECT {', '.join(c.ident for c in cols) or '*'} FROM {self.src} {sample}"
+        )
+
+
+def _frame(sample: str, cols: Sequence[Col], dates: bool = False) -> str:
+    """``sample`` with each column cleaned (``__v{i}``), as a number string (``__n{i}``) and, when
+    ``dates``, prepared for date parsing (``__d{i}``)."""
+    cleaned = ", ".join(f"{clean_text(c.ident)} AS __v{i}" for i, c in enumerate(cols))
+    extra = [_numstr(f"__v{i}") + f" AS __n{i}" for i in range(len(cols))]
+    extra += [_date_prep(f"__v{i}") + f" AS __d{i}" for i in range(len(cols)) if dates]
+    return f"(SELECT *, {', '.join(extra)} FROM (SELECT *, {cleaned} FROM {sample}))"
 
 
 def _schemas(ctx: AgentContext) -> list[list[Col]]:
@@ -499,56 +547,92 @@ def _run(
     datasets: dict[str, Any] = {}
     current: list[Dataset] = []
     for k, (name, ds, cols) in enumerate(zip(_unique_names(ctx.current), ctx.current, schemas, strict=True)):
-        start, end = k / total, (k + 1) / total
-
-        def report(
-            fraction: float, message: str, start: float = start, end: float = end, name: str = name
-        ) -> None:
-            ctx.report(start + (end - start) * min(max(fraction, 0.0), 1.0), f"{agent}: {name}: {message}")
-
         out = ctx.workdir / f"{k}_{_file_stem(ds.name)}.parquet"
+        report = _scaled(ctx.report, k / total, (k + 1) / total, f"{agent}: {name}: ")
         datasets[name] = step(_Job(ctx.con, name, ds.path, cols, out, report))
         report(1.0, "written")
         current.append(Dataset(ds.name, out))
     ctx.report(1.0, f"{agent}: done")
-    summary = jsonable({"agent": agent, "params": params, "datasets": datasets})
-    return AgentResult(summary=summary, current=current)
-
-
-# ---------------------------------------------------------------------------------------- numbers
-def _numstr(v: str) -> str:
-    """A number string without currency, ``(x)`` as ``-x`` and no space after the sign."""
-    s = f"regexp_replace({v}, '^\\((.*)\\)$', '-\\1')"
-    s = _trim(f"regexp_replace({s}, {qstr(_CURRENCY)}, '', 'g')")
-    return f"regexp_replace({s}, '^([+-])\\s+', '\\1')"
-
-
-def _parse_number(ns: str, style: str, integer: bool) -> str:
-    """BIGINT/DOUBLE from a :func:`_numstr` string in ``us`` or ``eu`` style, NULL if it is no number."""
-    if style == "eu":
-        pattern, plain = (
-            (_EU_INT if integer else _EU_NUM),
-            f"replace(regexp_replace({ns}, '[. ]', '', 'g'), ',', '.')",
-        )
-    else:
-        pattern, plain = (_US_INT if integer else _US_NUM), f"regexp_replace({ns}, '[,'' ]', '', 'g')"
-    return (
-        f"CASE WHEN {_regex(ns, pattern)} THEN TRY_CAST({plain} AS {'BIGINT' if integer else 'DOUBLE'}) END"
+    return AgentResult(
+        summary=jsonable({"agent": agent, "params": params, "datasets": datasets}), current=current
     )
 
 
-def _number_stats(i: int, ns: str) -> dict[str, str]:
-    """Sample aggregates deciding whether a text column holds numbers, and in which style."""
-    us, eu = _regex(ns, _US_NUM), _regex(ns, _EU_NUM)
-    return {
-        f"{i}.n_us": f"count({_parse_number(ns, 'us', False)})",
-        f"{i}.i_us": f"count({_parse_number(ns, 'us', True)})",
-        f"{i}.n_eu": f"count({_parse_number(ns, 'eu', False)})",
-        f"{i}.i_eu": f"count({_parse_number(ns, 'eu', True)})",
+def _scaled(report: Report, start: float, end: float, prefix: str) -> Report:
+    """A progress callback mapping [0, 1] onto [start, end] of ``report``, prefixing messages."""
+
+    def scaled(fraction: float, message: str) -> None:
+        report(start + (end - start) * min(max(fraction, 0.0), 1.0), prefix + message)
+
+    return scaled
+
+
+def _select_with(cols: Sequence[Col], added: dict[str, str]) -> list[str]:
+    """Select list of ``cols`` with ``added`` expressions replacing same-named columns or appended."""
+    items = [f"{added[c.name]} AS {c.ident}" if c.name in added else c.ident for c in cols]
+    names = {c.name for c in cols}
+    return items + [f"{expr} AS {qident(name)}" for name, expr in added.items() if name not in names]
+
+
+# ------------------------------------------------------------------------------------------- numbers
+def _numstr(v: str) -> str:
+    """A number string without currency symbols/codes, with ``(x)`` written ``-x``."""
+    unwrapped = f"CASE WHEN {v} LIKE '(%)' THEN '-' || substr({v}, 2, length({v}) - 2) ELSE {v} END"
+    return f"trim(regexp_replace({unwrapped}, {qstr(_CURRENCY)}, '', 'g'))"
+
+
+def _fast_number(v: str, style: str, integer: bool) -> str:
+    """DuckDB's own cast where it cannot misread the style (no thousands separators)."""
+    if integer:
+        plain = f"strpos({v}, '.') = 0" + (f" AND strpos({v}, ',') = 0" if style == "eu" else "")
+        return f"CASE WHEN {plain} THEN TRY_CAST({v} AS BIGINT) END"
+    if style == "eu":
+        return f"CASE WHEN strpos({v}, '.') = 0 THEN TRY_CAST(replace({v}, ',', '.') AS DOUBLE) END"
+    return f"TRY_CAST({v} AS DOUBLE)"
+
+
+def _slow_number(ns: str, style: str, integer: bool) -> str:
+    """A :func:`_numstr` string with thousands separators checked and removed, cast; else NULL."""
+    if style == "eu":
+        pattern, plain = (
+            (_EU_INT if integer else _EU_NUM),
+            f"replace(replace(replace({ns}, '.', ''), ' ', ''), ',', '.')",
+        )
+    else:
+        pattern, plain = (
+            (_US_INT if integer else _US_NUM),
+            f"replace(replace(replace({ns}, ',', ''), '''', ''), ' ', '')",
+        )
+    cast = "BIGINT" if integer else "DOUBLE"
+    return f"CASE WHEN {_rx(ns, pattern, full=True)} THEN TRY_CAST({plain} AS {cast}) END"
+
+
+def _number_stages(style: str, integer: bool) -> list[Stage]:
+    """Stages from a cleaned text value to BIGINT/DOUBLE (NULL when it is no number of that style)."""
+    return [
+        lambda v: f"CASE WHEN {_fast_number(v, style, integer)} IS NULL THEN {_numstr(v)} ELSE {v} END",
+        lambda v: f"coalesce({_fast_number(v, style, integer)}, {_slow_number(v, style, integer)})",
+    ]
+
+
+def _number_stats(i: int, v: str, ns: str) -> dict[str, str]:
+    """Sample aggregates (over cleaned ``v`` and its :func:`_numstr` ``ns``) deciding numbers and style."""
+    us, eu = _rx(ns, _US_NUM, full=True), _rx(ns, _EU_NUM, full=True)
+    exprs = {
         f"{i}.us_only": f"count(*) FILTER (WHERE {us} AND NOT {eu})",
         f"{i}.eu_only": f"count(*) FILTER (WHERE {eu} AND NOT {us})",
-        f"{i}.lead0": f"count(*) FILTER (WHERE {_regex(ns, '^[+-]?0[0-9]', full=False)})",
+        f"{i}.lead0": f"count(*) FILTER (WHERE {_rx(ns, '^[+-]?0[0-9]')})",
     }
+    for style in ("us", "eu"):
+        for kind, integer in (("n", False), ("i", True)):
+            parsed = f"coalesce({_fast_number(v, style, integer)}, {_slow_number(ns, style, integer)})"
+            exprs[f"{i}.{kind}_{style}"] = f"count({parsed})"
+    return exprs
+
+
+def _reaches(count: int, total: int, rate: float) -> bool:
+    """Whether ``count`` (> 0) of ``total`` values is at least the share ``rate``."""
+    return count > 0 and count / total >= rate - 1e-9
 
 
 def _number_style(stats: dict[str, Any]) -> str:
@@ -560,62 +644,87 @@ def _format_number(value: float, style: str) -> str:
     return text.replace(".", ",") if style == "eu" else text
 
 
-def _by_column(flat: dict[str, Any]) -> dict[int, dict[str, Any]]:
-    """Split ``{"3.min": v}`` aggregate results into ``{3: {"min": v}}``."""
-    out: dict[int, dict[str, Any]] = {}
-    for key, value in flat.items():
-        idx, stat = key.split(".", 1)
-        out.setdefault(int(idx), {})[stat] = value
+def _numeric_text(job: _Job, cols: Sequence[Col]) -> dict[str, str]:
+    """The text columns (of ``cols``) holding numbers (>= 90 % of values, no leading zeros), by style."""
+    if not cols:
+        return {}
+    with job.sample(cols) as sample:
+        exprs: dict[str, str] = {}
+        for i in range(len(cols)):
+            exprs |= {f"{i}.nn": f"count(__v{i})"} | _number_stats(i, f"__v{i}", f"__n{i}")
+        stats = _by_column(_aggregate(job.con, _frame(sample, cols), exprs))
+    out: dict[str, str] = {}
+    for i, c in enumerate(cols):
+        s, style = stats[i], _number_style(stats[i])
+        if not s["lead0"] and _reaches(s[f"n_{style}"], s["nn"], 0.9):
+            out[c.name] = style
     return out
 
 
-# ------------------------------------------------------------------------------------------- dates
-def _iso_date(v: str) -> str:
-    s = f"regexp_replace({v}, '^(\\d{{4}})[/.](\\d{{1,2}})[/.](\\d{{1,2}})', '\\1-\\2-\\3')"
-    s = f"regexp_replace({s}, '\\s*(?:Z|UTC|[+-]\\d{{2}}:?\\d{{2}})$', '')"
-    return f"TRY_CAST({s} AS TIMESTAMP)"
-
-
-def _num_date(v: str, order: str) -> str:
-    s = f"regexp_replace({v}, '^(\\d{{1,2}})[-/.](\\d{{1,2}})[-/.](\\d{{2,4}})[T ]*', '\\1/\\2/\\3 ')"
-    dm = "%d/%m" if order == "dmy" else "%m/%d"
-    formats = [f"{dm}/{y}{t}" for y in ("%y", "%Y") for t in _TIMES]
-    return f"try_strptime(rtrim({s}), [{', '.join(qstr(f) for f in formats)}])"
-
-
-def _text_date(v: str) -> str:
-    s = f"regexp_replace(lower({v}), '^(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\\.?,?\\s+', '')"
-    s = f"regexp_replace({s}, '(\\d)(?:st|nd|rd|th)\\b', '\\1', 'g')"
-    s = f"regexp_replace(regexp_replace({s}, '\\bsept\\b', 'sep', 'g'), '([a-z])\\.', '\\1', 'g')"
-    s = f"trim(regexp_replace(regexp_replace({s}, '[-/,]+', ' ', 'g'), '\\s+', ' ', 'g'))"
-    return f"try_strptime({s}, [{', '.join(qstr(f) for f in _TEXT_FORMATS)}])"
-
-
-def _parse_temporal(v: str, order: str) -> str:
-    """TIMESTAMP from a trimmed text date in any supported format (``order``: dmy or mdy), else NULL."""
+# --------------------------------------------------------------------------------------------- dates
+def _date_prep(v: str) -> str:
+    """A struct of the cleaned value ``v`` and, where it has that shape, its numeric (``n``) or
+    month-name (``t``) date parts; :func:`_date_build` turns it into a TIMESTAMP."""
+    num = f"regexp_extract(lower({v}), {qstr(_NUM_DATE)}, {list(('a', 'sep', 'b', 'y') + _TIME_FIELDS)})"
+    text_fields = ("d1", "m1", "m2", "d2", "y") + _TIME_FIELDS
+    text = f"regexp_extract(lower({v}), {qstr(_TEXT_DATE)}, {list(text_fields)})"
+    numeric_shape = _rx(v, _NUMERIC_DATE_SHAPE)
+    compact = f"CASE WHEN {_rx(v, _COMPACT_DATE, full=True)} THEN {v} END"
     return (
-        f"CASE WHEN {_regex(v, _ISO_DATE)} THEN {_iso_date(v)} "
-        f"WHEN {_regex(v, _NUM_DATE)} THEN {_num_date(v, order)} "
-        f"WHEN {_regex(v, '[A-Za-z]{3}', full=False)} AND {_regex(v, '[0-9]', full=False)} "
-        f"THEN {_text_date(v)} END"
+        f"struct_pack(v := {v}, n := CASE WHEN {numeric_shape} THEN {num} END, "
+        f"t := CASE WHEN {_rx(v, _MONTH_HINT)} AND {_rx(v, '[0-9]')} THEN {text} END, c := {compact})"
     )
 
 
-def _date_stats(i: int, v: str) -> dict[str, str]:
-    """Sample aggregates deciding whether a text column holds dates, their order and whether times."""
-    first = f"TRY_CAST(regexp_extract({v}, '^(\\d{{1,2}})[-/.]', 1) AS INTEGER)"
-    second = f"TRY_CAST(regexp_extract({v}, '^\\d{{1,2}}[-/.](\\d{{1,2}})[-/.]', 1) AS INTEGER)"
-    shaped = _regex(v, _NUM_DATE)
-    return {
-        f"{i}.d_dmy": f"count({_parse_temporal(v, 'dmy')})",
-        f"{i}.d_mdy": f"count({_parse_temporal(v, 'mdy')})",
-        f"{i}.ev_dmy": f"count(*) FILTER (WHERE {shaped} AND {first} > 12)",
-        f"{i}.ev_mdy": f"count(*) FILTER (WHERE {shaped} AND {second} > 12)",
-        f"{i}.timed": f"count(*) FILTER (WHERE {_regex(v, '[0-9]:[0-5][0-9]', full=False)})",
-    }
+def _year4(y: str) -> str:
+    return (
+        f"CASE WHEN length({y}) = 2 THEN (CASE WHEN {y} < '70' THEN '20' ELSE '19' END) || {y} ELSE {y} END"
+    )
 
 
-# ------------------------------------------------------------------------------------- null-handler
+def _clock(p: str) -> str:
+    """`` HH:MM:SS`` from the time fields of a parts struct ``p`` ('' when it has no time)."""
+    hour = (
+        f"CASE WHEN {p}.ap = '' THEN {p}.hh ELSE CAST(TRY_CAST({p}.hh AS INTEGER) % 12 "
+        f"+ CASE WHEN {p}.ap = 'pm' THEN 12 ELSE 0 END AS VARCHAR) END"
+    )
+    seconds = f"CASE WHEN {p}.ss = '' THEN '00' ELSE {p}.ss END"
+    return f"CASE WHEN {p}.hh = '' THEN '' ELSE ' ' || {hour} || ':' || {p}.mi || ':' || {seconds} END"
+
+
+def _date_build(x: str, orders: str) -> str:
+    """TIMESTAMP from a :func:`_date_prep` struct; ``orders``: ``d``/``m`` (day/month first) for each of
+    :data:`_SEPARATORS` in numeric dates."""
+    iso_shape = f"{x}.n IS NULL AND {x}.t IS NULL AND {_rx(f'{x}.v', _ISO_SHAPE)}"
+    dotted = f"regexp_replace({x}.v, '^(\\d{{4}})[./](\\d{{1,2}})[./]', '\\1-\\2-')"
+    iso = f"coalesce(TRY_CAST({x}.v AS TIMESTAMP), TRY_CAST({dotted} AS TIMESTAMP))"
+    iso = f"CASE WHEN {iso_shape} THEN {iso} END"
+    n, t = f"{x}.n", f"{x}.t"
+    month_first = [sep for sep, o in zip(_SEPARATORS, orders, strict=True) if o == "m"]
+    if len(month_first) in (0, len(_SEPARATORS)):
+        month, day = (f"{n}.a", f"{n}.b") if month_first else (f"{n}.b", f"{n}.a")
+    else:
+        first = _one_of(f"{n}.sep", month_first)
+        month, day = (
+            f"CASE WHEN {first} THEN {n}.a ELSE {n}.b END",
+            f"CASE WHEN {first} THEN {n}.b ELSE {n}.a END",
+        )
+    num = f"TRY_CAST({_year4(f'{n}.y')} || '-' || {month} || '-' || {day} || {_clock(n)} AS TIMESTAMP)"
+    name = f"({t}.m1 || {t}.m2)"
+    month_no = f"list_position({list(_MONTHS)}, left({name}, 3))"
+    text = (
+        f"CASE WHEN {_one_of(name, _MONTH_NAMES)} THEN TRY_CAST({_year4(f'{t}.y')} || '-' || {month_no} "
+        f"|| '-' || ({t}.d1 || {t}.d2) || {_clock(t)} AS TIMESTAMP) END"
+    )
+    c = f"{x}.c"
+    compact = (
+        f"TRY_CAST(substr({c}, 1, 4) || '-' || substr({c}, 5, 2) || '-' || substr({c}, 7, 2) AS TIMESTAMP)"
+    )
+    parts = f"CASE WHEN {n}.y <> '' THEN {num} END, CASE WHEN {t}.y <> '' THEN {text} END"
+    return f"coalesce({iso}, {parts}, CASE WHEN {c} IS NOT NULL THEN {compact} END)"
+
+
+# -------------------------------------------------------------------------------------- null-handler
 @dataclass(frozen=True)
 class _NullOptions:
     strategy: str
@@ -639,72 +748,57 @@ def null_handler(ctx: AgentContext) -> AgentResult:
     schemas = _schemas(ctx)
     p = _Params("null-handler", ctx.params, schemas)
     strategy = p.choice("strategy", ("keep", "drop_rows", "fill", "drop_columns_over"), "keep")
-    drop_over = p.number("drop_columns_over", None, 0.0, 1.0)
+    drop_over = p.optional_number("drop_columns_over", 0.0, 1.0)
     if strategy == "drop_columns_over" and drop_over is None:
         drop_over = 0.5
-    opts = _NullOptions(
-        strategy, p.columns("columns"), drop_over, _fill_numeric_param(p), p.text("fill_text", "unknown")
+    columns, fill_numeric, fill_text = (
+        p.columns("columns"),
+        _fill_numeric_param(p),
+        p.text("fill_text", "unknown"),
     )
-    echo = {"strategy": strategy, "columns": opts.columns, "drop_columns_over": drop_over}
+    opts = _NullOptions(strategy, columns, drop_over, fill_numeric, fill_text)
+    echo: dict[str, Any] = {"strategy": strategy, "columns": columns, "drop_columns_over": drop_over}
     if strategy == "fill":
-        echo |= {"fill_numeric": opts.fill_numeric, "fill_text": opts.fill_text}
+        echo |= {"fill_numeric": fill_numeric, "fill_text": fill_text}
     return _run(ctx, "null-handler", schemas, echo, lambda job: _null_dataset(job, opts))
 
 
-def _null_norm(col: Col) -> Stage | None:
+def _null_stage(col: Col) -> Stage | None:
     if col.is_text:
-        return lambda e: f"CASE WHEN {_null_like(e)} THEN NULL ELSE {e} END"
+        return lambda e: f"CASE WHEN {null_like(e)} THEN NULL ELSE {e} END"
     if col.is_float:
         return lambda e: f"CASE WHEN isnan({e}) THEN NULL ELSE {e} END"
     return None
 
 
 def _null_counts(job: _Job) -> tuple[int, dict[int, dict[str, Any]]]:
-    exprs = {"rows": "count(*)"}
+    """Rows, and per column SQL nulls, null-like values (NaN for floats) and the commonest null-likes."""
+    exprs = {"-1.rows": "count(*)"}
     for i, c in enumerate(job.cols):
         exprs[f"{i}.sql_nulls"] = f"count(*) - count({c.ident})"
         if c.is_text:
-            exprs[f"{i}.null_like"] = f"count(*) FILTER (WHERE {_null_like(c.ident)})"
-            exprs[f"{i}.values"] = f"approx_top_k({c.ident}, 5) FILTER (WHERE {_null_like(c.ident)})"
+            exprs[f"{i}.null_like"] = f"count(*) FILTER (WHERE {null_like(c.ident)})"
+            exprs[f"{i}.values"] = f"approx_top_k({c.ident}, 5) FILTER (WHERE {null_like(c.ident)})"
         elif c.is_float:
             exprs[f"{i}.null_like"] = f"count(*) FILTER (WHERE isnan({c.ident}))"
-    flat = _aggregate(job.con, job.src, exprs)
-    rows = int(flat.pop("rows"))
-    return rows, _by_column(flat)
-
-
-def _columns_to_drop(job: _Job, opts: _NullOptions, rows: int, stats: dict[int, dict[str, Any]]) -> list[Col]:
-    if opts.drop_over is None or not rows:
-        return []
-    scope = opts.columns
-    drop = [
-        c for i, c in enumerate(job.cols)
-        if (scope is None or c.name in scope) and _nulls(stats[i]) / rows > opts.drop_over
-    ]  # fmt: skip
-    return [] if len(drop) == len(job.cols) else drop
+    stats = _by_column(_aggregate(job.con, job.src, exprs))
+    return int(stats.pop(-1)["rows"]), stats
 
 
 def _nulls(stats: dict[str, Any]) -> int:
     return int(stats["sql_nulls"]) + int(stats.get("null_like") or 0)
 
 
-def _numeric_text(job: _Job, cols: Sequence[Col]) -> dict[str, str]:
-    """The text columns (of ``cols``) holding numbers (>= 90 % of values), with their number style."""
-    if not cols:
-        return {}
-    with _sample(job, cols) as sample:
-        inner = ", ".join(f"{_numstr(_clean_text(c.ident))} AS __n{i}" for i, c in enumerate(cols))
-        exprs = {f"{i}.nn": f"count(__n{i})" for i in range(len(cols))}
-        for i in range(len(cols)):
-            exprs |= _number_stats(i, f"__n{i}")
-        stats = _by_column(_aggregate(job.con, f"(SELECT {inner} FROM {sample})", exprs))
-    out: dict[str, str] = {}
-    for i, c in enumerate(cols):
-        s = stats[i]
-        style = _number_style(s)
-        if s["nn"] and not s["lead0"] and s[f"n_{style}"] >= 0.9 * s["nn"]:
-            out[c.name] = style
-    return out
+def _columns_to_drop(job: _Job, opts: _NullOptions, rows: int, stats: dict[int, dict[str, Any]]) -> list[Col]:
+    if opts.drop_over is None or not rows:
+        return []
+    limit, scope = opts.drop_over, opts.columns
+    drop = [
+        c
+        for i, c in enumerate(job.cols)
+        if (scope is None or c.name in scope) and _nulls(stats[i]) / rows > limit
+    ]
+    return [] if len(drop) == len(job.cols) else drop
 
 
 def _fill_values(job: _Job, opts: _NullOptions, cols: Sequence[Col]) -> dict[str, Any]:
@@ -713,20 +807,23 @@ def _fill_values(job: _Job, opts: _NullOptions, cols: Sequence[Col]) -> dict[str
     stat = {"mean": "avg", "median": "median"}.get(str(opts.fill_numeric))
     exprs: dict[str, str] = {}
     for i, c in enumerate(cols):
-        if stat and (c.is_numeric or c.name in numeric_text):
-            x = c.ident
-            if c.name in numeric_text:
-                x = _parse_number(_numstr(_clean_text(c.ident)), numeric_text[c.name], False)
-            elif c.is_float:
-                x = f"CASE WHEN isnan({x}) THEN NULL ELSE {x} END"
+        if stat and c.name in numeric_text:
+            exprs[f"{i}.v"] = (
+                f"{stat}({_nest(c.ident, [clean_text, *_number_stages(numeric_text[c.name], False)])})"
+            )
+        elif stat and c.is_numeric:
+            x = f"CASE WHEN isnan({c.ident}) THEN NULL ELSE {c.ident} END" if c.is_float else c.ident
             exprs[f"{i}.v"] = f"{stat}({x})"
     computed = _by_column(_aggregate(job.con, job.src, exprs))
     fills: dict[str, Any] = {}
     for i, c in enumerate(cols):
         if c.is_numeric or c.name in numeric_text:
-            value = 0.0 if opts.fill_numeric == "zero" else opts.fill_numeric
-            value = float(computed.get(i, {}).get("v") or 0.0) if stat else value
-            fills[c.name] = _format_number(float(value), numeric_text[c.name]) if c.is_text else value
+            fixed = 0.0 if opts.fill_numeric == "zero" else opts.fill_numeric
+            value = float(computed.get(i, {}).get("v") or 0.0) if stat else float(fixed)
+            if c.is_text:
+                fills[c.name] = _format_number(value, numeric_text[c.name])
+            else:
+                fills[c.name] = value if c.is_float or c.type.startswith("DECIMAL") else round(value)
         elif c.is_text:
             fills[c.name] = opts.fill_text
     return fills
@@ -743,33 +840,36 @@ def _null_dataset(job: _Job, opts: _NullOptions) -> dict[str, Any]:
     dropped = _columns_to_drop(job, opts, rows, stats)
     kept = [c for c in job.cols if c not in dropped]
     scope = [c for c in kept if opts.columns is None or c.name in opts.columns]
-    stages: dict[str, list[Stage]] = {c.name: [s] for c in kept if (s := _null_norm(c)) is not None}
+    needy = [c for c in kept if stats[job.cols.index(c)].get("null_like")]  # rewriting costs: only these
+    stages: dict[str, list[Stage]] = {c.name: [s] for c in needy if (s := _null_stage(c)) is not None}
     fills: dict[str, Any] = {}
     if opts.strategy == "fill":
         job.report(0.3, "computing fill values")
-        needy = [c for c in scope if _nulls(stats[job.cols.index(c)])]
-        fills = _fill_values(job, opts, needy)
-        for c in needy:
+        fills = _fill_values(job, opts, [c for c in scope if _nulls(stats[job.cols.index(c)])])
+        for c in scope:
             if c.name in fills:
                 stages.setdefault(c.name, []).append(_fill_stage(c, fills[c.name]))
-    select = _layered(job.src, stages)
-    keep_list = ", ".join(c.ident for c in kept)
-    select = f"SELECT {keep_list} FROM ({select})"
+    select = f"SELECT {', '.join(c.ident for c in kept)} FROM ({_layered(job.src, stages)})"
     if opts.strategy == "drop_rows" and scope:
         select += " WHERE " + " AND ".join(f"{c.ident} IS NOT NULL" for c in scope)
-    job.report(0.6, "writing")
+    job.report(0.5, "writing")
     rows_out = write_parquet(job.con, select, job.out)
-    return _null_summary(job, rows, rows_out, stats, dropped, fills)
+    columns = _null_columns(job, rows, stats, fills)
+    return {
+        "rows_in": rows,
+        "rows_out": rows_out,
+        "rows_dropped": rows - rows_out,
+        "null_like_normalised": sum(int(s.get("null_like") or 0) for s in stats.values()),
+        "values_filled": sum(v.get("filled", 0) for v in columns.values()),
+        "columns_dropped": [{"column": c.name, "null_share": columns[c.name]["null_share"]} for c in dropped],
+        "columns": columns,
+    } | ({"missing_columns": _missing(job.cols, opts.columns)} if opts.columns is not None else {})
 
 
-def _null_summary(
-    job: _Job,
-    rows: int,
-    rows_out: int,
-    stats: dict[int, dict[str, Any]],
-    dropped: list[Col],
-    fills: dict[str, Any],
+def _null_columns(
+    job: _Job, rows: int, stats: dict[int, dict[str, Any]], fills: dict[str, Any]
 ) -> dict[str, Any]:
+    """Per column with nulls: SQL nulls, null-likes (with the commonest spellings), fills."""
     columns: dict[str, Any] = {}
     for i, c in enumerate(job.cols):
         s = stats[i]
@@ -779,23 +879,18 @@ def _null_summary(
         entry |= {"nulls": _nulls(s), "null_share": _share(_nulls(s), rows)}
         if s.get("values"):
             entry["null_like_values"] = [clip(v) for v in s["values"]]
-        if c.name in fills and c not in dropped:
+        if c.name in fills:
             entry |= {"filled": _nulls(s), "fill_value": fills[c.name]}
         columns[c.name] = entry
-    return {
-        "rows_in": rows,
-        "rows_out": rows_out,
-        "rows_dropped": rows - rows_out,
-        "null_like_normalised": sum(int(s.get("null_like") or 0) for s in stats.values()),
-        "values_filled": sum(v.get("filled", 0) for v in columns.values()),
-        "columns_dropped": [
-            {"column": c.name, "null_share": _share(_nulls(stats[job.cols.index(c)]), rows)} for c in dropped
-        ],
-        "columns": columns,
-    }
+    return columns
 
 
 # ---------------------------------------------------------------------------------------- type-fixer
+def _to_boolean(v: str) -> str:
+    low = f"lower({v})"
+    return f"CASE WHEN {_one_of(low, _TRUE)} THEN true WHEN {_one_of(low, _FALSE)} THEN false END"
+
+
 @dataclass(frozen=True)
 class _Conversion:
     """What a text column becomes: ``kind`` (boolean, integer, double, date, timestamp) and its format."""
@@ -809,21 +904,29 @@ class _Conversion:
         """The DuckDB type written."""
         return {"integer": "BIGINT"}.get(self.kind, self.kind.upper())
 
+    @property
+    def label(self) -> str:
+        """The detected format in words."""
+        if self.kind in ("integer", "double"):
+            return {"us": "1,234.5", "eu": "1.234,5"}[self.fmt]
+        if self.kind not in ("date", "timestamp"):
+            return ""
+        if len(set(self.fmt)) == 1:
+            return "day first" if self.fmt[0] == "d" else "month first"
+        return ", ".join(
+            f"{'day' if o == 'd' else 'month'} first with '{sep}'"
+            for sep, o in zip(_SEPARATORS, self.fmt, strict=True)
+        )
+
     def stages(self) -> list[Stage]:
         """Stages from the raw text value to the converted value."""
-        first: list[Stage] = [_clean_text]
         if self.kind == "boolean":
-            return first + [
-                lambda v: (
-                    f"CASE WHEN lower({v}) IN {_sql_list(_TRUE)} THEN true "
-                    f"WHEN lower({v}) IN {_sql_list(_FALSE)} THEN false END"
-                )
-            ]
+            return [clean_text, _to_boolean]
         if self.kind in ("integer", "double"):
-            return first + [_numstr, lambda v: _parse_number(v, self.fmt, self.kind == "integer")]
+            return [clean_text, *_number_stages(self.fmt, self.kind == "integer")]
         if self.kind == "date":
-            return first + [lambda v: f"CAST({_parse_temporal(v, self.fmt)} AS DATE)"]
-        return first + [lambda v: _parse_temporal(v, self.fmt)]
+            return [clean_text, _date_prep, lambda x: f"CAST({_date_build(x, self.fmt)} AS DATE)"]
+        return [clean_text, _date_prep, lambda x: _date_build(x, self.fmt)]
 
 
 @dataclass(frozen=True)
@@ -846,49 +949,104 @@ def type_fixer(ctx: AgentContext) -> AgentResult:
     return _run(ctx, "type-fixer", schemas, echo, lambda job: _type_dataset(job, opts))
 
 
-def _type_stats(job: _Job, sample: str, cols: Sequence[Col]) -> dict[int, dict[str, Any]]:
-    cleaned = ", ".join(f"{_clean_text(c.ident)} AS __v{i}" for i, c in enumerate(cols))
-    numbers = ", ".join(_numstr(f"__v{i}") + f" AS __n{i}" for i in range(len(cols)))
-    inner = f"SELECT *, {numbers} FROM (SELECT {cleaned} FROM {sample})"
+def _type_stats(job: _Job, sample: str, cols: Sequence[Col], opts: _TypeOptions) -> dict[int, dict[str, Any]]:
+    """Sample counts deciding each column's type: cheap shape counts first, parses only where they may win."""
     exprs: dict[str, str] = {}
     for i in range(len(cols)):
-        v = f"__v{i}"
-        exprs[f"{i}.nn"] = f"count({v})"
-        exprs[f"{i}.bool"] = f"count(*) FILTER (WHERE lower({v}) IN {_sql_list(_TRUE + _FALSE)})"
-        exprs |= _number_stats(i, f"__n{i}") | _date_stats(i, v)
-    return _by_column(_aggregate(job.con, f"({inner})", exprs))
+        v, ns, d = f"__v{i}", f"__n{i}", f"__d{i}"
+        exprs |= {
+            f"{i}.nn": f"count({v})",
+            f"{i}.lead0": f"count(*) FILTER (WHERE {_rx(ns, '^[+-]?0[0-9]')})",
+        }
+        exprs[f"{i}.bool"] = f"count(*) FILTER (WHERE {_one_of(f'lower({v})', _TRUE + _FALSE)})"
+        exprs[f"{i}.numeric"] = f"count(*) FILTER (WHERE {_rx(ns, _NUMBER_SHAPE, full=True)})"
+        shaped = f"{d}.n.y <> '' OR {d}.t.y <> '' OR {d}.c IS NOT NULL OR {_rx(v, _ISO_SHAPE)}"
+        exprs[f"{i}.dated"] = f"count(*) FILTER (WHERE {shaped})"
+        exprs[f"{i}.timed"] = f"count(*) FILTER (WHERE {_rx(v, '[0-9]:[0-5][0-9]')})"
+        for j, sep in enumerate(_SEPARATORS):  # a part > 12 cannot be the month
+            for order, part in (("dmy", "a"), ("mdy", "b")):
+                where = (
+                    f"{d}.n.sep = {qstr(sep)} AND TRY_CAST({d}.n.{part} AS INTEGER) > 12 AND {d}.n.y <> ''"
+                )
+                exprs[f"{i}.{order}{j}"] = f"count(*) FILTER (WHERE {where})"
+    frame = _frame(sample, cols, dates=True)
+    stats = _by_column(_aggregate(job.con, frame, exprs))
+    exprs = {}
+    for i, s in stats.items():
+        if _reaches(s["numeric"], s["nn"], opts.min_rate):
+            exprs |= _number_stats(i, f"__v{i}", f"__n{i}")
+        if _reaches(s["dated"], s["nn"], opts.min_rate):
+            s["order"] = _date_order(s, opts)
+            exprs[f"{i}.dates"] = f"count({_date_build(f'__d{i}', s['order'])})"
+    for i, more in _by_column(_aggregate(job.con, frame, exprs)).items():
+        stats[i] |= more
+    return stats
+
+
+def _date_order(stats: dict[str, Any], opts: _TypeOptions) -> str:
+    """Day (``d``) or month (``m``) first for each of :data:`_SEPARATORS`: read from the values written
+    with that separator, else from all numeric dates, else day first."""
+    if opts.date_order != "auto":
+        return opts.date_order[0] * len(_SEPARATORS)
+    seps = range(len(_SEPARATORS))
+    overall = "m" if sum(stats[f"mdy{j}"] for j in seps) > sum(stats[f"dmy{j}"] for j in seps) else "d"
+    return "".join(
+        "m"
+        if stats[f"mdy{j}"] > stats[f"dmy{j}"]
+        else "d"
+        if stats[f"dmy{j}"] > stats[f"mdy{j}"]
+        else overall
+        for j in seps
+    )
 
 
 def _decide(stats: dict[str, Any], opts: _TypeOptions) -> tuple[_Conversion | None, dict[str, Any] | None]:
-    """The conversion for one column (or None), and a note when the best candidate fell short."""
+    """The conversion for one column (or None), and a note on the best candidate when it fell short."""
     nn = int(stats["nn"])
     if not nn:
         return None, None
-    style = _number_style(stats)
-    order = opts.date_order
-    if order == "auto":
-        order = "mdy" if stats["ev_mdy"] > stats["ev_dmy"] else "dmy"
+    style = _number_style(stats) if "us_only" in stats else "us"
     numeric = 0 if stats["lead0"] else 1
     candidates = [
-        ("boolean", "", stats["bool"]),
-        ("integer", style, numeric * stats[f"i_{style}"]),
-        ("double", style, numeric * stats[f"n_{style}"]),
-        ("timestamp" if stats["timed"] else "date", order, stats[f"d_{order}"]),
+        ("boolean", "", int(stats["bool"])),
+        ("integer", style, numeric * int(stats.get(f"i_{style}", 0))),
+        ("double", style, numeric * int(stats.get(f"n_{style}", 0))),
+        ("timestamp" if stats["timed"] else "date", stats.get("order", "ddd"), int(stats.get("dates", 0))),
     ]
-    kind, fmt, count = max(candidates, key=lambda c: int(c[2]))  # the first of equals wins
-    rate = round(int(count) / nn, 4)
-    if count and rate >= opts.min_rate:
-        return _Conversion(kind, fmt, rate), None
-    note: dict[str, Any] = {"best": kind, "parse_rate": rate}
+    kind, fmt, count = max(candidates, key=lambda c: c[2])  # the first of equals wins
+    if _reaches(count, nn, opts.min_rate):
+        return _Conversion(kind, fmt, round(count / nn, 4)), None
+    shapes = [  # parses were only tried where the shapes reached the rate: else the shapes estimate them
+        ("boolean", int(stats["bool"])),
+        ("number", int(stats.get("n_us", stats["numeric"])) if "us_only" in stats else int(stats["numeric"])),
+        ("date", int(stats.get("dates", stats["dated"]))),
+    ]
+    best, count = max(shapes, key=lambda c: c[1])
+    note: dict[str, Any] = {"best": best, "parse_rate": round(count / nn, 4)}
     if stats["lead0"]:
         note["leading_zeros"] = int(stats["lead0"])
-    return None, (note if count or stats["lead0"] else None)
+    return None, (note if count else None)
 
 
-def _format_label(conv: _Conversion) -> str:
-    if conv.kind in ("integer", "double"):
-        return {"us": "1,234.5", "eu": "1.234,5"}[conv.fmt]
-    return {"dmy": "day first", "mdy": "month first"}.get(conv.fmt, "")
+def _before_after(src: str, col: Col, stages: list[Stage]) -> str:
+    """``__before`` (the raw value) and ``__after`` (rewritten by ``stages``) of one column of ``src``."""
+    inner = f"(SELECT {col.ident} AS __before, {col.ident} FROM {src})"
+    return f"SELECT __before, {col.ident} AS __after FROM ({_layered(inner, {col.name: stages})})"
+
+
+def _failures_sql(src: str, col: Col, conv: _Conversion) -> str:
+    """Values that are not null-like yet do not convert."""
+    both = _before_after(src, col, conv.stages())
+    return f"SELECT __before FROM ({both}) WHERE __after IS NULL AND {clean_text('__before')} IS NOT NULL"
+
+
+def _type_examples(job: _Job, sample: str, col: Col, conv: _Conversion) -> dict[str, Any]:
+    both = _before_after(sample, col, conv.stages())
+    changed = f"SELECT * FROM ({both}) WHERE __after IS NOT NULL AND __before <> CAST(__after AS VARCHAR)"
+    return {
+        "examples": _pairs(job.con, changed),
+        "failed_examples": _values(job.con, _failures_sql(sample, col, conv)),
+    }
 
 
 def _type_dataset(job: _Job, opts: _TypeOptions) -> dict[str, Any]:
@@ -898,8 +1056,8 @@ def _type_dataset(job: _Job, opts: _TypeOptions) -> dict[str, Any]:
     examples: dict[str, Any] = {}
     if targets:
         job.report(0.0, "sampling")
-        with _sample(job, targets) as sample:
-            stats = _type_stats(job, sample, targets)
+        with job.sample(targets) as sample:
+            stats = _type_stats(job, sample, targets, opts)
             for i, c in enumerate(targets):
                 conv, note = _decide(stats[i], opts)
                 if conv is not None:
@@ -907,53 +1065,43 @@ def _type_dataset(job: _Job, opts: _TypeOptions) -> dict[str, Any]:
                     examples[c.name] = _type_examples(job, sample, c, conv)
                 elif note is not None:
                     notes[c.name] = note
-    job.report(0.4, "writing")
+    job.report(0.3, "writing")
     rows = write_parquet(
         job.con, _layered(job.src, {n: conv.stages() for n, conv in decided.items()}), job.out
     )
     job.report(0.8, "counting")
-    converted = _type_counts(job, decided, examples)
-    out: dict[str, Any] = {"rows": rows, "converted": converted, "not_converted": notes}
+    out: dict[str, Any] = {
+        "rows": rows,
+        "converted": _type_counts(job, decided, examples),
+        "not_converted": notes,
+    }
     if opts.columns is not None:
         out["missing_columns"] = _missing(job.cols, opts.columns)
     return out
 
 
-def _failures_sql(src: str, col: str, conv: _Conversion) -> str:
-    """Values of ``col`` that are not null-like yet do not convert (two columns, for :func:`_values`)."""
-    ident = qident(col)
-    value = _nest(ident, conv.stages())
-    return f"SELECT {ident}, 0 FROM {src} WHERE {_clean_text(ident)} IS NOT NULL AND {value} IS NULL"
-
-
-def _type_examples(job: _Job, sample: str, col: Col, conv: _Conversion) -> dict[str, Any]:
-    value = _nest(col.ident, conv.stages())
-    changed = f"{value} IS NOT NULL AND {col.ident} <> CAST({value} AS VARCHAR)"
-    pairs = _pairs(job.con, f"SELECT {col.ident}, {value} FROM {sample} WHERE {changed}")
-    return {"examples": pairs, "failed_examples": _values(job.con, _failures_sql(sample, col.name, conv))}
-
-
 def _type_counts(job: _Job, decided: dict[str, _Conversion], examples: dict[str, Any]) -> dict[str, Any]:
-    if not decided:
-        return {}
+    """Per converted column: values converted, failed and null-like (input and output side by side)."""
     exprs: dict[str, str] = {}
-    for i, n in enumerate(decided):
-        exprs |= {f"{i}.nn": f"count({_clean_text(qident(n))})", f"{i}.all": f"count({qident(n)})"}
-    src = _by_column(_aggregate(job.con, job.src, exprs))
-    written = f"read_parquet({qstr(str(job.out))})"
-    out = _by_column(
-        _aggregate(job.con, written, {f"{i}.n": f"count({qident(n)})" for i, n in enumerate(decided)})
-    )
+    for i, name in enumerate(decided):
+        before, after = f"i.{qident(name)}", f"o.{qident(name)}"
+        exprs |= {
+            f"{i}.all": f"count({before})",
+            f"{i}.null_like": f"count(*) FILTER (WHERE {null_like(before)})",
+        }
+        exprs[f"{i}.converted"] = f"count({after})"
+    stats = _by_column(_aggregate(job.con, job.paired, exprs))
     result: dict[str, Any] = {}
-    for i, (n, conv) in enumerate(decided.items()):
-        nn, converted = int(src[i]["nn"]), int(out[i]["n"])
-        entry: dict[str, Any] = {"from": "VARCHAR", "to": conv.sql_type, "format": _format_label(conv)}
+    for i, (name, conv) in enumerate(decided.items()):
+        nn, converted = int(stats[i]["all"]) - int(stats[i]["null_like"]), int(stats[i]["converted"])
+        entry: dict[str, Any] = {"from": "VARCHAR", "to": conv.sql_type, "format": conv.label}
         entry |= {"parse_rate": conv.rate, "converted": converted, "failed": nn - converted}
-        entry |= {"null_like_to_null": int(src[i]["all"]) - nn, "examples": examples[n]["examples"]}
-        if nn > converted:  # read the first few from the file when the sample had none
-            fails = examples[n]["failed_examples"] or _values(job.con, _failures_sql(job.src, n, conv))
+        entry |= {"null_like_to_null": int(stats[i]["null_like"]), "examples": examples[name]["examples"]}
+        if nn > converted:  # the first few from the file when the sample had none
+            col = Col(name, "VARCHAR")
+            fails = examples[name]["failed_examples"] or _values(job.con, _failures_sql(job.src, col, conv))
             entry["failed_examples"] = fails
-        result[n] = entry
+        result[name] = entry
     return result
 
 
@@ -971,7 +1119,7 @@ class _StdOptions:
         """The case mode of a column: its own, ``lower`` for e-mail names, else the global one."""
         if name in self.case:
             return self.case[name]
-        if "email" in name.lower():
+        if _EMAIL_NAME.search(name):
             return "lower"
         return self.case_all or "keep"
 
@@ -985,47 +1133,44 @@ def _case_param(p: _Params) -> tuple[dict[str, str], str | None]:
     if not isinstance(value, dict) or not all(
         isinstance(v, str) and v.lower() in _CASES for v in value.values()
     ):
-        raise p.bad("case", value, "must be one of " + ", ".join(_CASES) + " or an object {column: mode}")
+        raise p.bad("case", value, f"must be one of {', '.join(_CASES)} or an object {{column: mode}}")
     p.check_columns("case", value)
     return {str(k): str(v).lower() for k, v in value.items()}, None
 
 
 def _mappings_param(p: _Params) -> dict[str, dict[str, str]]:
     value = p.table("mappings")
-    ok = all(
-        isinstance(m, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in m.items())
-        for m in value.values()
-    )
-    if not ok:
-        raise p.bad("mappings", value, "must be an object {column: {from: to}} of strings")
+    for m in value.values():
+        if not isinstance(m, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in m.items()
+        ):
+            raise p.bad("mappings", value, "must be an object {column: {from: to}} of strings")
     p.check_columns("mappings", value)
     return {str(col): {str(k): str(v) for k, v in m.items()} for col, m in value.items()}
 
 
 def field_standardizer(ctx: AgentContext) -> AgentResult:
-    """Trim and collapse whitespace, apply case and mappings, merge category spellings."""
+    """Trim and collapse whitespace, apply mappings and case, merge category spellings."""
     schemas = _schemas(ctx)
     p = _Params("field-standardizer", ctx.params, schemas)
     case, case_all = _case_param(p)
-    opts = _StdOptions(
-        p.columns("columns"),
-        case,
-        case_all,
+    max_categories, threshold = (
         p.integer("max_categories", 50, 0, 1000),
         p.number("threshold", 90.0, 0.0, 100.0),
-        _mappings_param(p),
     )
-    echo = {
-        "columns": opts.columns, "case": case or case_all or "keep", "max_categories": opts.max_categories,
-        "threshold": opts.threshold, "mappings": opts.mappings or None,
-    }  # fmt: skip
+    opts = _StdOptions(p.columns("columns"), case, case_all, max_categories, threshold, _mappings_param(p))
+    echo: dict[str, Any] = {
+        "columns": opts.columns,
+        "case": case or case_all or "keep",
+        "max_categories": max_categories,
+    }
+    echo |= {"threshold": threshold, "mappings": opts.mappings or None}
     return _run(ctx, "field-standardizer", schemas, echo, lambda job: _std_dataset(job, opts))
 
 
 def _collapse_ws(e: str) -> str:
-    needs = _regex(e, "[\\t\\n\\r\\x{0B}\\x{0C}\\x{A0}]|  ", full=False)
-    fixed = f"trim(regexp_replace({e}, '[\\s\\x{{0B}}\\x{{A0}}]+', ' ', 'g'), ' ')"
-    return f"CASE WHEN {needs} THEN {fixed} ELSE trim({e}, ' ') END"
+    needs = f"strpos({e}, '  ') > 0 OR {_rx(e, _ODD_WS)}"
+    return f"CASE WHEN {needs} THEN trim(regexp_replace({e}, {qstr(_ANY_WS)}, ' ', 'g')) ELSE trim({e}) END"
 
 
 def _case_stage(mode: str) -> Stage:
@@ -1050,7 +1195,7 @@ def _python_case(value: str, mode: str) -> str:
 
 
 def _map_stage(mapping: dict[str, str], on_lower: bool = False) -> Stage:
-    """``CASE`` rewriting the listed values (compared lower-cased when ``on_lower``)."""
+    """A ``CASE`` rewriting the listed values (compared lower-cased when ``on_lower``)."""
     if not mapping:
         return lambda e: e
     whens = " ".join(f"WHEN {qstr(k)} THEN {qstr(v)}" for k, v in mapping.items())
@@ -1065,31 +1210,27 @@ def _explicit(mapping: dict[str, str]) -> dict[str, str]:
 
 
 def _std_stages(col: Col, opts: _StdOptions, categories: dict[str, str]) -> list[Stage]:
-    """Whitespace, explicit mapping, case, category merge: always four stages."""
-    explicit = _explicit(opts.mappings.get(col.name, {}))
-    return [
-        _collapse_ws,
-        _map_stage(explicit, on_lower=True),
-        _case_stage(opts.case_for(col.name)),
-        _map_stage(categories),
-    ]
+    """Whitespace, explicit mapping, case, category merge."""
+    explicit = _map_stage(_explicit(opts.mappings.get(col.name, {})), on_lower=True)
+    return [_collapse_ws, explicit, _case_stage(opts.case_for(col.name)), _map_stage(categories)]
 
 
 def _category_key(value: str) -> str:
-    text = unicodedata.normalize("NFKD", value)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    text = "".join(
+        ch for ch in unicodedata.normalize("NFKD", value) if not unicodedata.combining(ch)
+    ).casefold()
     return "".join(ch for ch in text if not (ch.isspace() or unicodedata.category(ch).startswith("P")))
 
 
 def _close(a: str, b: str, threshold: float) -> bool:
-    digits = [ch for ch in a if ch.isdigit()] == [ch for ch in b if ch.isdigit()]
-    return digits and fuzz.ratio(a, b) >= threshold
+    same_digits = [ch for ch in a if ch.isdigit()] == [ch for ch in b if ch.isdigit()]
+    return same_digits and fuzz.ratio(a, b) >= threshold
 
 
 def category_map(
     values: Sequence[tuple[str, int]], threshold: float, fuzzy: bool, prefer: set[str]
 ) -> dict[str, str]:
-    """Spelling → canonical spelling for values equal after normalising (or fuzzily close when ``fuzzy``)."""
+    """Spelling → canonical spelling, for values equal after normalising (or close, when ``fuzzy``)."""
     by_key: dict[str, list[tuple[str, int]]] = {}
     for value, n in values:
         if any(ch.isalpha() for ch in value):
@@ -1109,6 +1250,18 @@ def category_map(
     return mapping
 
 
+def _spellings(job: _Job, col: Col, opts: _StdOptions) -> list[tuple[str, int]]:
+    """Distinct values after whitespace, mapping and case, with counts (at most max_categories + 1)."""
+    value = _nest("__clean_r", _std_stages(col, opts, {})[:3])
+    grouped = f"SELECT {col.ident} AS __clean_r, count(*) AS __clean_n FROM {job.src} GROUP BY 1"
+    spelled = f"SELECT {value} AS __clean_v, __clean_n FROM ({grouped})"
+    rows = job.con.execute(
+        f"SELECT __clean_v, sum(__clean_n)::BIGINT FROM ({spelled}) WHERE __clean_v IS NOT NULL "
+        f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {opts.max_categories + 1}"
+    ).fetchall()
+    return [(str(v), int(n)) for v, n in rows]
+
+
 def _categories(job: _Job, cols: Sequence[Col], opts: _StdOptions) -> dict[str, dict[str, str]]:
     """Category merges per low-cardinality column."""
     if not opts.max_categories or not cols:
@@ -1118,23 +1271,14 @@ def _categories(job: _Job, cols: Sequence[Col], opts: _StdOptions) -> dict[str, 
     stats = _by_column(_aggregate(job.con, job.src, exprs))
     out: dict[str, dict[str, str]] = {}
     for i, c in enumerate(cols):
-        if stats[i]["approx"] > max(20 * opts.max_categories, 1000) or re.search(
-            r"e[-_ ]?mail", c.name, re.I
-        ):
+        if stats[i]["approx"] > max(20 * opts.max_categories, 1000) or _EMAIL_NAME.search(c.name):
             continue
-        value = _nest("r", _std_stages(c, opts, {})[:3])
-        rows = job.con.execute(
-            f"SELECT v, sum(n)::BIGINT FROM (SELECT {value} AS v, n FROM "
-            f"(SELECT {c.ident} AS r, count(*) AS n FROM {job.src} GROUP BY r)) "
-            "WHERE v IS NOT NULL GROUP BY v ORDER BY 2 DESC, 1 "
-            f"LIMIT {opts.max_categories + 1}"
-        ).fetchall()
-        if len(rows) > opts.max_categories or sum("@" in str(v) for v, _ in rows) * 2 > len(rows):
+        values = _spellings(job, c, opts)
+        if len(values) > opts.max_categories or sum("@" in v for v, _ in values) * 2 > len(values):
             continue
-        mode = opts.case_for(c.name)
-        prefer = {_python_case(v, mode) for v in opts.mappings.get(c.name, {}).values()}
-        fuzzy = len({_category_key(str(v)) for v, _ in rows}) * 2 <= int(stats[i]["nn"])
-        merged = category_map([(str(v), int(n)) for v, n in rows], opts.threshold, fuzzy, prefer)
+        prefer = {_python_case(v, opts.case_for(c.name)) for v in opts.mappings.get(c.name, {}).values()}
+        fuzzy = len({_category_key(v) for v, _ in values}) * 2 <= int(stats[i]["nn"])
+        merged = category_map(values, opts.threshold, fuzzy, prefer)
         if merged:
             out[c.name] = merged
     return out
@@ -1144,13 +1288,11 @@ def _std_dataset(job: _Job, opts: _StdOptions) -> dict[str, Any]:
     targets = [c for c in job.cols if c.is_text and (opts.columns is None or c.name in opts.columns)]
     job.report(0.0, "finding categories")
     categories = _categories(job, targets, opts)
-    stages = [_std_stages(c, opts, categories.get(c.name, {})) for c in targets]
+    stages = {c.name: _std_stages(c, opts, categories.get(c.name, {})) for c in targets}
     job.report(0.3, "writing")
-    rows = write_parquet(
-        job.con, _layered(job.src, {c.name: s for c, s in zip(targets, stages, strict=True)}), job.out
-    )
-    job.report(0.6, "counting changes")
-    columns = _std_counts(job, targets, stages, categories, opts)
+    rows = write_parquet(job.con, _layered(job.src, stages), job.out)
+    job.report(0.7, "counting changes")
+    columns = _std_counts(job, targets, categories, opts)
     out: dict[str, Any] = {"rows": rows, "values_changed": sum(v["changed"] for v in columns.values())}
     out["columns"] = columns
     if opts.columns is not None:
@@ -1159,30 +1301,20 @@ def _std_dataset(job: _Job, opts: _StdOptions) -> dict[str, Any]:
 
 
 def _std_counts(
-    job: _Job, cols: Sequence[Col], stages: Sequence[list[Stage]], categories: dict[str, dict[str, str]],
-    opts: _StdOptions,
-) -> dict[str, Any]:  # fmt: skip
-    if not cols:
-        return {}
-    steps = ("whitespace", "mapped", "recased", "merged")
-    exprs: dict[str, str] = {}
-    for i in range(len(cols)):
-        for d, step in enumerate(steps):
-            exprs[f"{i}.{step}"] = f"count(*) FILTER (WHERE __s{i}_{d + 1} <> __s{i}_{d})"
-        exprs[f"{i}.changed"] = f"count(*) FILTER (WHERE __s{i}_4 <> __s{i}_0)"
-    stats = _by_column(_aggregate(job.con, f"({_traced(job.src, stages, cols)})", exprs))
+    job: _Job, cols: Sequence[Col], categories: dict[str, dict[str, str]], opts: _StdOptions
+) -> dict[str, Any]:
+    """Per changed column: values changed, case mode, category mapping and a few examples."""
+    changed = {f"{i}.n": f"count(*) FILTER (WHERE i.{c.ident} <> o.{c.ident})" for i, c in enumerate(cols)}
+    stats = _by_column(_aggregate(job.con, job.paired, changed))
     out: dict[str, Any] = {}
     for i, c in enumerate(cols):
-        s = stats[i]
-        if not s["changed"]:
+        if not stats[i]["n"]:
             continue
-        entry: dict[str, Any] = {"changed": s["changed"], **{k: s[k] for k in steps if s[k]}}
-        entry["case"] = opts.case_for(c.name)
+        entry: dict[str, Any] = {"changed": int(stats[i]["n"]), "case": opts.case_for(c.name)}
         if c.name in categories:
             entry["mapping"] = dict(list(categories[c.name].items())[:20])
-        traced = _traced(job.src, [stages[i]], [c])
-        entry["examples"] = _pairs(job.con, f"SELECT __s0_0, __s0_4 FROM ({traced}) WHERE __s0_4 <> __s0_0")
-        out[c.name] = entry
+        pairs = f"SELECT i.{c.ident}, o.{c.ident} FROM {job.paired} WHERE i.{c.ident} <> o.{c.ident}"
+        out[c.name] = entry | {"examples": _pairs(job.con, pairs)}
     return out
 
 
@@ -1198,17 +1330,16 @@ def duplicate_resolver(ctx: AgentContext) -> AgentResult:
     """Remove exact duplicate rows, then rows equal after normalising text (or on ``key_columns``)."""
     schemas = _schemas(ctx)
     p = _Params("duplicate-resolver", ctx.params, schemas)
-    opts = _DupOptions(
-        p.columns("key_columns"), p.choice("keep", ("first", "most_complete"), "first"), p.flag("near", True)
-    )
-    echo = {"key_columns": opts.keys, "keep": opts.keep, "near": opts.near}
+    keys, keep = p.columns("key_columns"), p.choice("keep", ("first", "most_complete"), "first")
+    opts = _DupOptions(keys, keep, p.flag("near", True))
+    echo = {"key_columns": keys, "keep": keep, "near": opts.near}
     return _run(ctx, "duplicate-resolver", schemas, echo, lambda job: _dup_dataset(job, opts))
 
 
 def _dedupe_key(e: str) -> str:
-    s = f"regexp_replace(lower(strip_accents({e})), '\\p{{P}}+', '', 'g')"
-    s = f"regexp_replace({s}, '[\\s\\x{{0B}}\\x{{A0}}]+', ' ', 'g')"
-    return f"nullif(trim({s}), '')"
+    s = f"lower(strip_accents({e}))"
+    s = f"CASE WHEN {_rx(s, _PUNCT)} THEN regexp_replace({s}, {qstr(_PUNCT)}, '', 'g') ELSE {s} END"
+    return f"nullif({_collapse_ws(s)}, '')"
 
 
 def _dup_keys(job: _Job, opts: _DupOptions) -> list[str]:
@@ -1219,66 +1350,68 @@ def _dup_keys(job: _Job, opts: _DupOptions) -> list[str]:
     return [_dedupe_key(c.ident) if c.is_text else c.ident for c in key_cols]
 
 
-def _dup_dataset(job: _Job, opts: _DupOptions) -> dict[str, Any]:
+def _row_numbered(job: _Job) -> tuple[str, str]:
+    """The input with its row number, and that number's column name."""
     if any(c.name == "file_row_number" for c in job.cols):
-        rn, src = "__clean_rn", f"(SELECT *, row_number() OVER () - 1 AS __clean_rn FROM {job.src})"
-    else:
-        rn, src = "file_row_number", f"read_parquet({qstr(str(job.path))}, file_row_number=true)"
+        return f"(SELECT *, row_number() OVER () - 1 AS __clean_rn FROM {job.src})", "__clean_rn"
+    return f"read_parquet({qstr(str(job.path))}, file_row_number = true)", "file_row_number"
+
+
+def _dup_dataset(job: _Job, opts: _DupOptions) -> dict[str, Any]:
+    src, rn = _row_numbered(job)
     keys = _dup_keys(job, opts)
     cols = ", ".join(c.ident for c in job.cols)
-    nulls = " + ".join(f"({c.ident} IS NULL)::BIGINT" for c in job.cols) or "0"
+    nulls = " + ".join(f"({c.ident} IS NULL)::BIGINT" for c in job.cols)
     keyed = ", ".join(f"{k} AS __k{j}" for j, k in enumerate(keys))
     inner = f"SELECT {rn} AS __rn, hash({cols}) AS __h, {nulls} AS __z, {keyed} FROM {src}"
     keeper = "min(__rn)" if opts.keep == "first" else "arg_min(__rn, __z * 4294967296 + __rn)"
     group = ", ".join(f"__k{j}" for j in range(len(keys)))
+    groups = (
+        f"SELECT {keeper} AS __keep, min(__rn) AS __first, max(__rn) AS __last, count(*) AS __n, "
+        f"min(__h) <> max(__h) AS __near FROM ({inner}) GROUP BY {group}"
+    )
     job.report(0.0, "grouping rows")
-    with _temp_table(
-        job.con,
-        f"SELECT {keeper} AS __rn, count(*) AS __n, count(DISTINCT __h) AS __d, hash({group}) AS __g "
-        f"FROM ({inner}) GROUP BY {group}",
-    ) as kept:
-        sums = "coalesce(sum(__n), 0), coalesce(sum(__n - __d), 0), coalesce(sum(__d - 1), 0)"
-        row = job.con.execute(f"SELECT {sums} FROM {kept}").fetchone()
-        rows, exact, near = (int(v) for v in row or (0, 0, 0))
-        job.report(0.5, "writing")
-        rows_out = write_parquet(
-            job.con,
-            f"SELECT {cols} FROM {src} WHERE {rn} IN (SELECT __rn FROM {kept}) ORDER BY {rn}",
-            job.out,
+    with _temp_table(job.con, groups) as kept:
+        rows, groups_left = (
+            int(v) for v in _row(job.con, f"SELECT coalesce(sum(__n), 0), count(*) FROM {kept}")
         )
+        distinct = groups_left
+        if keys != [c.ident for c in job.cols]:
+            job.report(0.3, "counting exact duplicates")
+            distinct = int(_row(job.con, f"SELECT count(*) FROM (SELECT DISTINCT {cols} FROM {job.src})")[0])
+        job.report(0.5, "writing")
+        keep = f"{rn} IN (SELECT __keep FROM {kept})"
+        rows_out = write_parquet(job.con, f"SELECT {cols} FROM {src} WHERE {keep} ORDER BY {rn}", job.out)
         job.report(0.8, "sampling groups")
-        samples = _dup_samples(job, kept, src, rn, keys) if exact or near else []
-    out: dict[str, Any] = {"rows_in": rows, "rows_out": rows_out, "exact_duplicates_removed": exact}
-    out |= {"near_duplicates_removed": near, "keep": opts.keep, "sample_groups": samples}
-    out["compared_on"] = (
+        samples = _dup_samples(job, kept, src, rn) if rows_out < rows else []
+    out: dict[str, Any] = {"rows_in": rows, "rows_out": rows_out, "exact_duplicates_removed": rows - distinct}
+    out |= {"near_duplicates_removed": distinct - groups_left, "keep": opts.keep, "sample_groups": samples}
+    compared = (
         opts.keys if opts.keys and opts.near else ("all columns, normalised" if opts.near else "all columns")
     )
+    out["compared_on"] = compared
     if opts.keys is not None:
         out["missing_columns"] = _missing(job.cols, opts.keys)
     return out
 
 
-def _dup_samples(job: _Job, kept: str, src: str, rn: str, keys: list[str]) -> list[dict[str, Any]]:
-    """Up to three groups (near-duplicate ones first): the kept row and up to three removed rows."""
+def _dup_samples(job: _Job, kept: str, src: str, rn: str) -> list[dict[str, Any]]:
+    """Up to three groups (near-duplicate ones first): the kept row and up to two removed ones."""
     groups = job.con.execute(
-        f"SELECT __g, __rn, __n FROM {kept} WHERE __n > 1 ORDER BY __d > 1 DESC, __rn LIMIT 3"
+        f"SELECT __keep, __first, __last, __n FROM {kept} WHERE __n > 1 ORDER BY __near DESC, __keep LIMIT 3"
     ).fetchall()
-    if not groups:
+    wanted = sorted({int(r) for g in groups for r in g[:3]})
+    if not wanted:
         return []
-    names = [c.name for c in job.cols]
     cols = ", ".join(c.ident for c in job.cols)
-    ids = ", ".join(str(int(g)) for g, _, _ in groups)
-    rows = job.con.execute(
-        f"SELECT * FROM (SELECT hash({', '.join(keys)}) AS __g, {rn} AS __rn, {cols} FROM {src}) "
-        f"WHERE __g IN ({ids}) ORDER BY __rn LIMIT 60"
-    ).fetchall()
+    fetched = job.con.execute(f"SELECT {rn}, {cols} FROM {src} WHERE {rn} IN ({', '.join(map(str, wanted))})")
+    rows = {
+        int(r[0]): {c.name: clip(v) for c, v in zip(job.cols, r[1:], strict=True)} for r in fetched.fetchall()
+    }
     out: list[dict[str, Any]] = []
-    for g, keeper, n in groups:
-        members = [r for r in rows if r[0] == g]
-        as_dict = [{name: clip(v) for name, v in zip(names, r[2:], strict=True)} for r in members]
-        kept_row = next((d for d, r in zip(as_dict, members, strict=True) if r[1] == keeper), None)
-        removed = [d for d, r in zip(as_dict, members, strict=True) if r[1] != keeper][:3]
-        out.append({"rows": int(n), "kept": kept_row, "removed": removed})
+    for keep, first, last, n in groups:
+        removed = [rows[r] for r in dict.fromkeys((int(first), int(last))) if r != keep and r in rows]
+        out.append({"rows": int(n), "kept": rows.get(int(keep)), "removed": removed})
     return out
 
 
@@ -1314,7 +1447,7 @@ def _id_like(name: str) -> bool:
 
 
 def _outlier_targets(job: _Job, opts: _OutlierOptions) -> tuple[list[tuple[Col, str]], dict[str, str]]:
-    """The checked columns with their DOUBLE expression, and notes on named columns that are skipped."""
+    """The checked columns with their DOUBLE expression, and why named columns were skipped."""
     if opts.columns is not None:
         chosen = [c for c in job.cols if c.name in opts.columns]
     else:
@@ -1326,7 +1459,9 @@ def _outlier_targets(job: _Job, opts: _OutlierOptions) -> tuple[list[tuple[Col, 
         if c.is_numeric:
             targets.append((c, f"CAST({c.ident} AS DOUBLE)"))
         elif c.name in styles:
-            targets.append((c, _parse_number(_numstr(_clean_text(c.ident)), styles[c.name], False)))
+            targets.append(
+                (c, f"CAST({_nest(c.ident, [clean_text, *_number_stages(styles[c.name], False)])} AS DOUBLE)")
+            )
         elif opts.columns is not None:
             notes[c.name] = f"not numeric ({c.type})"
     return targets, notes
@@ -1350,51 +1485,63 @@ def _bounds(s: dict[str, Any], opts: _OutlierOptions) -> dict[str, Any]:
 def _outlier_conditions(x: str, b: dict[str, Any]) -> tuple[str, str]:
     """SQL conditions for a value below and above the bounds (infinities always count, NaN never)."""
     low = f"{x} < CAST({b['lower']!r} AS DOUBLE)" if b["lower"] is not None else f"{x} = '-inf'::DOUBLE"
-    high = (
-        f"NOT isnan({x}) AND {x} > CAST({b['upper']!r} AS DOUBLE)"
-        if b["upper"] is not None
-        else f"{x} = 'inf'::DOUBLE"
-    )
-    return low, high
+    high = f"{x} > CAST({b['upper']!r} AS DOUBLE)" if b["upper"] is not None else f"{x} = 'inf'::DOUBLE"
+    return low, f"NOT isnan({x}) AND {high}"
+
+
+def _outlier_stats(job: _Job, framed: str, n: int, opts: _OutlierOptions) -> dict[int, dict[str, Any]]:
+    """Per checked column (``__x{i}`` of ``framed``): finite values and the quartiles or mean/stddev."""
+    exprs: dict[str, str] = {}
+    for i in range(n):
+        x, finite = f"__x{i}", f"FILTER (WHERE isfinite(__x{i}))"
+        exprs[f"{i}.n"] = f"count({x}) {finite}"
+        if opts.method == "iqr":
+            exprs[f"{i}.q"] = f"quantile_cont({x}, [0.25, 0.75]) {finite}"
+        else:
+            exprs |= {f"{i}.mean": f"avg({x}) {finite}", f"{i}.std": f"stddev_samp({x}) {finite}"}
+    return _by_column(_aggregate(job.con, framed, exprs))
 
 
 def _outlier_dataset(job: _Job, opts: _OutlierOptions) -> dict[str, Any]:
     job.report(0.0, "choosing columns")
     targets, notes = _outlier_targets(job, opts)
-    exprs: dict[str, str] = {}
-    for i, (_, x) in enumerate(targets):
-        finite = f"FILTER (WHERE isfinite({x}))"
-        exprs |= {f"{i}.n": f"count({x}) {finite}"}
-        if opts.method == "iqr":
-            exprs[f"{i}.q"] = f"quantile_cont({x}, [0.25, 0.75]) {finite}"
-        else:
-            exprs |= {f"{i}.mean": f"avg({x}) {finite}", f"{i}.std": f"stddev_samp({x}) {finite}"}
+    values = ", ".join(f"{x} AS __x{i}" for i, (_, x) in enumerate(targets))
+    framed = f"(SELECT *, {values} FROM {job.src})" if targets else job.src
     job.report(0.1, "computing bounds")
-    stats = _by_column(_aggregate(job.con, job.src, exprs))
+    stats = _outlier_stats(job, framed, len(targets), opts)
     bounds = [_bounds(stats[i], opts) for i in range(len(targets))]
-    conds = [_outlier_conditions(x, b) for (_, x), b in zip(targets, bounds, strict=True)]
+    conds = [_outlier_conditions(f"__x{i}", b) for i, b in enumerate(bounds)]
     flags = {
         f"{c.name}_is_outlier": f"coalesce(({lo}) OR ({hi}), false)"
         for (c, _), (lo, hi) in zip(targets, conds, strict=True)
     }
-    job.report(0.4, "counting outliers")
-    counts = _outlier_counts(job, targets, conds)
-    job.report(0.6, "writing")
+    job.report(0.4, "writing")
     if opts.action == "drop":
         where = " OR ".join(f"({f})" for f in flags.values()) or "false"
-        rows_out = write_parquet(job.con, f"SELECT * FROM {job.src} WHERE NOT ({where})", job.out)
+        select = f"SELECT {', '.join(c.ident for c in job.cols)} FROM {framed} WHERE NOT ({where})"
     else:
-        rows_out = write_parquet(
-            job.con, f"SELECT {', '.join(_select_with(job.cols, flags))} FROM {job.src}", job.out
-        )
+        select = f"SELECT {', '.join(_select_with(job.cols, flags))} FROM {framed}"
+    rows_out = write_parquet(job.con, select, job.out)
+    job.report(0.7, "counting outliers")
+    counts = _outlier_counts(job, framed, conds)
     columns = {
-        c.name: {"method": opts.method, "values": int(stats[i]["n"]), **_rounded(bounds[i]), **counts[i]}
+        c.name: {
+            "method": opts.method,
+            "values": int(stats[i]["n"]),
+            **{k: _num(v) for k, v in bounds[i].items()},
+            **counts[i],
+        }
         for i, (c, _) in enumerate(targets)
     }
-    out: dict[str, Any] = {"rows_in": int(counts.get(-1, {}).get("rows", 0)), "rows_out": rows_out}
-    out |= {"rows_flagged": int(counts.get(-1, {}).get("flagged", 0)), "columns": columns}
+    rows_in = int(counts[-1]["rows"])
+    out: dict[str, Any] = {
+        "rows_in": rows_in,
+        "rows_out": rows_out,
+        "rows_flagged": int(counts[-1]["flagged"]),
+    }
+    out["columns"] = columns
     if opts.action == "drop":
-        out["rows_dropped"] = out["rows_in"] - rows_out
+        out["rows_dropped"] = rows_in - rows_out
     else:
         out["columns_added"] = list(flags)
     if notes:
@@ -1404,36 +1551,23 @@ def _outlier_dataset(job: _Job, opts: _OutlierOptions) -> dict[str, Any]:
     return out
 
 
-def _rounded(b: dict[str, Any]) -> dict[str, Any]:
-    return {k: _num(v) for k, v in b.items()}
-
-
-def _outlier_counts(
-    job: _Job, targets: Sequence[tuple[Col, str]], conds: Sequence[tuple[str, str]]
-) -> dict[int, dict[str, Any]]:
-    exprs = {"-1.rows": "count(*)"}
+def _outlier_counts(job: _Job, framed: str, conds: Sequence[tuple[str, str]]) -> dict[int, dict[str, Any]]:
+    """Rows and flagged rows (key -1), and per column values below/above and the flagged range."""
     any_flag = " OR ".join(f"({lo}) OR ({hi})" for lo, hi in conds) or "false"
-    exprs["-1.flagged"] = f"count(*) FILTER (WHERE {any_flag})"
-    for i, ((_, x), (lo, hi)) in enumerate(zip(targets, conds, strict=True)):
+    exprs = {"-1.rows": "count(*)", "-1.flagged": f"count(*) FILTER (WHERE {any_flag})"}
+    for i, (lo, hi) in enumerate(conds):
         exprs |= {
             f"{i}.below": f"count(*) FILTER (WHERE {lo})",
             f"{i}.above": f"count(*) FILTER (WHERE {hi})",
         }
-        exprs |= {f"{i}.min_flagged": f"min({x}) FILTER (WHERE ({lo}) OR ({hi}))"}
-        exprs |= {f"{i}.max_flagged": f"max({x}) FILTER (WHERE ({lo}) OR ({hi}))"}
-    stats = _by_column(_aggregate(job.con, job.src, exprs))
-    for i in range(len(targets)):
+        exprs |= {f"{i}.min_flagged": f"min(__x{i}) FILTER (WHERE ({lo}) OR ({hi}))"}
+        exprs |= {f"{i}.max_flagged": f"max(__x{i}) FILTER (WHERE ({lo}) OR ({hi}))"}
+    stats = _by_column(_aggregate(job.con, framed, exprs))
+    for i in range(len(conds)):
         s = stats[i]
         s["outliers"] = int(s["below"]) + int(s["above"])
         s["min_flagged"], s["max_flagged"] = _num(s["min_flagged"]), _num(s["max_flagged"])
     return stats
-
-
-def _select_with(cols: Sequence[Col], added: dict[str, str]) -> list[str]:
-    """Select list of ``cols`` with ``added`` expressions replacing same-named columns or appended."""
-    items = [f"{added[c.name]} AS {c.ident}" if c.name in added else c.ident for c in cols]
-    names = {c.name for c in cols}
-    return items + [f"{expr} AS {qident(name)}" for name, expr in added.items() if name not in names]
 
 
 # ----------------------------------------------------------------------------------- email-validator
@@ -1449,77 +1583,69 @@ def email_validator(ctx: AgentContext) -> AgentResult:
     schemas = _schemas(ctx)
     p = _Params("email-validator", ctx.params, schemas)
     extra = p.strings("disposable_domains")
-    opts = _EmailOptions(
-        p.columns("columns"),
-        p.choice("action", ("flag", "null_invalid"), "flag"),
-        DISPOSABLE_DOMAINS | {d.strip().lower() for d in extra},
-    )
-    echo = {"columns": opts.columns, "action": opts.action, "disposable_domains": extra or None}
+    columns, action = p.columns("columns"), p.choice("action", ("flag", "null_invalid"), "flag")
+    opts = _EmailOptions(columns, action, DISPOSABLE_DOMAINS | {d.strip().lower() for d in extra})
+    echo = {"columns": columns, "action": action, "disposable_domains": extra or None}
     return _run(ctx, "email-validator", schemas, echo, lambda job: _email_dataset(job, opts))
 
 
 def _email_targets(job: _Job, opts: _EmailOptions) -> tuple[list[Col], dict[str, str]]:
+    """The e-mail columns, and why named columns were skipped."""
     if opts.columns is not None:
         chosen = [c for c in job.cols if c.name in opts.columns]
         return [c for c in chosen if c.is_text], {
             c.name: f"not text ({c.type})" for c in chosen if not c.is_text
         }
     text = [c for c in job.cols if c.is_text]
-    named = [c for c in text if re.search(r"e[-_ ]?mail", c.name, re.I)]
-    others = [c for c in text if c not in named]
+    others = [c for c in text if not _EMAIL_NAME.search(c.name)]
     if not others:
-        return named, {}
-    with _sample(job, others) as sample:
-        exprs = {f"{i}.nn": f"count({_clean_text(c.ident)})" for i, c in enumerate(others)}
+        return text, {}
+    with job.sample(others) as sample:
+        exprs = {f"{i}.nn": f"count({clean_text(c.ident)})" for i, c in enumerate(others)}
         exprs |= {
-            f"{i}.shaped": f"count(*) FILTER (WHERE {_regex(_trim(c.ident), _EMAIL_SHAPE)})"
+            f"{i}.shaped": f"count(*) FILTER (WHERE {_rx(f'trim({c.ident})', _EMAIL_SHAPE, full=True)})"
             for i, c in enumerate(others)
         }
         stats = _by_column(_aggregate(job.con, sample, exprs))
-    shaped = [c for i, c in enumerate(others) if stats[i]["nn"] and stats[i]["shaped"] * 2 >= stats[i]["nn"]]
-    return [c for c in text if c in named or c in shaped], {}
-
-
-def _email_exprs(i: int, col: Col, opts: _EmailOptions) -> dict[str, str]:
-    """Expressions over :func:`_email_source` for the rewritten value and the two flag columns."""
-    t, v, d = f"__clean_t{i}", f"__clean_v{i}", f"__clean_d{i}"
-    parent = f"regexp_replace({d}, '^[^.]+\\.', '')"
-    listed = _sql_list(sorted(opts.disposable))
-    otherwise = f"WHEN NOT {v} THEN NULL " if opts.action == "null_invalid" else ""
-    return {
-        "value": f"CASE WHEN {v} THEN split_part({t}, '@', 1) || '@' || {d} {otherwise}ELSE {col.ident} END",
-        "valid": v,
-        "disposable": f"CASE WHEN {v} THEN ({d} IN {listed} OR {parent} IN {listed}) END",
+    shaped = {
+        c.name for i, c in enumerate(others) if stats[i]["nn"] and stats[i]["shaped"] * 2 >= stats[i]["nn"]
     }
+    return [c for c in text if c not in others or c.name in shaped], {}
 
 
-def _email_source(job: _Job, cols: Sequence[Col]) -> str:
-    """``job.src`` plus, per column, the cleaned value, its validity and its lower-cased domain."""
-    cleaned = ", ".join(f"{_clean_text(c.ident)} AS __clean_t{i}" for i, c in enumerate(cols))
-    checks = []
+def _email_frame(job: _Job, cols: Sequence[Col], disposable: frozenset[str]) -> str:
+    """The input plus, per e-mail column ``i``: trimmed value ``__t{i}``, validity ``__v{i}``, local part
+    ``__l{i}``, domain as written ``__r{i}`` and lower-cased ``__d{i}``, and disposability ``__x{i}``."""
+    cleaned = ", ".join(f"{clean_text(c.ident)} AS __t{i}" for i, c in enumerate(cols))
+    parts, checks = [], []
     for i in range(len(cols)):
-        t = f"__clean_t{i}"
-        ok = f"{_regex(t, _EMAIL_RE)} AND length({t}) <= 254 AND strpos({t}, '@') <= 65"
-        checks.append(f"CASE WHEN {t} IS NULL THEN NULL ELSE {ok} END AS __clean_v{i}")
-        checks.append(f"lower(split_part({t}, '@', 2)) AS __clean_d{i}")
-    return f"(SELECT *, {', '.join(checks)} FROM (SELECT *, {cleaned} FROM {job.src}))"
+        t, at = f"__t{i}", f"strpos(__t{i}, '@')"
+        parts += [f"left({t}, {at} - 1) AS __l{i}", f"substr({t}, {at} + 1) AS __r{i}"]
+        ok = f"{_rx(t, _EMAIL, full=True)} AND strlen({t}) <= 254 AND {at} <= 65"
+        checks += [f"CASE WHEN {t} IS NULL THEN NULL ELSE {ok} END AS __v{i}", f"lower(__r{i}) AS __d{i}"]
+    # one regular expression, not a long IN list: DuckDB would plan that as a join, which loses row order
+    listed = r"(?:[^@]*\.)?(?:" + "|".join(re.escape(d) for d in sorted(disposable)) + ")"
+    flags = [
+        f"CASE WHEN __v{i} THEN {_rx(f'__d{i}', listed, full=True)} END AS __x{i}" for i in range(len(cols))
+    ]
+    inner = f"SELECT *, {', '.join(parts)} FROM (SELECT *, {cleaned} FROM {job.src})"
+    return f"(SELECT *, {', '.join(flags)} FROM (SELECT *, {', '.join(checks)} FROM ({inner})))"
 
 
 def _email_dataset(job: _Job, opts: _EmailOptions) -> dict[str, Any]:
     job.report(0.0, "finding e-mail columns")
     targets, notes = _email_targets(job, opts)
-    source = _email_source(job, targets)
-    exprs = [_email_exprs(i, c, opts) for i, c in enumerate(targets)]
-    replaced = {c.name: e["value"] for c, e in zip(targets, exprs, strict=True)}
-    for c, e in zip(targets, exprs, strict=True):
-        replaced |= {f"{c.name}_valid": e["valid"], f"{c.name}_disposable": e["disposable"]}
+    added: dict[str, str] = {}
+    for i, c in enumerate(targets):
+        otherwise = f"WHEN NOT __v{i} THEN NULL " if opts.action == "null_invalid" else ""
+        rewrite = f"__v{i} AND (__t{i} <> {c.ident} OR __r{i} <> __d{i})"  # else keep the value as it is
+        added[c.name] = f"CASE WHEN {rewrite} THEN __l{i} || '@' || __d{i} {otherwise}ELSE {c.ident} END"
+        added |= {f"{c.name}_valid": f"__v{i}", f"{c.name}_disposable": f"__x{i}"}
     job.report(0.2, "writing")
-    rows = write_parquet(
-        job.con, f"SELECT {', '.join(_select_with(job.cols, replaced))} FROM {source}", job.out
-    )
+    source = _email_frame(job, targets, opts.disposable) if targets else job.src
+    rows = write_parquet(job.con, f"SELECT {', '.join(_select_with(job.cols, added))} FROM {source}", job.out)
     job.report(0.6, "counting")
-    columns = _email_counts(job, source, targets, exprs)
-    out: dict[str, Any] = {"rows": rows, "columns": columns}
+    out: dict[str, Any] = {"rows": rows, "columns": _email_counts(job, targets)}
     out["columns_added"] = [n for c in targets for n in (f"{c.name}_valid", f"{c.name}_disposable")]
     if notes:
         out["skipped"] = notes
@@ -1528,37 +1654,35 @@ def _email_dataset(job: _Job, opts: _EmailOptions) -> dict[str, Any]:
     return out
 
 
-def _email_counts(
-    job: _Job, source: str, cols: Sequence[Col], exprs: Sequence[dict[str, str]]
-) -> dict[str, Any]:
-    if not cols:
-        return {}
-    agg: dict[str, str] = {}
-    for i, (c, e) in enumerate(zip(cols, exprs, strict=True)):
-        v = f"__clean_v{i}"
-        agg |= {f"{i}.checked": f"count({v})", f"{i}.valid": f"count(*) FILTER (WHERE {v})"}
-        agg |= {
-            f"{i}.invalid": f"count(*) FILTER (WHERE NOT {v})",
-            f"{i}.disposable": f"count(*) FILTER (WHERE {e['disposable']})",
-        }
-        agg[f"{i}.normalised"] = f"count(*) FILTER (WHERE {v} AND {e['value']} <> {c.ident})"
-    stats = _by_column(_aggregate(job.con, source, agg))
+def _email_refs(col: Col) -> tuple[str, str, str, str]:
+    """The raw value, the written value, validity and disposability of a column in :attr:`_Job.paired`."""
+    flag = f"o.{qident(col.name + '_valid')}", f"o.{qident(col.name + '_disposable')}"
+    return f"i.{col.ident}", f"o.{col.ident}", *flag
+
+
+def _email_counts(job: _Job, cols: Sequence[Col]) -> dict[str, Any]:
+    """Per e-mail column: values checked, valid, invalid, disposable and rewritten, with examples."""
+    exprs: dict[str, str] = {}
+    for i, c in enumerate(cols):
+        raw, value, valid, disp = _email_refs(c)
+        exprs |= {f"{i}.checked": f"count({valid})", f"{i}.valid": f"count(*) FILTER (WHERE {valid})"}
+        exprs[f"{i}.invalid"] = f"count(*) FILTER (WHERE NOT {valid})"
+        exprs[f"{i}.disposable"] = f"count(*) FILTER (WHERE {disp})"
+        exprs[f"{i}.normalised"] = f"count(*) FILTER (WHERE {valid} AND {value} <> {raw})"
+    stats = _by_column(_aggregate(job.con, job.paired, exprs))
     out: dict[str, Any] = {}
-    for i, (c, e) in enumerate(zip(cols, exprs, strict=True)):
+    for i, c in enumerate(cols):
         s: dict[str, Any] = {k: int(v) for k, v in stats[i].items()}
-        v = f"__clean_v{i}"
+        raw, value, valid, disp = _email_refs(c)
         if s["invalid"]:
-            s["invalid_examples"] = _values(job.con, f"SELECT {c.ident}, 0 FROM {source} WHERE NOT {v}")
+            s["invalid_examples"] = _values(job.con, f"SELECT {raw} FROM {job.paired} WHERE NOT {valid}")
         if s["normalised"]:
-            s["normalised_examples"] = _pairs(
-                job.con,
-                f"SELECT {c.ident}, {e['value']} FROM {source} WHERE {v} AND {e['value']} <> {c.ident}",
-            )
+            changed = f"SELECT {raw}, {value} FROM {job.paired} WHERE {valid} AND {value} <> {raw}"
+            s["normalised_examples"] = _pairs(job.con, changed)
         if s["disposable"]:
-            rows = job.con.execute(
-                f"SELECT __clean_d{i}, count(*) FROM {source} WHERE {e['disposable']} "
-                "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5"
-            ).fetchall()
+            domain = f"lower(split_part({value}, '@', 2))"
+            top = f"SELECT {domain}, count(*) FROM {job.paired} WHERE {disp} GROUP BY 1"
+            rows = job.con.execute(f"{top} ORDER BY 2 DESC, 1 LIMIT 5").fetchall()
             s["disposable_domains"] = {str(d): int(n) for d, n in rows}
         out[c.name] = s
     return out
