@@ -20,25 +20,111 @@ from pathlib import Path
 import duckdb
 
 _FIRST = [
-    "James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda", "William", "Elizabeth",
-    "David", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Carlos", "Karen",
-    "Ana", "Luis", "Sofia", "Mateo", "Chloe", "Lucas", "Emma", "Noah", "Olivia", "Liam", "Aisha", "Wei",
+    "James",
+    "Mary",
+    "John",
+    "Patricia",
+    "Robert",
+    "Jennifer",
+    "Michael",
+    "Linda",
+    "William",
+    "Elizabeth",
+    "David",
+    "Barbara",
+    "Richard",
+    "Susan",
+    "Joseph",
+    "Jessica",
+    "Thomas",
+    "Sarah",
+    "Carlos",
+    "Karen",
+    "Ana",
+    "Luis",
+    "Sofia",
+    "Mateo",
+    "Chloe",
+    "Lucas",
+    "Emma",
+    "Noah",
+    "Olivia",
+    "Liam",
+    "Aisha",
+    "Wei",
 ]
 _LAST = [
-    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
-    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
-    "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson",
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
 ]
 _DOMAINS = ["gmail.com", "yahoo.com", "outlook.com", "example.com", "hotmail.com", "acme.io"]
 _COUNTRIES = [
-    "USA", "United States", "U.S.", "us", "United States of America", "Germany", "DE", "Deutschland",
-    "germany ", "France", "FR", "france", "United Kingdom", "UK", "U.K.", "Great Britain", "Spain", "España",
-    "Canada", "CA", "canada", "Mexico", "México",
+    "USA",
+    "United States",
+    "U.S.",
+    "us",
+    "United States of America",
+    "Germany",
+    "DE",
+    "Deutschland",
+    "germany ",
+    "France",
+    "FR",
+    "france",
+    "United Kingdom",
+    "UK",
+    "U.K.",
+    "Great Britain",
+    "Spain",
+    "España",
+    "Canada",
+    "CA",
+    "canada",
+    "Mexico",
+    "México",
 ]
 _STATUSES = ["active", "Active", "ACTIVE", "inactive", "churned", "Churned", "trial", "pending", "N/A", ""]
 _NOTES = [
-    "", "", "", "VIP", "call back", "prefers email", "moved, new address pending", "N/A", "-",
-    'said "no thanks"', "duplicate?", "check spelling",
+    "",
+    "",
+    "",
+    "VIP",
+    "call back",
+    "prefers email",
+    "moved, new address pending",
+    "N/A",
+    "-",
+    'said "no thanks"',
+    "duplicate?",
+    "check spelling",
 ]
 
 
@@ -64,58 +150,58 @@ def _query() -> str:
     return f"""
     WITH base AS (
         SELECT i,
-               CASE WHEN i > 0 AND {_h('dup', 40, 'i')} < 2 THEN i - 1 ELSE i END AS src,
-               CASE WHEN {_h('dup', 40, 'i')} = 1 THEN i ELSE src END AS fmt
+               CASE WHEN i > 0 AND {_h("dup", 40, "i")} < 2 THEN i - 1 ELSE i END AS src,
+               CASE WHEN {_h("dup", 40, "i")} = 1 THEN i ELSE src END AS fmt
         FROM range($rows) t(i)
     ), parts AS (
         SELECT i, src, fmt, {first} AS fn, {last} AS ln,
-               {_h('day', 1800)} AS dd, {_h('amt', 500000)} AS cents,
-               {_h('ph', 10000000)} AS ph, ({_h('area', 800)} + 200)::VARCHAR AS area,
+               {_h("day", 1800)} AS dd, {_h("amt", 500000)} AS cents,
+               {_h("ph", 10000000)} AS ph, ({_h("area", 800)} + 200)::VARCHAR AS area,
                lpad((ph // 10000)::VARCHAR, 3, '0') AS p3, lpad((ph % 10000)::VARCHAR, 4, '0') AS p4,
-               {_pick(_DOMAINS, 'dom')} AS dom
+               {_pick(_DOMAINS, "dom")} AS dom
         FROM base
     )
     SELECT
-        CASE WHEN {_h('idfmt', 10)} = 0 THEN 'C-' || lpad(src::VARCHAR, 7, '0')
+        CASE WHEN {_h("idfmt", 10)} = 0 THEN 'C-' || lpad(src::VARCHAR, 7, '0')
              ELSE (100000 + src)::VARCHAR END AS customer_id,
-        CASE {_h('namefmt', 8, 'fmt')}
+        CASE {_h("namefmt", 8, "fmt")}
             WHEN 0 THEN upper(fn || ' ' || ln)
             WHEN 1 THEN lower(fn || ' ' || ln)
             WHEN 2 THEN '  ' || fn || '  ' || ln || ' '
             WHEN 3 THEN ln || ', ' || fn
             WHEN 4 THEN fn || ' ' || left(ln, -1)
             ELSE fn || ' ' || ln END AS full_name,
-        CASE {_h('mailfmt', 20)}
+        CASE {_h("mailfmt", 20)}
             WHEN 0 THEN lower(fn) || '.' || lower(ln) || '@@' || dom
             WHEN 1 THEN lower(fn) || lower(ln) || '.' || dom
             WHEN 2 THEN {nullish}
             WHEN 3 THEN fn || '.' || ln || '@' || upper(dom)
             ELSE lower(fn) || '.' || lower(ln) || src::VARCHAR || '@' || dom END AS email,
-        CASE {_h('phfmt', 6)}
+        CASE {_h("phfmt", 6)}
             WHEN 0 THEN '(' || area || ') ' || p3 || '-' || p4
             WHEN 1 THEN area || '-' || p3 || '-' || p4
             WHEN 2 THEN '+1 ' || area || ' ' || p3 || p4
             WHEN 3 THEN area || p3 || p4
             WHEN 4 THEN area || '.' || p3 || '.' || p4
             ELSE {nullish} END AS phone,
-        CASE {_h('datefmt', 6)}
+        CASE {_h("datefmt", 6)}
             WHEN 0 THEN strftime(DATE '2020-01-01' + dd::INTEGER, '%m/%d/%Y')
             WHEN 1 THEN strftime(DATE '2020-01-01' + dd::INTEGER, '%d.%m.%Y')
             WHEN 2 THEN strftime(DATE '2020-01-01' + dd::INTEGER, '%b %-d, %Y')
             WHEN 3 THEN strftime(DATE '2020-01-01' + dd::INTEGER, '%Y%m%d')
             ELSE strftime(DATE '2020-01-01' + dd::INTEGER, '%Y-%m-%d') END AS signup_date,
-        {_pick(_COUNTRIES, 'country')} AS country,
-        CASE WHEN {_h('outlier', 5000)} = 0 THEN '9,999,999.00'
-             ELSE CASE {_h('amtfmt', 6)}
+        {_pick(_COUNTRIES, "country")} AS country,
+        CASE WHEN {_h("outlier", 5000)} = 0 THEN '9,999,999.00'
+             ELSE CASE {_h("amtfmt", 6)}
                  WHEN 0 THEN '$' || format('{{:,.2f}}', cents / 100.0)
                  WHEN 1 THEN format('{{:,.2f}}', cents / 100.0)
                  WHEN 2 THEN 'USD ' || printf('%.2f', cents / 100.0)
                  WHEN 3 THEN {nullish}
                  ELSE printf('%.2f', cents / 100.0) END END AS amount,
-        ({_h('orders', 40)})::VARCHAR AS orders,
-        {_pick(_STATUSES, 'status')} AS status,
-        CASE WHEN {_h('nl', 2000, 'fmt')} = 0 THEN 'line one' || chr(10) || 'line two'
-             ELSE {_pick(_NOTES, 'note', 'fmt')} END AS notes
+        ({_h("orders", 40)})::VARCHAR AS orders,
+        {_pick(_STATUSES, "status")} AS status,
+        CASE WHEN {_h("nl", 2000, "fmt")} = 0 THEN 'line one' || chr(10) || 'line two'
+             ELSE {_pick(_NOTES, "note", "fmt")} END AS notes
     FROM parts
     ORDER BY i
     """

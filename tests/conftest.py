@@ -93,9 +93,7 @@ def new_worker(client: Client) -> NewWorker:
     return make
 
 
-async def assert_eventually(
-    check: Callable[[], Awaitable[T]], *, within_s: float = 30.0, interval: float = 0.2
-) -> T:
+async def assert_eventually(check: Callable[[], Awaitable[T]], *, within_s: float = 30.0, interval: float = 0.2) -> T:
     """Await ``check`` until it stops raising AssertionError (bounded), returning its value."""
     deadline = asyncio.get_running_loop().time() + within_s
     while True:

@@ -407,9 +407,7 @@ class _Text:
     sample: str
 
 
-def _prepare_text(
-    src: Path, name: str, workdir: Path, *, native: Iterable[str], repair: bool = False
-) -> _Text:
+def _prepare_text(src: Path, name: str, workdir: Path, *, native: Iterable[str], repair: bool = False) -> _Text:
     """Sniff the encoding, reject empty/binary input and transcode to UTF-8 unless DuckDB reads it natively.
 
     ``repair`` transcodes a file whose sample looked like UTF-8 but that DuckDB found invalid further on:
@@ -541,9 +539,7 @@ def _convert_json(src: Path, name: str, out: Path, workdir: Path, fmt: str) -> I
     return info
 
 
-def _convert_json_text(
-    text: _Text, src: Path, name: str, out: Path, workdir: Path, fmt: str
-) -> IngestedFile | None:
+def _convert_json_text(text: _Text, src: Path, name: str, out: Path, workdir: Path, fmt: str) -> IngestedFile | None:
     """Run DuckDB over prepared JSON (types as DuckDB infers them); ``None`` when UTF-8 needs repair."""
     if fmt == "json":
         _check_json_ends(text.path, name)

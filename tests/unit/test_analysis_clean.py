@@ -38,9 +38,7 @@ def sql_value(value: str | None) -> str:
     return "NULL" if value is None else "'" + value.replace("'", "''") + "'"
 
 
-def make_dataset(
-    tmp_path: Path, name: str, header: Sequence[str], rows: Sequence[Sequence[str | None]]
-) -> Dataset:
+def make_dataset(tmp_path: Path, name: str, header: Sequence[str], rows: Sequence[Sequence[str | None]]) -> Dataset:
     """A Parquet file of VARCHAR columns (what a CSV gives), built with CREATE TABLE ... VALUES."""
     path = tmp_path / f"{name}.parquet"
     columns = ", ".join('"' + h.replace('"', '""') + '" VARCHAR' for h in header)
@@ -133,17 +131,12 @@ def test_null_like_values_become_null(tmp_path: Path) -> None:
         "null_share": round(2 / 15, 4),
         "null_like_values": ["-"],
     }
-    assert (
-        set(s["columns"]["a"]["null_like_values"]) <= set(NULL_LIKES)
-        and s["columns"]["a"]["null_like_values"]
-    )
+    assert set(s["columns"]["a"]["null_like_values"]) <= set(NULL_LIKES) and s["columns"]["a"]["null_like_values"]
     assert s["values_filled"] == 0 and s["columns_dropped"] == []
 
 
 def test_drop_rows_drops_rows_with_a_null_in_the_given_columns(tmp_path: Path) -> None:
-    ds = make_dataset(
-        tmp_path, "data", ["a", "b"], [("1", "x"), ("N/A", "y"), ("3", ""), ("4", "z"), (None, "w")]
-    )
+    ds = make_dataset(tmp_path, "data", ["a", "b"], [("1", "x"), ("N/A", "y"), ("3", ""), ("4", "z"), (None, "w")])
     everything = run(null_handler, tmp_path, ds, params={"strategy": "drop_rows"})
     assert rows_of(everything) == [("1", "x"), ("4", "z")]
     assert summary_of(everything)["rows_dropped"] == 3
@@ -174,9 +167,7 @@ def test_fill_uses_median_for_number_columns_and_text_for_the_rest(tmp_path: Pat
 def test_fill_mean_zero_number_and_custom_text(tmp_path: Path) -> None:
     rows = [("1", "a"), ("2", None), ("6", "N/A"), ("", "b")]
     ds = make_dataset(tmp_path, "data", ["n", "t"], rows)
-    mean = run(
-        null_handler, tmp_path, ds, params={"strategy": "fill", "fill_numeric": "mean", "fill_text": "?!"}
-    )
+    mean = run(null_handler, tmp_path, ds, params={"strategy": "fill", "fill_numeric": "mean", "fill_text": "?!"})
     assert column(mean, "n") == ["1", "2", "6", "3"] and column(mean, "t") == ["a", "?!", "?!", "b"]
     zero = run(null_handler, tmp_path / "z", ds, params={"strategy": "fill", "fill_numeric": "zero"})
     assert column(zero, "n") == ["1", "2", "6", "0"]
@@ -191,9 +182,7 @@ def test_fill_typed_columns_keeps_their_type(tmp_path: Path) -> None:
             "COPY (SELECT * FROM (VALUES (1, 1.0), (NULL, 'nan'::DOUBLE), (5, 3.0)) v(i, d)) "
             f"TO '{path}' (FORMAT parquet)"
         )
-    result = run(
-        null_handler, tmp_path, Dataset("data.csv", path), params={"strategy": "fill", "fill_numeric": "mean"}
-    )
+    result = run(null_handler, tmp_path, Dataset("data.csv", path), params={"strategy": "fill", "fill_numeric": "mean"})
     assert rows_of(result) == [(1, 1.0), (3, 2.0), (5, 3.0)]
     assert types_of(result) == {"i": "INTEGER", "d": "DOUBLE"}
     assert summary_of(result)["columns"]["d"]["null_like"] == 1  # NaN counts as null-like
@@ -262,9 +251,7 @@ def test_mixed_date_formats_day_first(tmp_path: Path) -> None:
 
 
 def test_month_first_dates_are_recognised_from_the_values(tmp_path: Path) -> None:
-    result = run(
-        type_fixer, tmp_path, one_column(tmp_path, ["01/31/2024", "02/01/2024", "12/25/2023", "2024-03-01"])
-    )
+    result = run(type_fixer, tmp_path, one_column(tmp_path, ["01/31/2024", "02/01/2024", "12/25/2023", "2024-03-01"]))
     assert column(result, "x") == [date(2024, 1, 31), date(2024, 2, 1), date(2023, 12, 25), date(2024, 3, 1)]
     assert summary_of(result)["converted"]["x"]["format"] == "month first"
     forced = run(
@@ -357,9 +344,7 @@ def test_whitespace_is_trimmed_and_category_spellings_merge(tmp_path: Path) -> N
         "Boston",
         "N.Y.C.",
     ]
-    ds = make_dataset(
-        tmp_path, "data", ["city", "note"], [(c, f"  a\tnote  {i} ") for i, c in enumerate(cities)]
-    )
+    ds = make_dataset(tmp_path, "data", ["city", "note"], [(c, f"  a\tnote  {i} ") for i, c in enumerate(cities)])
     result = run(field_standardizer, tmp_path, ds)
     assert column(result, "city") == ["New York"] * 5 + ["Boston"] * 3 + ["N.Y.C."]
     assert column(result, "note")[0] == "a note 0"
@@ -377,9 +362,7 @@ def test_fuzzy_spellings_merge_only_where_values_repeat(tmp_path: Path) -> None:
     names = ["John Smith", "Jon Smith", "Mary Jones", "Ann Lee"]  # every value distinct: no fuzzy merge
     people = run(field_standardizer, tmp_path / "p", one_column(tmp_path / ".", names, "name"))
     assert column(people, "name") == names
-    loose = run(
-        field_standardizer, tmp_path / "l", one_column(tmp_path, cities, "city"), params={"threshold": 99}
-    )
+    loose = run(field_standardizer, tmp_path / "l", one_column(tmp_path, cities, "city"), params={"threshold": 99})
     assert column(loose, "city") == cities
 
 
@@ -579,9 +562,7 @@ def test_null_invalid_detection_by_values_and_extra_domains(tmp_path: Path) -> N
         ["contact", "note"],
         [("a@b.io", "x"), ("bad@", "y"), ("c@trash.dev", "z"), ("d@e.fr", "w")],
     )
-    result = run(
-        email_validator, tmp_path, ds, params={"action": "null_invalid", "disposable_domains": ["trash.dev"]}
-    )
+    result = run(email_validator, tmp_path, ds, params={"action": "null_invalid", "disposable_domains": ["trash.dev"]})
     assert rows_of(result) == [
         ("a@b.io", "x", True, False),
         (None, "y", False, None),

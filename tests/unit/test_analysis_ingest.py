@@ -31,23 +31,56 @@ SAMPLES = ROOT / "samples" / "analysis"
 LIMIT = 50 * 1024 * 1024
 
 CUSTOMER_COLUMNS = [
-    "customer_id", "full_name", "email", "phone", "signup_date", "country", "total_spend", "segment",
+    "customer_id",
+    "full_name",
+    "email",
+    "phone",
+    "signup_date",
+    "country",
+    "total_spend",
+    "segment",
 ]
 CRM_COLUMNS = [
-    "crm_id", "first_name", "last_name", "email_address", "phone_number", "city", "country_code",
+    "crm_id",
+    "first_name",
+    "last_name",
+    "email_address",
+    "phone_number",
+    "city",
+    "country_code",
     "created_at",
 ]
 ORDER_COLUMNS = [
-    "order_id", "customer_id", "order_date", "product", "category", "quantity", "unit_price", "discount_pct",
-    "total", "channel",
+    "order_id",
+    "customer_id",
+    "order_date",
+    "product",
+    "category",
+    "quantity",
+    "unit_price",
+    "discount_pct",
+    "total",
+    "channel",
 ]
 EVENT_COLUMNS = ["event_id", "ts", "user_id", "session_id", "event", "page", "device", "props", "value"]
 INVENTORY_COLUMNS = [
-    "sku", "product", "category", "warehouse", "quantity", "unit_cost", "last_restocked", "discontinued",
+    "sku",
+    "product",
+    "category",
+    "warehouse",
+    "quantity",
+    "unit_cost",
+    "last_restocked",
+    "discontinued",
 ]
 SAMPLE_FILES = [
-    "customers.csv", "customers_crm.csv", "events.jsonl", "inventory.xlsx", "orders_2024.csv",
-    "orders_2025.csv", "sales_eu.csv",
+    "customers.csv",
+    "customers_crm.csv",
+    "events.jsonl",
+    "inventory.xlsx",
+    "orders_2024.csv",
+    "orders_2025.csv",
+    "sales_eu.csv",
 ]
 LATIN_ENCODINGS = {"cp1252", "latin_1", "latin-1", "iso8859_1", "iso8859_15"}
 
@@ -55,9 +88,7 @@ LATIN_ENCODINGS = {"cp1252", "latin_1", "latin-1", "iso8859_1", "iso8859_15"}
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _convert(
-    tmp_path: Path, name: str, content: bytes, *, max_bytes: int = LIMIT
-) -> tuple[IngestedFile, Path]:
+def _convert(tmp_path: Path, name: str, content: bytes, *, max_bytes: int = LIMIT) -> tuple[IngestedFile, Path]:
     """Store ``content`` as an upload blob (no extension) and convert it under the user's ``name``."""
     src = tmp_path / "upload.blob"
     src.write_bytes(content)
