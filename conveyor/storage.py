@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import errno
 import io
 import json
 import mimetypes
@@ -156,6 +157,12 @@ class BlobStore(ABC):
     def put_file(self, key: str, path: Path, content_type: str | None = None) -> BlobInfo:
         """Store the file at ``path`` under ``key`` without reading it into memory."""
 
+    def move_file(self, key: str, path: Path, content_type: str | None = None) -> BlobInfo:
+        """Store the file at ``path`` under ``key`` and remove it from ``path``."""
+        info = self.put_file(key, path, content_type)
+        Path(path).unlink(missing_ok=True)
+        return info
+
     @abstractmethod
     def get_bytes(self, key: str) -> bytes:
         """The whole content of a blob."""
@@ -275,8 +282,12 @@ class LocalBlobStore(BlobStore):
 
     def _put(self, key: str, content_type: str | None, fill: Callable[[BinaryIO], object]) -> BlobInfo:
         path = self._path(key)
-        resolved = content_type or guess_content_type(key)
         self._write_atomic(path, fill, f"blob {key!r}")
+        return self._finish_put(key, path, content_type)
+
+    def _finish_put(self, key: str, path: Path, content_type: str | None) -> BlobInfo:
+        """Record a non-default content type beside a freshly written blob and make the entry durable."""
+        resolved = content_type or guess_content_type(key)
         sidecar = self._sidecar(path)
         if resolved != guess_content_type(key):
             body = json.dumps({"content_type": resolved}).encode()
@@ -294,6 +305,23 @@ class LocalBlobStore(BlobStore):
         """Copy the file at ``path`` under ``key`` atomically, in chunks."""
         with Path(path).open("rb") as src:
             return self._put(key, content_type, lambda fh: shutil.copyfileobj(src, fh, DEFAULT_CHUNK_SIZE))
+
+    def move_file(self, key: str, path: Path, content_type: str | None = None) -> BlobInfo:
+        """Rename the file at ``path`` into the store (after an fsync); copies when it is on another device."""
+        target, src = self._path(key), Path(path)
+        if target.exists() and target.is_dir():
+            raise BadInput(f"cannot write blob {key!r}: it is a folder", code="BAD_BLOB_KEY")
+        with src.open("rb") as fh:
+            os.fsync(fh.fileno())
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(src, 0o644)
+            os.replace(src, target)
+        except OSError as err:
+            if err.errno != errno.EXDEV:
+                raise
+            return super().move_file(key, path, content_type)
+        return self._finish_put(key, target, content_type)
 
     # reading ----------------------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from conveyor.errors import BadInput, NotFound
 from conveyor.heartbeat import ProgressBox, run_blocking
 from conveyor.logging import get_logger
 from conveyor.models import User
-from conveyor.storage import BlobStore
+from conveyor.storage import BlobInfo, BlobStore
 
 log = get_logger(__name__)
 
@@ -109,7 +109,7 @@ class AnalysisActivities:
         src = self._readable(f.key, tmp / f"src-{index}{Path(f.name).suffix.lower()}")
         dst = tmp / f"{index}.parquet"
         info = convert_to_parquet(src, f.name, dst, max_bytes=self._max_bytes)
-        self._blobs.put_file(key, dst, "application/vnd.apache.parquet")
+        self._blobs.move_file(key, dst, "application/vnd.apache.parquet")
         ref = DatasetRef(
             name=f.name,
             key=key,
@@ -229,8 +229,13 @@ class AnalysisActivities:
         self._blobs.put_bytes(summary_key, json.dumps(result.summary, default=str).encode(), "application/json")
         current: list[DatasetRef] | None = None
         if result.current is not None:
-            current = [self._store_dataset(f"{prefix}/{i}.parquet", d) for i, d in enumerate(result.current)]
-        files = [self._store_output(run.task_id, name, path, agent=run.agent_id) for name, path in result.files.items()]
+            current = [
+                self._store_dataset(f"{prefix}/{i}.parquet", d, workdir) for i, d in enumerate(result.current)
+            ]
+        files = [
+            self._store_output(run.task_id, name, path, workdir, agent=run.agent_id)
+            for name, path in result.files.items()
+        ]
         return AgentOutcome(
             agent_id=run.agent_id,
             summary_key=summary_key,
@@ -240,7 +245,13 @@ class AnalysisActivities:
             seconds=round(seconds, 3),
         )
 
-    def _store_dataset(self, key: str, dataset: Dataset) -> DatasetRef:
+    def _keep(self, key: str, path: Path, content_type: str, scratch: Path) -> BlobInfo:
+        """Store a produced file: moved in when it is ours to take (under ``scratch``), copied otherwise."""
+        if path.resolve().is_relative_to(scratch.resolve()):
+            return self._blobs.move_file(key, path, content_type)
+        return self._blobs.put_file(key, path, content_type)
+
+    def _store_dataset(self, key: str, dataset: Dataset, scratch: Path) -> DatasetRef:
         con = duckdb.connect()
         try:
             path = str(dataset.path).replace("'", "''")
@@ -248,13 +259,13 @@ class AnalysisActivities:
             columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()]
         finally:
             con.close()
-        self._blobs.put_file(key, dataset.path, "application/vnd.apache.parquet")
+        self._keep(key, dataset.path, "application/vnd.apache.parquet", scratch)
         return DatasetRef(name=dataset.name, key=key, rows=int(rows_row[0]) if rows_row else 0, columns=columns)
 
-    def _store_output(self, task_id: str, name: str, path: Path, *, agent: str | None) -> OutputFile:
+    def _store_output(self, task_id: str, name: str, path: Path, scratch: Path, *, agent: str | None) -> OutputFile:
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         key = f"{task_prefix(task_id)}/outputs/{name}"
-        info = self._blobs.put_file(key, path, content_type)
+        info = self._keep(key, path, content_type, scratch)
         return OutputFile(name=name, key=key, size=info.size, content_type=content_type, agent=agent)
 
     @activity.defn(name="analysis.publish_outputs")
@@ -280,7 +291,7 @@ class AnalysisActivities:
         report = tmp / "report.json"
         summaries = {o.agent_id: json.loads(self._blobs.get_bytes(o.summary_key)) for o in request.outcomes}
         report.write_text(json.dumps({**_response(request, outputs), "agents": summaries}, indent=2, default=str))
-        outputs.append(self._store_output(request.task_id, "report.json", report, agent=None))
+        outputs.append(self._store_output(request.task_id, "report.json", report, tmp, agent=None))
         return outputs
 
     def _export_tables(self, request: PublishRequest, tmp: Path) -> list[OutputFile]:
@@ -296,7 +307,7 @@ class AnalysisActivities:
                 out = tmp / name
                 src, dst = str(local).replace("'", "''"), str(out).replace("'", "''")
                 con.execute(f"COPY (SELECT * FROM read_parquet('{src}')) TO '{dst}' (HEADER, DELIMITER ',')")
-                files.append(self._store_output(request.task_id, name, out, agent=None))
+                files.append(self._store_output(request.task_id, name, out, tmp, agent=None))
         finally:
             con.close()
         return files

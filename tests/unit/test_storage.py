@@ -196,6 +196,17 @@ def test_missing_blob_is_not_found(store: BlobStore, tmp_path: Path, call: Calla
     assert store.exists("nope/missing.bin") is False
 
 
+def test_move_file_stores_content_and_takes_the_file(store: BlobStore, tmp_path: Path) -> None:
+    src = tmp_path / "scratch" / "table.parquet"
+    src.parent.mkdir()
+    src.write_bytes(b"PAR1" + bytes(range(256)) * 100)
+    info = store.move_file("work/agent/0.parquet", src, "application/vnd.apache.parquet")
+    assert not src.exists()
+    assert info.size == 4 + 25_600
+    assert store.get_bytes("work/agent/0.parquet")[:4] == b"PAR1"
+    assert store.stat("work/agent/0.parquet").content_type == "application/vnd.apache.parquet"
+
+
 def test_exists_and_delete(store: BlobStore) -> None:
     store.put_bytes("jobs/1/out.json", b"{}")
     assert store.exists("jobs/1/out.json")
