@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(ffmpeg chromium espeak-ng)
+APT_PACKAGES=(ffmpeg chromium espeak-ng postgresql)
 PYTHON=${PYTHON:-python3}
 
 missing=()
