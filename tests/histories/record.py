@@ -13,6 +13,8 @@ import io
 import tempfile
 from pathlib import Path
 
+from temporalio.client import WorkflowFailureError
+
 from api.services import analysis as service
 from bench.datagen import write_messy_csv
 from conveyor.auth import create_user
@@ -65,8 +67,8 @@ async def record() -> None:
                             await handle.cancel()
                         try:
                             await handle.result()
-                        except Exception:  # noqa: BLE001 - failed and cancelled runs are what we record
-                            pass
+                        except WorkflowFailureError:
+                            pass  # failed and cancelled runs are what this records
                         history = await handle.fetch_history()
                         (HERE / f"analysis-{outcome}.json").write_text(history.to_json())
                 await asyncio.gather(*(w.shutdown() for w in workers))

@@ -13,22 +13,14 @@ import duckdb
 
 from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
 from activities.analysis.agents.clean.sql import Col, _describe, _temp_table, qident, qstr
-from activities.analysis.agents.clean.summaries import jsonable
+from activities.analysis.agents.common import jsonable
+from activities.analysis.agents.common import unique_names as _unique_names
 
 Report = Callable[[float, str], None]
 
 
 #: Rows sampled to detect types, number styles, date orders and e-mail columns.
 SAMPLE_ROWS = 20_000
-
-
-def _unique_names(datasets: Sequence[Dataset]) -> list[str]:
-    seen: dict[str, int] = {}
-    names: list[str] = []
-    for ds in datasets:
-        seen[ds.name] = seen.get(ds.name, 0) + 1
-        names.append(ds.name if seen[ds.name] == 1 else f"{ds.name} ({seen[ds.name]})")
-    return names
 
 
 def _file_stem(name: str) -> str:

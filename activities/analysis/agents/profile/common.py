@@ -4,40 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
-from activities.analysis.agents.base import Dataset
 from conveyor.errors import BadInput
 
 Report = Callable[[float, str], None]
 
 SUMMARY_VALUE_CHARS = 80
-
-
-def jsonable(value: Any) -> Any:
-    """A JSON-serialisable copy: NaN/inf to None, decimals to float, dates and others to str."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Decimal):
-        return jsonable(float(value))
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, timedelta | UUID):
-        return str(value)
-    return str(value)
 
 
 def _num(value: Any, digits: int = 6) -> float | None:
@@ -56,16 +31,6 @@ def _clip(value: Any, chars: int) -> Any:
     if isinstance(value, str) and len(value) > chars:
         return value[: chars - 1] + "…"
     return value
-
-
-def _unique_names(datasets: Sequence[Dataset]) -> list[str]:
-    """Dataset names, made unique with a ``(2)``, ``(3)``… suffix where the user gave two the same name."""
-    seen: dict[str, int] = {}
-    names: list[str] = []
-    for ds in datasets:
-        seen[ds.name] = seen.get(ds.name, 0) + 1
-        names.append(ds.name if seen[ds.name] == 1 else f"{ds.name} ({seen[ds.name]})")
-    return names
 
 
 def _write_json(workdir: Path, filename: str, payload: dict[str, Any]) -> Path:

@@ -9,15 +9,8 @@ from typing import Any
 import duckdb
 
 from activities.analysis.agents.base import AgentContext, AgentResult
-from activities.analysis.agents.profile.common import (
-    SUMMARY_VALUE_CHARS,
-    _clip,
-    _int_param,
-    _num,
-    _share,
-    _write_json,
-    jsonable,
-)
+from activities.analysis.agents.common import jsonable
+from activities.analysis.agents.profile.common import SUMMARY_VALUE_CHARS, _clip, _int_param, _num, _share, _write_json
 from activities.analysis.agents.profile.patterns import NULL_LIKE
 from activities.analysis.agents.profile.sql import (
     _NUMERIC_KINDS,

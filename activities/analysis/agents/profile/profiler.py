@@ -11,6 +11,8 @@ from typing import Any
 import duckdb
 
 from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
+from activities.analysis.agents.common import jsonable
+from activities.analysis.agents.common import unique_names as _unique_names
 from activities.analysis.agents.profile.column_stats import (
     QUANTILES,
     _base_stats,
@@ -27,9 +29,7 @@ from activities.analysis.agents.profile.common import (
     _num,
     _scaled,
     _share,
-    _unique_names,
     _write_json,
-    jsonable,
 )
 from activities.analysis.agents.profile.patterns import PATTERNS
 from activities.analysis.agents.profile.sql import (

@@ -6,7 +6,9 @@ import re
 from typing import Any
 
 from activities.analysis.agents.base import AgentContext, AgentResult
-from activities.analysis.agents.profile.common import _float_param, _scaled, _unique_names, _write_json, jsonable
+from activities.analysis.agents.common import jsonable
+from activities.analysis.agents.common import unique_names as _unique_names
+from activities.analysis.agents.profile.common import _float_param, _scaled, _write_json
 from activities.analysis.agents.profile.profiler import _profile_dataset
 
 NAME_HINT_SCORE = 0.6
