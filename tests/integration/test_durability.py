@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from temporalio.api.enums.v1 import PendingActivityState
 
 from activities.analysis.models import AnalysisTask
 from activities.analysis.schemas import AnalysisResult
@@ -70,7 +71,15 @@ async def test_task_completes_after_the_worker_is_killed_mid_agent(tmp_path: Pat
 
         async def in_second_agent() -> None:
             progress = await handle.query(PROGRESS_QUERY, result_type=Progress)
-            assert progress.done >= 1, progress
+            assert progress.stage in ("type-fixer", "duplicate-resolver"), progress  # the two longest agents
+            pending = (await handle.describe()).raw_description.pending_activities
+            running = [
+                p
+                for p in pending
+                if p.activity_type.name == "analysis.run_agent"
+                and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            ]
+            assert running, "no agent is running on the worker yet"
 
         await assert_eventually(in_second_agent, within_s=120, interval=0.1)
         first.send_signal(signal.SIGKILL)
