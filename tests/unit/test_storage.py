@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor import storage
 from conveyor.errors import BadInput, ExternalServiceError, NotFound
@@ -68,7 +69,7 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             try:
                 client.list_buckets()
                 break
-            except Exception:
+            except (BotoCoreError, ClientError):  # not listening yet
                 if time.monotonic() > deadline:
                     pytest.fail(f"moto_server did not answer on {endpoint}: {log_path.read_text()}")
                 time.sleep(0.1)
