@@ -37,6 +37,14 @@ async def grant(session: AsyncSession, user: User, amount: int, *, reason: str, 
     return entry
 
 
+async def _claimed_hold(session: AsyncSession, reference: str) -> CreditHold:
+    """The hold this transaction just changed (it can only be gone if its user was deleted meanwhile)."""
+    held = await session.get(CreditHold, reference, populate_existing=True)
+    if held is None:
+        raise NotFound(f"credit hold {reference} not found", code="HOLD_NOT_FOUND")
+    return held
+
+
 def _rows(result: object) -> int:
     assert isinstance(result, CursorResult)
     return int(result.rowcount)
@@ -82,8 +90,7 @@ async def capture(session: AsyncSession, reference: str, *, reason: str) -> Cred
     )
     if _rows(claimed) == 0:
         return await session.scalar(select(CreditLedgerEntry).where(CreditLedgerEntry.idempotency_key == key))
-    held = await session.get(CreditHold, reference, populate_existing=True)
-    assert held is not None
+    held = await _claimed_hold(session, reference)
     await session.execute(
         update(User)
         .where(User.id == held.user_id)
@@ -115,8 +122,7 @@ async def release(session: AsyncSession, reference: str) -> bool:
     )
     if _rows(released) == 0:
         return False
-    held = await session.get(CreditHold, reference, populate_existing=True)
-    assert held is not None
+    held = await _claimed_hold(session, reference)
     await session.execute(
         update(User).where(User.id == held.user_id).values(credits_held=User.credits_held - held.amount)
     )
