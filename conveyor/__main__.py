@@ -1,6 +1,6 @@
 """``python -m conveyor`` runs the CLI."""
 
-from conveyor.cli.main import app
+from conveyor.cli.main import main
 
 if __name__ == "__main__":
-    app()
+    main()

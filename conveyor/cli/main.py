@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import os
+import sys
 from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
@@ -237,3 +240,21 @@ def _register_pipeline_commands() -> None:
 
 
 _register_pipeline_commands()
+
+
+def main() -> None:
+    """Run the CLI, then exit without interpreter teardown.
+
+    The Temporal client's Rust threads can crash CPython's finalisation after a short-lived command has
+    finished its work (temporalio/sdk-python#300: SIGSEGV or SIGABRT at exit), which would turn a
+    successful command into a failed exit code. Output is flushed first; nothing else is pending by then.
+    """
+    code = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
