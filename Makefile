@@ -22,6 +22,7 @@ lint: bootstrap
 
 bench: bootstrap
 	$(VENV)/python -m bench.analysis
+	$(VENV)/python -m bench.crawl
 
 up: bootstrap
 	$(VENV)/conveyor up

@@ -66,3 +66,15 @@ async def migrate(url: str, revision: str = "head") -> None:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     await asyncio.to_thread(_upgrade, url, revision)
+
+
+def dialect_insert(session: AsyncSession, model: type[Base]) -> Any:
+    """An INSERT for ``model`` that knows ``ON CONFLICT`` on the session's database (SQLite or PostgreSQL)."""
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(model)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(model)

@@ -52,6 +52,22 @@ class Settings(BaseSettings):
     max_files_per_task: int = Field(10, description="Most files one analysis task accepts.")
     local_user: str = Field("local", description="User the CLI acts as when --user is not given.")
     local_user_credits: int = Field(1000, description="Credits granted when the CLI's local user is created.")
+    # crawl pipeline
+    chromium_path: str = Field("/usr/bin/chromium", description="Chromium executable Playwright drives.")
+    chromium_args: list[str] = Field(
+        default_factory=list, description="Extra Chromium flags (JSON list), added to Conveyor's defaults."
+    )
+    crawl_user_agent: str = Field(
+        "ConveyorBot/0.1 (+https://github.com/conveyor)", description="User agent of the crawler (robots.txt too)."
+    )
+    crawl_retention_days: float = Field(30.0, description="Crawl sessions older than this are deleted daily.")
+    linear_api_key: str = Field("", description="Linear API key; when set (with the team), tickets go to Linear.")
+    linear_team_id: str = Field("", description="Linear team id new issues are filed in.")
+    linear_api_url: str = Field("https://api.linear.app/graphql", description="Linear GraphQL endpoint.")
+    # LLM steps (an OpenAI-compatible endpoint; unset: deterministic local rules)
+    llm_base_url: str = Field("", description="OpenAI-compatible API base URL (e.g. http://host/v1); empty: no LLM.")
+    llm_api_key: str = Field("", description="API key sent as a Bearer token to the LLM endpoint.")
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the LLM endpoint.")
 
     @property
     def temporal_db_path(self) -> Path:

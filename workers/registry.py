@@ -9,10 +9,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from activities.analysis.activities import AnalysisActivities, analysis_activities
+from activities.crawl.activities import CrawlActivities, crawl_activities
+from activities.crawl.browser import BrowserPool
 from conveyor.settings import Settings
 from conveyor.storage import BlobStore
 from workflows.analysis import AnalysisWorkflow
-from workflows.maintenance import PurgeAnalysisWorkWorkflow
+from workflows.crawl import CrawlSessionWorkflow
+from workflows.maintenance import CleanupCrawlSessionsWorkflow, PurgeAnalysisWorkWorkflow
 
 
 @dataclass
@@ -23,6 +26,15 @@ class Resources:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     blobs: BlobStore
+    browser: BrowserPool
+    """One Chromium per worker process, launched on first use."""
+    _crawl: CrawlActivities | None = field(default=None, init=False, repr=False)
+
+    def crawl(self) -> CrawlActivities:
+        """The crawl activities of this process (one instance shared by the crawl pipeline's queues)."""
+        if self._crawl is None:
+            self._crawl = CrawlActivities(self.sessions, self.blobs, self.settings, self.browser)
+        return self._crawl
 
 
 @dataclass(frozen=True)
@@ -39,9 +51,17 @@ def _analysis(res: Resources) -> list[Callable[..., Any]]:
     )
 
 
+def _crawl_queue(queue: str) -> Callable[[Resources], list[Callable[..., Any]]]:
+    return lambda res: crawl_activities(res.crawl(), queue)
+
+
 #: Queues that have something to run. Pipelines add their entries here.
 REGISTRY: dict[str, QueueRegistration] = {
     "analysis": QueueRegistration(workflows=(AnalysisWorkflow, PurgeAnalysisWorkWorkflow), activities=_analysis),
+    "crawl": QueueRegistration(workflows=(CrawlSessionWorkflow,), activities=_crawl_queue("crawl")),
+    "tickets": QueueRegistration(activities=_crawl_queue("tickets")),
+    "media": QueueRegistration(activities=_crawl_queue("media")),
+    "default": QueueRegistration(workflows=(CleanupCrawlSessionsWorkflow,), activities=_crawl_queue("default")),
 }
 
 #: Every workflow class Conveyor defines (for replay tests and the sandbox).

@@ -12,6 +12,7 @@ from datetime import timedelta
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.crawl.browser import BrowserPool
 from conveyor.db import create_engine, session_factory
 from conveyor.errors import BadInput
 from conveyor.logging import get_logger
@@ -41,14 +42,17 @@ def resolve_queues(requested: Sequence[str]) -> list[str]:
 async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
     """Open the DB engine and blob store a worker process shares between its activities."""
     engine = create_engine(settings.database_url_resolved)
+    browser = BrowserPool(settings.chromium_path, settings.chromium_args, settings.crawl_user_agent)
     try:
         yield Resources(
             settings=settings,
             engine=engine,
             sessions=session_factory(engine),
             blobs=blob_store_from_url(settings.blob_url_resolved, s3_endpoint_url=settings.s3_endpoint_url),
+            browser=browser,
         )
     finally:
+        await browser.close()
         await engine.dispose()
 
 

@@ -8,7 +8,8 @@ from datetime import timedelta
 from pydantic import BaseModel
 from temporalio.client import ScheduleOverlapPolicy
 
-from workflows.maintenance import PurgeAnalysisWorkWorkflow, PurgeInput
+from activities.crawl.schemas import CleanupRequest
+from workflows.maintenance import CleanupCrawlSessionsWorkflow, PurgeAnalysisWorkWorkflow, PurgeInput
 
 
 @dataclass(frozen=True)
@@ -33,5 +34,13 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         task_queue="analysis",
         cron="30 3 * * *",
         description="delete intermediate files of analysis tasks finished over 24 h ago (seed 003 result_expires)",
+    ),
+    ScheduleSpec(
+        id="crawl-cleanup",
+        workflow=CleanupCrawlSessionsWorkflow.__name__,
+        arg=CleanupRequest(),
+        task_queue="default",
+        cron="0 3 * * *",
+        description="delete crawl sessions, bugs, tickets and screenshots past the retention (seed 000 cleanup)",
     ),
 )

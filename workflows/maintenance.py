@@ -11,6 +11,8 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.analysis.activities import AnalysisActivities
     from activities.analysis.schemas import PurgeRequest, PurgeResult
+    from activities.crawl.activities import CrawlActivities
+    from activities.crawl.schemas import CleanupRequest, CleanupResult
     from conveyor.errors import NON_RETRYABLE_ERROR_TYPES
 
 PURGE_TIMEOUT = timedelta(minutes=30)
@@ -35,6 +37,25 @@ class PurgeAnalysisWorkWorkflow:
             AnalysisActivities.purge_work,
             PurgeRequest(retention_hours=request.retention_hours),
             start_to_close_timeout=PURGE_TIMEOUT,
+            heartbeat_timeout=PURGE_HEARTBEAT,
+            retry_policy=PURGE_RETRY,
+        )
+
+
+CLEANUP_TIMEOUT = timedelta(minutes=30)
+
+
+@workflow.defn(name="CleanupCrawlSessionsWorkflow")
+class CleanupCrawlSessionsWorkflow:
+    """Seed 000 ``cleanup_old_sessions``: deletes old crawl sessions, their bugs, tickets and screenshots."""
+
+    @workflow.run
+    async def run(self, request: CleanupRequest) -> CleanupResult:
+        """Clean up and report the counts removed."""
+        return await workflow.execute_activity_method(
+            CrawlActivities.cleanup_old_sessions,
+            request,
+            start_to_close_timeout=CLEANUP_TIMEOUT,
             heartbeat_timeout=PURGE_HEARTBEAT,
             retry_policy=PURGE_RETRY,
         )

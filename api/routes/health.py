@@ -37,11 +37,11 @@ class Health(BaseModel):
     queues: dict[str, dict[str, Any]]
 
 
-def served_queues() -> list[str]:
-    """Queues that have workflows or activities registered (the ones that need pollers)."""
+def served_queues() -> dict[str, bool]:
+    """Queues that have something registered, each with whether workflows run there (and need pollers)."""
     from workers.registry import REGISTRY  # the registry imports activity modules; load it only here
 
-    return list(REGISTRY)
+    return {name: bool(reg.workflows) for name, reg in REGISTRY.items()}
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
@@ -72,10 +72,11 @@ async def _check_temporal(state: Any) -> tuple[Check, dict[str, dict[str, Any]]]
     except (ConveyorError, RuntimeError) as err:
         return Check(ok=False, detail=str(err)), {}
     check = Check(ok=True, latency_ms=round((time.perf_counter() - start) * 1000, 2))
-    names = served_queues()
+    served = served_queues()
+    names = list(served)
     counts = await asyncio.gather(*(_pollers(client, q) for q in names))
     queues = {
-        name: {"workflow_pollers": wf, "activity_pollers": act, "ok": wf > 0 and act > 0}
+        name: {"workflow_pollers": wf, "activity_pollers": act, "ok": (wf > 0 or not served[name]) and act > 0}
         for name, (wf, act) in zip(names, counts, strict=True)
     }
     return check, queues

@@ -94,8 +94,40 @@ async def _analysis_demo(ctx: DemoContext) -> list[DemoRun]:
     return runs
 
 
+async def _crawl_demo(ctx: DemoContext) -> list[DemoRun]:
+    """Crawl the bundled sample site (served from this process) and show the bugs it planted and we found."""
+    import json
+
+    from conveyor.cli.crawl import print_crawl
+    from conveyor.cli.sample_site import sample_site
+    from conveyor.cli.watch import Watched, watch
+
+    manifest = json.loads((SAMPLES / "site" / "expected.json").read_text())
+    with sample_site() as site:
+        body = {"url": f"{site.url}/", "max_pages": 50, "max_depth": manifest["max_depth"]}
+        body["slow_page_ms"] = manifest["slow_page_ms"]
+        started = await ctx.http.post("/api/crawls", json=body)
+        started.raise_for_status()
+        session_id, wf = started.json()["session_id"], started.json()["workflow_id"]
+        t0 = time.monotonic()
+        final = (await watch(ctx.client, [Watched(wf, "crawl sample site")], show=ctx.show))[wf]
+    crawl = (await ctx.http.get(f"/api/crawls/{session_id}")).json()
+    bugs = (await ctx.http.get(f"/api/crawls/{session_id}/bugs", params={"limit": 500})).json()["items"]
+    if ctx.show:
+        crawl["bugs"] = [{**b, "ticket": (b["ticket"] or {}).get("key"), "pages": b["pages"]} for b in bugs]
+        print_crawl(crawl)
+    seconds = (
+        (final.closed_at - final.started_at).total_seconds()
+        if final.closed_at and final.started_at
+        else time.monotonic() - t0
+    )
+    tickets = sum(1 for b in bugs if b["ticket"])
+    summary = f"{crawl['pages_crawled']} pages, {len(bugs)} bugs of {len(manifest['bugs'])} planted, {tickets} tickets"
+    return [DemoRun("crawl: sample site", wf, crawl["status"], seconds, summary, ctx.settings.workflow_ui_url(wf))]
+
+
 #: Every implemented pipeline's demo; pipelines add theirs here.
-DEMOS: list[tuple[str, DemoFn]] = [("analysis", _analysis_demo)]
+DEMOS: list[tuple[str, DemoFn]] = [("analysis", _analysis_demo), ("crawl", _crawl_demo)]
 
 
 async def _demo_key(settings: Settings) -> str:

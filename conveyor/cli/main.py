@@ -233,9 +233,11 @@ def db_upgrade(as_json: JsonOpt = False) -> None:
 
 def _register_pipeline_commands() -> None:
     from conveyor.cli.analyze import analyze
+    from conveyor.cli.crawl import crawl
     from conveyor.cli.demo import demo
 
     app.command()(analyze)
+    app.command()(crawl)
     app.command()(demo)
 
 

@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from api.services.workflows import WorkflowStatus, describe
 from conveyor.cli.output import console
+from conveyor.progress import Progress as WorkflowProgress
 
 POLL_S = 0.3
 
@@ -31,9 +32,12 @@ async def watch(client: Client, items: list[Watched], *, show: bool = True) -> d
         TaskProgressColumn(),
         TextColumn("{task.fields[stage]}"),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"),
     )
     with Progress(*columns, console=console, disable=not show, transient=False) as bars:
-        ids = {w.workflow_id: bars.add_task(w.label, total=100, label=w.label, stage="queued") for w in items}
+        ids = {
+            w.workflow_id: bars.add_task(w.label, total=100, label=w.label, stage="queued", detail="") for w in items
+        }
         while len(final) < len(items):
             for w in items:
                 if w.workflow_id in final:
@@ -47,7 +51,17 @@ async def watch(client: Client, items: list[Watched], *, show: bool = True) -> d
                     stage = status.status
                     if status.status == "completed":
                         percent = 100.0
-                bars.update(ids[w.workflow_id], completed=percent, stage=stage)
+                bars.update(ids[w.workflow_id], completed=percent, stage=stage, detail=_detail(p))
             if len(final) < len(items):
                 await asyncio.sleep(POLL_S)
     return final
+
+
+def _detail(progress: WorkflowProgress | None) -> str:
+    """``done/total · message`` of a progress answer, kept short enough for one terminal line."""
+    if progress is None:
+        return ""
+    parts = [f"{progress.done}/{progress.total}"] if progress.total else []
+    if progress.message:
+        parts.append(progress.message)
+    return " · ".join(parts)[:90]

@@ -1,7 +1,9 @@
-"""Record real AnalysisWorkflow histories for the replay tests: ``python -m tests.histories.record``.
+"""Record real workflow histories for the replay tests: ``python -m tests.histories.record [analysis|crawl]``.
 
-Runs a completed, a failed and a cancelled task on the real dev server with the real activities and saves
-each history as JSON beside this file. Re-record only when a workflow change is meant to be incompatible
+Runs a completed, a failed and a cancelled run of each pipeline on the real dev server with the real activities
+and saves each history as JSON beside this file: ``analysis-*.json`` (AnalysisWorkflow) and ``crawl-*.json``
+(CrawlSessionWorkflow on the bundled sample site, Chromium resolving nothing but 127.0.0.1). Name a pipeline to
+record only its histories; none records both. Re-record only when a workflow change is meant to be incompatible
 (and then version the workflow with ``workflow.patched`` instead, if runs may be in flight).
 """
 
@@ -10,71 +12,161 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import io
+import sys
 import tempfile
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from temporalio.client import WorkflowFailureError
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
+from activities.crawl.schemas import CrawlConfig
 from api.services import analysis as service
+from api.services import crawl as crawl_service
 from bench.datagen import write_messy_csv
 from conveyor.auth import create_user
+from conveyor.cli.sample_site import start_sample_site
 from conveyor.db import migrate
 from conveyor.progress import PROGRESS_QUERY, Progress
 from conveyor.settings import Settings
-from tests.conftest import start_dev_server
+from tests.conftest import free_port, start_dev_server
+from workers.registry import Resources
 from workers.run import build_workers, open_resources
 
 HERE = Path(__file__).parent
 SAMPLES = HERE.parents[1] / "samples" / "analysis"
+#: Chromium resolves nothing but 127.0.0.1, so no recorded crawl can reach outside.
+CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+#: Small crawls keep the recorded files small.
+CRAWL_MAX_PAGES = 8
+PIPELINES = ("analysis", "crawl")
 
 
-async def record() -> None:
-    """Run the three scenarios and write their histories."""
+@dataclass
+class Stack:
+    """A dev server with in-process workers, a temp database and blob folder."""
+
+    client: Client
+    resources: Resources
+    settings: Settings
+    var: Path
+
+
+@asynccontextmanager
+async def running_stack(queues: Sequence[str]) -> AsyncIterator[Stack]:
+    """Start the dev server and workers for ``queues``; stop everything afterwards."""
     env = await start_dev_server()
-    with tempfile.TemporaryDirectory() as var:
-        settings = Settings(var_dir=Path(var), temporal_address=env.client.service_client.config.target_host)
-        await migrate(settings.database_url_resolved)
-        async with open_resources(settings) as res:
-            with concurrent.futures.ThreadPoolExecutor() as executor:
-                workers = build_workers(env.client, res, ["analysis"], executor)
-                runs = [asyncio.create_task(w.run()) for w in workers]
-                async with res.sessions() as session:
-                    user, _ = await create_user(session, "recorder", 1000)
-                    await session.commit()
-                    big = Path(var) / "big.csv"
-                    write_messy_csv(big, rows=20_000)
-                    scenarios = {
-                        "completed": ("profile-my-data", "orders_2024.csv", (SAMPLES / "orders_2024.csv").read_bytes()),
-                        "failed": ("profile-my-data", "header_only.csv", b"id,name\n"),
-                        "cancelled": ("clean-my-data", "big.csv", big.read_bytes()),
-                    }
-                    for outcome, (tool, name, data) in scenarios.items():
-                        task = await service.create_task(
-                            session,
-                            res.blobs,
-                            settings,
-                            user,
-                            tool_id=tool,
-                            agents=[],
-                            params={},
-                            files=[service.Upload(name, io.BytesIO(data))],
-                        )
-                        started = await service.process_task(session, env.client, user, task.task_id)
-                        handle = env.client.get_workflow_handle(started.workflow_id)
-                        if outcome == "cancelled":
-                            while (await handle.query(PROGRESS_QUERY, result_type=Progress)).done < 1:
-                                await asyncio.sleep(0.05)
-                            await handle.cancel()
-                        try:
-                            await handle.result()
-                        except WorkflowFailureError:
-                            pass  # failed and cancelled runs are what this records
-                        history = await handle.fetch_history()
-                        (HERE / f"analysis-{outcome}.json").write_text(history.to_json())
-                await asyncio.gather(*(w.shutdown() for w in workers))
-                await asyncio.gather(*runs, return_exceptions=True)
-    await env.shutdown()
+    try:
+        with tempfile.TemporaryDirectory() as var:
+            settings = Settings(
+                var_dir=Path(var),
+                temporal_address=env.client.service_client.config.target_host,
+                chromium_args=CHROMIUM_ARGS,
+            )
+            await migrate(settings.database_url_resolved)
+            async with open_resources(settings) as res:
+                with concurrent.futures.ThreadPoolExecutor() as executor:
+                    workers = build_workers(env.client, res, queues, executor)
+                    runs = [asyncio.create_task(w.run()) for w in workers]
+                    try:
+                        yield Stack(env.client, res, settings, Path(var))
+                    finally:
+                        await asyncio.gather(*(w.shutdown() for w in workers))
+                        await asyncio.gather(*runs, return_exceptions=True)
+    finally:
+        await env.shutdown()
+
+
+async def _finish(handle: WorkflowHandle[object, object], path: Path) -> None:
+    """Wait for the run to end (a failure is what some scenarios record) and save its history."""
+    try:
+        await handle.result()
+    except WorkflowFailureError:
+        pass  # failed and cancelled runs are what this records
+    history = await handle.fetch_history()
+    path.write_text(history.to_json())
+
+
+async def _wait_for_progress(handle: WorkflowHandle[object, object], done: int) -> None:
+    while (await handle.query(PROGRESS_QUERY, result_type=Progress)).done < done:
+        await asyncio.sleep(0.05)
+
+
+async def record_analysis() -> None:
+    """A completed, a failed and a cancelled analysis task."""
+    async with running_stack(["analysis"]) as stack:
+        res, settings = stack.resources, stack.settings
+        async with res.sessions() as session:
+            user, _ = await create_user(session, "recorder", 1000)
+            await session.commit()
+            big = stack.var / "big.csv"
+            write_messy_csv(big, rows=20_000)
+            scenarios = {
+                "completed": ("profile-my-data", "orders_2024.csv", (SAMPLES / "orders_2024.csv").read_bytes()),
+                "failed": ("profile-my-data", "header_only.csv", b"id,name\n"),
+                "cancelled": ("clean-my-data", "big.csv", big.read_bytes()),
+            }
+            for outcome, (tool, name, data) in scenarios.items():
+                task = await service.create_task(
+                    session,
+                    res.blobs,
+                    settings,
+                    user,
+                    tool_id=tool,
+                    agents=[],
+                    params={},
+                    files=[service.Upload(name, io.BytesIO(data))],
+                )
+                started = await service.process_task(session, stack.client, user, task.task_id)
+                handle = stack.client.get_workflow_handle(started.workflow_id)
+                if outcome == "cancelled":
+                    await _wait_for_progress(handle, 1)
+                    await handle.cancel()
+                await _finish(handle, HERE / f"analysis-{outcome}.json")
+
+
+async def record_crawl() -> None:
+    """A completed crawl of the sample site, one whose start URL is a closed port, and one cancelled mid-crawl."""
+    site = start_sample_site()
+    try:
+        async with running_stack(["crawl", "media", "tickets", "default"]) as stack:
+            async with stack.resources.sessions() as session:
+                user, _ = await create_user(session, "crawl-recorder", 0)
+                await session.commit()
+                scenarios = {
+                    "completed": f"{site.url}/",
+                    "failed": f"http://127.0.0.1:{free_port()}/",
+                    "cancelled": f"{site.url}/",
+                }
+                for outcome, url in scenarios.items():
+                    config = CrawlConfig(url=url, max_pages=CRAWL_MAX_PAGES, slow_page_ms=2000)
+                    crawl = await crawl_service.start_session(session, stack.client, user, config)
+                    assert crawl.workflow_id is not None
+                    handle = stack.client.get_workflow_handle(crawl.workflow_id)
+                    if outcome == "cancelled":
+                        await _wait_for_progress(handle, 2)
+                        await handle.cancel()
+                    await _finish(handle, HERE / f"crawl-{outcome}.json")
+    finally:
+        site.stop()
+
+
+async def record(pipelines: Sequence[str] = PIPELINES) -> None:
+    """Record the histories of ``pipelines``."""
+    if "analysis" in pipelines:
+        await record_analysis()
+    if "crawl" in pipelines:
+        await record_crawl()
+
+
+def main(argv: Sequence[str]) -> None:
+    """``record [analysis|crawl]...``: the pipelines to record (default: all)."""
+    unknown = [a for a in argv if a not in PIPELINES]
+    if unknown:
+        raise SystemExit(f"usage: python -m tests.histories.record [{'|'.join(PIPELINES)}]... (unknown: {unknown})")
+    asyncio.run(record(list(argv) or PIPELINES))
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    main(sys.argv[1:])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +18,18 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from conveyor.auth import create_user
+from conveyor.cli.sample_site import SampleSite, start_sample_site
 from conveyor.db import migrate
 from conveyor.settings import Settings
 from conveyor.storage import BlobStore
 from tests.conftest import free_port, start_dev_server
+from workers.registry import Resources
 from workers.run import build_workers, open_resources
+
+#: Queues the in-process test workers serve.
+STACK_QUEUES = ["analysis", "crawl", "media", "tickets", "default"]
+#: Tests only: Chromium resolves nothing but 127.0.0.1, so no crawl can reach outside (DESIGN.md).
+TEST_CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 
 
 @dataclass
@@ -34,6 +41,7 @@ class Stack:
     sessions: async_sessionmaker[AsyncSession]
     blobs: BlobStore
     api_url: str
+    resources: Resources
 
     async def new_user(self, credits: int = 100) -> tuple[int, str]:
         """A fresh user with ``credits`` and its API key."""
@@ -66,11 +74,12 @@ async def stack(dev_server: WorkflowEnvironment, tmp_path_factory: pytest.TempPa
         api_port=port,
         max_upload_bytes=2_000_000,
         log_json=True,
+        chromium_args=TEST_CHROMIUM_ARGS,
     )
     await migrate(settings.database_url_resolved)
     async with open_resources(settings) as resources:
         with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
-            workers = build_workers(dev_server.client, resources, ["analysis"], executor)
+            workers = build_workers(dev_server.client, resources, STACK_QUEUES, executor)
             runs = [asyncio.create_task(w.run()) for w in workers]
             server = uvicorn.Server(
                 uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
@@ -80,10 +89,23 @@ async def stack(dev_server: WorkflowEnvironment, tmp_path_factory: pytest.TempPa
                 await asyncio.sleep(0.05)
             try:
                 yield Stack(
-                    settings, dev_server.client, resources.sessions, resources.blobs, f"http://127.0.0.1:{port}"
+                    settings,
+                    dev_server.client,
+                    resources.sessions,
+                    resources.blobs,
+                    f"http://127.0.0.1:{port}",
+                    resources,
                 )
             finally:
                 server.should_exit = True
                 await serving
                 await asyncio.gather(*(w.shutdown() for w in workers))
                 await asyncio.gather(*runs, return_exceptions=True)
+
+
+@pytest.fixture(scope="session")
+def sample_site() -> Iterator[SampleSite]:
+    """The bundled sample site with planted bugs, served on 127.0.0.1."""
+    site = start_sample_site()
+    yield site
+    site.stop()

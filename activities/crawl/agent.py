@@ -1,0 +1,275 @@
+"""The QA agent of one page, as a LangGraph graph: navigate → collect signals → triage → (refine) → extract links.
+
+Each node is a step a reviewer can point at: ``navigate`` loads the page in a fresh browser context with
+listeners attached and waits for the network to go quiet; ``collect`` reads the DOM (title, lang, images,
+links) and checks every internal link; ``triage`` folds signals into fingerprinted findings by deterministic
+rules; ``refine`` (only when an OpenAI-compatible endpoint is configured) rewords titles and descriptions;
+``extract_links`` leaves the links the session may visit next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, TypedDict, cast
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from playwright.async_api import BrowserContext, Page
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import TimeoutError as PlaywrightTimeout
+
+from activities.crawl.browser import BrowserPool
+from activities.crawl.llm import LlmConfig, refine_findings
+from activities.crawl.probe import DOM_SCRIPT, LOAD_TIME_SCRIPT, PageProbe, dom_signals
+from activities.crawl.schemas import BugKind, Finding, PageVisit, Signal
+from activities.crawl.triage import triage
+from activities.crawl.urls import normalize_url, should_visit, url_key
+from conveyor.errors import BadInput, Retryable
+from conveyor.heartbeat import ProgressBox
+
+NAVIGATION_TIMEOUT_MS = 30_000
+LINK_CHECK_TIMEOUT_MS = 10_000
+LINK_CHECK_PARALLEL = 8
+MAX_LINKS = 1000
+#: Navigation errors that mean the host cannot be reached at all (fatal for a start URL).
+UNREACHABLE = (
+    "net::ERR_CONNECTION_REFUSED",
+    "net::ERR_NAME_NOT_RESOLVED",
+    "net::ERR_NAME_RESOLUTION_FAILED",
+    "net::ERR_ADDRESS_UNREACHABLE",
+    "net::ERR_CONNECTION_TIMED_OUT",
+    "net::ERR_INTERNET_DISCONNECTED",
+)
+#: Playwright errors that mean the browser (not the page) went away: retried on a fresh browser.
+BROWSER_GONE = ("Target crashed", "has been closed", "Browser closed", "browser has disconnected", "Connection closed")
+
+
+class VisitState(TypedDict, total=False):
+    """The graph's state for one page visit."""
+
+    visit: PageVisit
+    context: BrowserContext
+    progress: ProgressBox
+    page: Page
+    probe: PageProbe
+    status: int | None
+    final_url: str
+    is_html: bool
+    load_ms: int
+    title: str
+    raw_links: list[str]
+    signals: list[Signal]
+    findings: list[Finding]
+    links: list[str]
+    error: str | None
+
+
+def browser_gone(err: BaseException) -> bool:
+    """Whether a Playwright error means the browser crashed or closed under us."""
+    return isinstance(err, PlaywrightError) and any(s in str(err) for s in BROWSER_GONE)
+
+
+class PageAgent:
+    """Builds the page graph once per worker and runs it for each visit."""
+
+    def __init__(self, pool: BrowserPool, llm: LlmConfig | None = None) -> None:
+        self.pool = pool
+        self.llm = llm
+        graph = StateGraph(VisitState)
+        graph.add_node("navigate", self.navigate)
+        graph.add_node("collect", self.collect)
+        graph.add_node("triage", self.triage)
+        graph.add_node("refine", self.refine)
+        graph.add_node("extract_links", self.extract_links)
+        graph.add_edge(START, "navigate")
+        graph.add_edge("navigate", "collect")
+        graph.add_edge("collect", "triage")
+        graph.add_conditional_edges("triage", self._after_triage, ["refine", "extract_links"])
+        graph.add_edge("refine", "extract_links")
+        graph.add_edge("extract_links", END)
+        self.graph: CompiledStateGraph[VisitState, Any, VisitState, VisitState] = graph.compile()
+
+    async def run(self, visit: PageVisit, progress: ProgressBox) -> VisitState:
+        """Visit one page in a fresh context and return the final state."""
+        async with self.pool.context() as context:
+            try:
+                result = await self.graph.ainvoke({"visit": visit, "context": context, "progress": progress})
+            except PlaywrightError as err:
+                if browser_gone(err):
+                    raise Retryable(
+                        f"the browser went away while visiting {visit.url}", code="BROWSER_CRASHED"
+                    ) from err
+                raise
+            return cast(VisitState, result)
+
+    def _after_triage(self, state: VisitState) -> str:
+        return "refine" if self.llm is not None and state.get("findings") else "extract_links"
+
+    async def navigate(self, state: VisitState) -> VisitState:
+        """Load the page with listeners attached and wait until its network is quiet."""
+        visit = state["visit"]
+        state["progress"].set({"stage": "navigate", "url": visit.url})
+        page = await state["context"].new_page()
+        probe = PageProbe(visit.url)
+        probe.attach(page)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            response = await page.goto(visit.url, wait_until="load", timeout=NAVIGATION_TIMEOUT_MS)
+        except PlaywrightTimeout:
+            probe.signals.append(
+                Signal(
+                    kind=BugKind.SLOW_PAGE,
+                    page_url=visit.url,
+                    detail={"load_ms": NAVIGATION_TIMEOUT_MS, "threshold_ms": visit.slow_page_ms, "timed_out": True},
+                )
+            )
+            return {
+                "page": page,
+                "probe": probe,
+                "status": None,
+                "final_url": visit.url,
+                "is_html": False,
+                "load_ms": NAVIGATION_TIMEOUT_MS,
+                "error": "navigation timed out",
+            }
+        except PlaywrightError as err:
+            if browser_gone(err):
+                raise
+            reason = _net_error(str(err))
+            if visit.is_start and reason in UNREACHABLE:
+                raise BadInput(
+                    f"cannot reach the start URL {visit.url}: {reason}", code="START_URL_UNREACHABLE"
+                ) from err
+            return {
+                "page": page,
+                "probe": probe,
+                "status": None,
+                "final_url": visit.url,
+                "is_html": False,
+                "load_ms": 0,
+                "error": reason,
+            }
+        if response is not None:
+            probe.document_request = response.request
+        await probe.settle()
+        wall_ms = int((loop.time() - started) * 1000)
+        load_ms = int(await page.evaluate(LOAD_TIME_SCRIPT) or 0) or wall_ms
+        status = response.status if response is not None else None
+        content_type = (await response.header_value("content-type") or "") if response is not None else ""
+        return {
+            "page": page,
+            "probe": probe,
+            "status": status,
+            "final_url": page.url,
+            "is_html": "html" in content_type or not content_type,
+            "load_ms": load_ms,
+            "error": None,
+        }
+
+    async def collect(self, state: VisitState) -> VisitState:
+        """Turn what the page did into signals: status, sub-requests, console, errors, DOM faults, links."""
+        visit = state["visit"]
+        state["progress"].set({"stage": "collect", "url": visit.url})
+        signals = list(state["probe"].signals)
+        status = state.get("status")
+        if status is not None and status >= 400:
+            kind = BugKind.SERVER_ERROR if status >= 500 else BugKind.HTTP_ERROR
+            signals.append(Signal(kind=kind, page_url=visit.url, target=visit.url, status=status))
+        load_ms = state.get("load_ms", 0)
+        if state.get("error") is None and load_ms > visit.slow_page_ms:
+            signals.append(
+                Signal(
+                    kind=BugKind.SLOW_PAGE,
+                    page_url=visit.url,
+                    detail={"load_ms": load_ms, "threshold_ms": visit.slow_page_ms},
+                )
+            )
+        raw_links: list[str] = []
+        title = ""
+        if state.get("error") is None and state.get("is_html", True):
+            dom: dict[str, Any] = await state["page"].evaluate(DOM_SCRIPT)
+            title = str(dom.get("title") or "")
+            signals += dom_signals(visit.url, dom)
+            raw_links = [str(href) for href in dom.get("links", [])][: MAX_LINKS * 2]
+            if visit.check_links:
+                signals += await self._check_links(state["context"], visit, raw_links)
+        return {"signals": signals, "raw_links": raw_links, "title": title}
+
+    async def _check_links(self, context: BrowserContext, visit: PageVisit, raw_links: list[str]) -> list[Signal]:
+        """Check each distinct internal link once (HEAD, GET when HEAD is refused); broken ones become signals."""
+        targets: dict[str, str] = {}
+        for href in raw_links:
+            url = normalize_url(href, visit.url)
+            if url is None or not should_visit(url, visit.origin, same_origin=True, robots=visit.robots):
+                continue
+            targets.setdefault(url_key(url), url)
+        gate = asyncio.Semaphore(LINK_CHECK_PARALLEL)
+        cache = self.pool.link_cache
+
+        async def check(key: str, url: str) -> Signal | None:
+            cached = cache.get(key)
+            if cached is None:
+                async with gate:
+                    cached = await _link_status(context, url)
+                cache.put(key, *cached)
+            status, error = cached
+            if status is not None and status < 400:
+                return None
+            return Signal(kind=BugKind.BROKEN_LINK, page_url=visit.url, target=url, status=status, message=error or "")
+
+        found = await asyncio.gather(*(check(k, u) for k, u in targets.items()))
+        return [s for s in found if s is not None]
+
+    async def triage(self, state: VisitState) -> VisitState:
+        """Fold signals into fingerprinted findings with severities (deterministic rules)."""
+        visit = state["visit"]
+        state["progress"].set({"stage": "triage", "url": visit.url})
+        return {"findings": triage(state.get("signals", []), visit.url, slow_page_ms=visit.slow_page_ms)}
+
+    async def refine(self, state: VisitState) -> VisitState:
+        """Reword titles and descriptions through the configured LLM (unchanged if it fails)."""
+        assert self.llm is not None
+        state["progress"].set({"stage": "refine", "url": state["visit"].url})
+        return {"findings": await refine_findings(state["findings"], self.llm)}
+
+    async def extract_links(self, state: VisitState) -> VisitState:
+        """The links the session may visit next: normalized, allowed, not known broken, in page order."""
+        visit = state["visit"]
+        broken = {url_key(s.target) for s in state.get("signals", []) if s.kind == BugKind.BROKEN_LINK}
+        links: dict[str, str] = {}
+        for href in state.get("raw_links", []):
+            url = normalize_url(href, state.get("final_url") or visit.url)
+            if url is None or not should_visit(url, visit.origin, same_origin=visit.same_origin, robots=visit.robots):
+                continue
+            key = url_key(url)
+            if key not in broken:
+                links.setdefault(key, url)
+            if len(links) >= MAX_LINKS:
+                break
+        return {"links": list(links.values())}
+
+
+async def _link_status(context: BrowserContext, url: str) -> tuple[int | None, str]:
+    """HTTP status of a link (HEAD, then GET when HEAD is not allowed), or None and the network error."""
+    try:
+        response = await context.request.head(url, timeout=LINK_CHECK_TIMEOUT_MS, max_redirects=5)
+        status = response.status
+        await response.dispose()
+        if status in (405, 501):
+            response = await context.request.get(url, timeout=LINK_CHECK_TIMEOUT_MS, max_redirects=5)
+            status = response.status
+            await response.dispose()
+        return status, ""
+    except PlaywrightError as err:
+        if browser_gone(err):
+            raise
+        return None, _net_error(str(err))
+
+
+def _net_error(message: str) -> str:
+    """The ``net::ERR_…`` code in a Playwright error message, or its first line."""
+    for word in message.replace("\n", " ").split():
+        if word.startswith("net::ERR_"):
+            return word.rstrip(".,;:")
+    return message.splitlines()[0][:200] if message else "error"

@@ -1,0 +1,137 @@
+"""One Chromium per worker process (Debian's, driven by Playwright), a fresh context per page visit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from playwright.async_api import Browser, BrowserContext, Playwright, ViewportSize, async_playwright
+from playwright.async_api import Error as PlaywrightError
+
+from conveyor.errors import BadInput
+from conveyor.logging import get_logger
+
+log = get_logger(__name__)
+
+#: Flags that keep Chromium quiet and offline apart from the pages it is sent to (DESIGN.md).
+CHROMIUM_ARGS: tuple[str, ...] = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+)
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+
+
+class LinkStatusCache:
+    """Recent link-check answers, shared by the page visits of one worker process (bounded, expiring)."""
+
+    def __init__(self, max_entries: int = 20_000, ttl_s: float = 600.0) -> None:
+        self._entries: OrderedDict[str, tuple[float, int | None, str]] = OrderedDict()
+        self._max = max_entries
+        self._ttl = ttl_s
+
+    def get(self, key: str) -> tuple[int | None, str] | None:
+        """The cached (status, error) of a link, if checked recently."""
+        entry = self._entries.get(key)
+        if entry is None or time.monotonic() - entry[0] > self._ttl:
+            return None
+        return entry[1], entry[2]
+
+    def put(self, key: str, status: int | None, error: str) -> None:
+        """Remember a link's answer."""
+        self._entries[key] = (time.monotonic(), status, error)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
+class BrowserPool:
+    """Launches Chromium on first use (and again if it crashed); hands out isolated contexts."""
+
+    def __init__(self, executable_path: str, extra_args: list[str], user_agent: str) -> None:
+        self.executable_path = executable_path
+        self.args = [*CHROMIUM_ARGS, *extra_args]
+        self.user_agent = user_agent
+        self.link_cache = LinkStatusCache()
+        self._lock = asyncio.Lock()
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self.open_contexts = 0
+        self.launches = 0
+
+    async def browser(self) -> Browser:
+        """The running browser, launched (or relaunched after a crash) as needed."""
+        async with self._lock:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            if not await asyncio.to_thread(Path(self.executable_path).exists):
+                raise BadInput(
+                    f"Chromium not found at {self.executable_path}; install Debian's chromium or set "
+                    "CONVEYOR_CHROMIUM_PATH",
+                    code="BROWSER_MISSING",
+                )
+            if self._playwright is None:
+                self._playwright = await async_playwright().start()
+            self._browser = await self._playwright.chromium.launch(
+                executable_path=self.executable_path, args=self.args, headless=True
+            )
+            self.launches += 1
+            log.info("browser launched", executable=self.executable_path, launches=self.launches)
+            return self._browser
+
+    @contextlib.asynccontextmanager
+    async def context(self) -> AsyncIterator[BrowserContext]:
+        """A fresh browser context (own cookies, cache and storage), closed however the visit ends."""
+        browser = await self.browser()
+        try:
+            ctx = await self._new_context(browser)
+        except PlaywrightError:
+            if browser.is_connected() and not await self._dead(browser):
+                raise
+            # the browser died since the last visit (crash, OOM kill): launch a fresh one and carry on
+            async with self._lock:
+                if self._browser is browser:
+                    self._browser = None
+            ctx = await self._new_context(await self.browser())
+        self.open_contexts += 1
+        try:
+            yield ctx
+        finally:
+            self.open_contexts -= 1
+            # shielded: a cancelled visit must still close its context, or the browser leaks them
+            with contextlib.suppress(PlaywrightError, asyncio.CancelledError):
+                await asyncio.shield(ctx.close())
+
+    async def _new_context(self, browser: Browser) -> BrowserContext:
+        return await browser.new_context(
+            user_agent=self.user_agent, viewport=VIEWPORT, service_workers="block", java_script_enabled=True
+        )
+
+    @staticmethod
+    async def _dead(browser: Browser) -> bool:
+        """Whether the browser no longer answers (its process may be gone before Playwright notices)."""
+        try:
+            await asyncio.wait_for(browser.new_browser_cdp_session(), timeout=5)
+        except (PlaywrightError, TimeoutError):
+            return True
+        return False
+
+    async def close(self) -> None:
+        """Close the browser and the Playwright driver."""
+        async with self._lock:
+            if self._browser is not None:
+                with contextlib.suppress(PlaywrightError):
+                    await self._browser.close()
+                self._browser = None
+            if self._playwright is not None:
+                with contextlib.suppress(PlaywrightError):
+                    await self._playwright.stop()
+                self._playwright = None

@@ -1,0 +1,405 @@
+"""Fake HTTP services for tests: a generic recording server, a stateful Linear GraphQL API, an OpenAI endpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+Response = tuple[int, dict[str, str], bytes]
+Handler = Callable[["Recorded"], Response]
+
+
+@dataclass
+class Recorded:
+    """One request the fake server received (header names lower-cased)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
+def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+    """A handler answer carrying ``payload`` as JSON."""
+    return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(payload).encode()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A threaded server that says nothing when a client hangs up before its answer (a client timeout test)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class FakeHttpServer:
+    """A threaded HTTP server on 127.0.0.1 that records every request and answers through ``handler``."""
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._lock = threading.Lock()
+        self._requests: list[Recorded] = []
+        self._thread: threading.Thread | None = None
+        # Port 0: the kernel picks a free port, so parallel tests never collide.
+        self._server = _QuietServer(("127.0.0.1", 0), self._request_handler_class())
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """A snapshot of the requests received so far, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def start(self) -> FakeHttpServer:
+        """Serve in a daemon thread."""
+        if self._thread is None:
+            # A short poll interval keeps stop() (which waits for the next poll) from costing half a second per test.
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-http", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    def __enter__(self) -> FakeHttpServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _record(self, recorded: Recorded) -> Response:
+        with self._lock:
+            self._requests.append(recorded)
+        try:
+            return self._handler(recorded)
+        except Exception as exc:  # a broken test handler must show up as an answer, not a hung client
+            return 500, {"Content-Type": "text/plain"}, f"fake handler failed: {exc!r}".encode()
+
+    def _request_handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                status, out_headers, out_body = fake._record(Recorded(self.command, self.path, headers, body))
+                self.send_response(status)
+                for name, value in out_headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(out_body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(out_body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Keep test output quiet."""
+
+        return _Handler
+
+
+def _error(message: str, type_: str, **extensions: Any) -> dict[str, Any]:
+    """A Linear-style GraphQL error."""
+    return {"message": message, "extensions": {"type": type_, **extensions}}
+
+
+class FakeLinear:
+    """A stateful fake of Linear's GraphQL endpoint that checks requests like the real API does."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "lin_api_fake_key_0123456789",
+        team_id: str = "4b6f0e2a-7d1c-4a8e-9d2f-1c3b5a7e9f00",
+        team_key: str = "QA",
+        workspace: str = "acme",
+    ) -> None:
+        self.api_key = api_key
+        self.team_id = team_id
+        self.team_key = team_key
+        self.workspace = workspace
+        self._lock = threading.Lock()
+        self._issues: dict[str, dict[str, Any]] = {}
+        self._counter = 0
+        self._failures: list[Response] = []
+        self._lost_answers = 0
+        self.server = FakeHttpServer(self._handle)
+
+    @property
+    def url(self) -> str:
+        """The GraphQL endpoint to give the client as ``api_url``."""
+        return f"{self.server.url}/graphql"
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """Every request received so far."""
+        return self.server.requests
+
+    @property
+    def issues(self) -> dict[str, dict[str, Any]]:
+        """A snapshot of the stored issues by id."""
+        with self._lock:
+            return {key: dict(value) for key, value in self._issues.items()}
+
+    def fail_next(self, count: int = 1, *, status: int = 500, retry_after: int = 2) -> None:
+        """Answer the next ``count`` requests with ``status`` (429s carry ``Retry-After``) without handling them."""
+        if status == 429:
+            answer = json_response(
+                429,
+                {"errors": [_error("Rate limit exceeded", "ratelimited", code="RATELIMITED", userError=True)]},
+                {"Retry-After": str(retry_after)},
+            )
+        else:
+            answer = json_response(status, {"errors": [_error("Internal server error", "internal error")]})
+        with self._lock:
+            self._failures.extend([answer] * count)
+
+    def lose_next_answers(self, count: int = 1) -> None:
+        """Handle the next ``count`` requests but answer 502, as if the response were lost on the way."""
+        with self._lock:
+            self._lost_answers += count
+
+    def start(self) -> FakeLinear:
+        """Serve in a daemon thread."""
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.stop()
+
+    def __enter__(self) -> FakeLinear:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _handle(self, request: Recorded) -> Response:
+        if request.path != "/graphql":
+            return json_response(404, {"errors": [_error("Not found", "other")]})
+        if request.method != "POST":
+            return json_response(405, {"errors": [_error("Only POST is supported", "invalid input")]})
+        with self._lock:
+            if self._failures:
+                return self._failures.pop(0)
+        if request.headers.get("authorization") != self.api_key:
+            return json_response(
+                401,
+                {
+                    "errors": [
+                        _error(
+                            "Authentication required, not authenticated",
+                            "authentication error",
+                            code="AUTHENTICATION_ERROR",
+                            userError=True,
+                            userPresentableMessage="You need to authenticate to access this operation.",
+                        )
+                    ]
+                },
+            )
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return _invalid("Content-Type must be application/json")
+        try:
+            body = request.json()
+        except ValueError:
+            return _invalid("Body is not JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return _invalid("Body must be an object with a query string")
+        query: str = body["query"]
+        variables = body.get("variables") or {}
+        if not isinstance(variables, dict):
+            return _invalid("variables must be an object")
+        if "issueCreate" in query:
+            answer = self._create(query, variables)
+        elif re.search(r"\bissue\s*\(", query):
+            answer = self._get(variables)
+        else:
+            return _invalid("Unsupported operation")
+        with self._lock:
+            if self._lost_answers:
+                self._lost_answers -= 1
+                return json_response(502, {"error": "bad gateway"})
+        return answer
+
+    def _create(self, query: str, variables: dict[str, Any]) -> Response:
+        if "IssueCreateInput!" not in query:
+            return _invalid("issueCreate needs $input: IssueCreateInput!")
+        data = variables.get("input")
+        if not isinstance(data, dict):
+            return _invalid("variables.input must be an object")
+        unknown = set(data) - {"id", "teamId", "title", "description", "priority", "labelIds"}
+        if unknown:
+            return _invalid(f"Unknown input fields: {sorted(unknown)}")
+        issue_id = data.get("id")
+        if not isinstance(issue_id, str) or not _is_uuid(issue_id):
+            return _invalid("id must be a UUID")
+        if data.get("teamId") != self.team_id:
+            return _invalid("Entity not found: Team")
+        title = data.get("title")
+        if not isinstance(title, str) or not title.strip():
+            return _invalid("title must not be empty")
+        if not isinstance(data.get("description"), str):
+            return _invalid("description must be a string")
+        priority = data.get("priority")
+        if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 4:
+            return _invalid("priority must be an integer from 0 to 4")
+        labels = data.get("labelIds", [])
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            return _invalid("labelIds must be a list of strings")
+        with self._lock:
+            if issue_id in self._issues:
+                # Linear answers a duplicate client-supplied id with HTTP 200 and a GraphQL error.
+                return json_response(
+                    200, {"data": None, "errors": [_error("Entity already exists", "invalid input", userError=True)]}
+                )
+            self._counter += 1
+            identifier = f"{self.team_key}-{self._counter}"
+            slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "issue"
+            issue = {
+                "id": issue_id,
+                "identifier": identifier,
+                "url": f"https://linear.app/{self.workspace}/issue/{identifier}/{slug}",
+                "teamId": self.team_id,
+                "title": title,
+                "description": data["description"],
+                "priority": priority,
+                "labelIds": list(labels),
+                "createdAt": time.time(),
+            }
+            self._issues[issue_id] = issue
+        return json_response(200, {"data": {"issueCreate": {"success": True, "issue": _public(issue)}}})
+
+    def _get(self, variables: dict[str, Any]) -> Response:
+        key = variables.get("id")
+        if not isinstance(key, str):
+            return _invalid("id must be a string")
+        with self._lock:
+            # Linear finds an issue by its UUID or by its identifier.
+            found = self._issues.get(key) or next(
+                (issue for issue in self._issues.values() if issue["identifier"] == key), None
+            )
+        if found is None:
+            return json_response(
+                200, {"data": None, "errors": [_error("Entity not found", "invalid input", userError=True)]}
+            )
+        return json_response(200, {"data": {"issue": _public(found)}})
+
+
+def _public(issue: dict[str, Any]) -> dict[str, Any]:
+    """The ``{ id identifier url }`` selection of a stored issue."""
+    return {"id": issue["id"], "identifier": issue["identifier"], "url": issue["url"]}
+
+
+def _invalid(message: str) -> Response:
+    """Linear's answer to a request it rejects as invalid input."""
+    return json_response(400, {"errors": [_error(message, "invalid input", userError=True)]})
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class FakeOpenAI:
+    """A fake OpenAI-compatible chat completions endpoint that answers scripted content and records requests.
+
+    ``content`` is the assistant message: a string as is, anything else JSON-encoded, or a callable of the
+    request's JSON body returning either. ``status``/``raw_body`` script failures; ``delay_s`` a slow answer.
+    """
+
+    content: Any = field(default_factory=lambda: {"bugs": []})
+    api_key: str = "sk-fake-0123456789"
+    status: int = 200
+    raw_body: bytes | None = None
+    delay_s: float = 0.0
+    server: FakeHttpServer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.server = FakeHttpServer(self._handle)
+
+    @property
+    def base_url(self) -> str:
+        """The ``base_url`` to configure (``…/v1``)."""
+        return f"{self.server.url}/v1"
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """Every request received so far."""
+        return self.server.requests
+
+    def start(self) -> FakeOpenAI:
+        """Serve in a daemon thread."""
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.stop()
+
+    def __enter__(self) -> FakeOpenAI:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _handle(self, request: Recorded) -> Response:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if request.method != "POST" or request.path != "/v1/chat/completions":
+            return json_response(404, {"error": {"message": "Unknown endpoint", "type": "invalid_request_error"}})
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return json_response(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_api_key"}})
+        if self.raw_body is not None:
+            return self.status, {"Content-Type": "application/json"}, self.raw_body
+        if self.status != 200:
+            return json_response(self.status, {"error": {"message": "Scripted failure", "type": "server_error"}})
+        body = request.json()
+        content = self.content(body) if callable(self.content) else self.content
+        text = content if isinstance(content, str) else json.dumps(content)
+        return json_response(
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            },
+        )
