@@ -353,13 +353,20 @@ class CrawlSessionWorkflow:
             if is_cancelled_exception(err):
                 raise
             info = failure_info(err)
-            await workflow.execute_activity_method(
-                CrawlActivities.record_ticket_error,
-                TicketFailure(session_id=session_id, fingerprint=bug.fingerprint, code=info.code, message=info.message),
-                task_queue=TICKETS_QUEUE,
-                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-                retry_policy=BOOKKEEPING_RETRY,
-            )
+            workflow.logger.warning("ticket not filed for %s: %s (%s)", bug.fingerprint, info.message, info.code)
+            try:
+                await workflow.execute_activity_method(
+                    CrawlActivities.record_ticket_error,
+                    TicketFailure(
+                        session_id=session_id, fingerprint=bug.fingerprint, code=info.code, message=info.message
+                    ),
+                    task_queue=TICKETS_QUEUE,
+                    start_to_close_timeout=BOOKKEEPING_TIMEOUT,
+                    retry_policy=BOOKKEEPING_RETRY,
+                )
+            except ActivityError as note_err:
+                if is_cancelled_exception(note_err):
+                    raise
             return False
 
     async def _drain_followups(self) -> None:

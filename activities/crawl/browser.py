@@ -27,6 +27,9 @@ CHROMIUM_ARGS: tuple[str, ...] = (
     "--no-first-run",
     "--disable-quic",
 )
+#: Contexts a browser serves before it is replaced once idle (the seed's ``--max-tasks-per-child``: a
+#: long-lived Chromium grows; a fresh one gives the memory back).
+RECYCLE_AFTER = 500
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 
 
@@ -56,8 +59,12 @@ class LinkStatusCache:
 class BrowserPool:
     """Launches Chromium on first use (and again if it crashed); hands out isolated contexts."""
 
-    def __init__(self, executable_path: str, extra_args: list[str], user_agent: str) -> None:
+    def __init__(
+        self, executable_path: str, extra_args: list[str], user_agent: str, *, recycle_after: int = RECYCLE_AFTER
+    ) -> None:
         self.executable_path = executable_path
+        self.recycle_after = recycle_after
+        self.served = 0
         self.args = [*CHROMIUM_ARGS, *extra_args]
         self.user_agent = user_agent
         self.link_cache = LinkStatusCache()
@@ -70,6 +77,11 @@ class BrowserPool:
     async def browser(self) -> Browser:
         """The running browser, launched (or relaunched after a crash) as needed."""
         async with self._lock:
+            if self._browser is not None and self.served >= self.recycle_after and self.open_contexts == 0:
+                log.info("browser recycled", contexts_served=self.served)
+                with contextlib.suppress(PlaywrightError):
+                    await self._browser.close()
+                self._browser = None
             if self._browser is not None and self._browser.is_connected():
                 return self._browser
             if not await asyncio.to_thread(Path(self.executable_path).exists):
@@ -84,6 +96,7 @@ class BrowserPool:
                 executable_path=self.executable_path, args=self.args, headless=True
             )
             self.launches += 1
+            self.served = 0
             log.info("browser launched", executable=self.executable_path, launches=self.launches)
             return self._browser
 
@@ -102,6 +115,7 @@ class BrowserPool:
                     self._browser = None
             ctx = await self._new_context(await self.browser())
         self.open_contexts += 1
+        self.served += 1
         try:
             yield ctx
         finally:

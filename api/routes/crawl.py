@@ -192,6 +192,16 @@ def crawl_out(crawl: CrawlSession, settings: Settings, live: Progress | None = N
     )
 
 
+def _started(crawl: CrawlSession, settings: Settings) -> CrawlStarted:
+    assert crawl.workflow_id is not None
+    return CrawlStarted(
+        session_id=crawl.id,
+        workflow_id=crawl.workflow_id,
+        status=crawl.status,
+        workflow_url=settings.workflow_ui_url(crawl.workflow_id),
+    )
+
+
 async def _live(client: Client, crawl: CrawlSession) -> Progress | None:
     if crawl.status in TERMINAL_STATUSES or crawl.workflow_id is None:
         return None
@@ -204,13 +214,7 @@ async def start_crawl(
 ) -> CrawlStarted:
     """Queue a crawl session; answers at once with the session and workflow ids."""
     crawl = await service.start_session(session, client, user, CrawlConfig(**body.model_dump()))
-    assert crawl.workflow_id is not None
-    return CrawlStarted(
-        session_id=crawl.id,
-        workflow_id=crawl.workflow_id,
-        status=crawl.status,
-        workflow_url=settings.workflow_ui_url(crawl.workflow_id),
-    )
+    return _started(crawl, settings)
 
 
 @router.get("/crawls", response_model=CrawlPageList)
@@ -332,13 +336,7 @@ async def rerun_crawl(
 ) -> CrawlStarted:
     """Crawl a finished session again; known bugs merge by fingerprint and keep their tickets."""
     crawl = await service.rerun_session(session, client, user, session_id)
-    assert crawl.workflow_id is not None
-    return CrawlStarted(
-        session_id=crawl.id,
-        workflow_id=crawl.workflow_id,
-        status=crawl.status,
-        workflow_url=settings.workflow_ui_url(crawl.workflow_id),
-    )
+    return _started(crawl, settings)
 
 
 @router.get("/tickets", response_model=TicketList)

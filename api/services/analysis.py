@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.analysis.catalog import task_prefix, validate_plan
 from activities.analysis.models import TERMINAL_STATUSES, AnalysisTask, TaskStatus
 from activities.analysis.schemas import AnalysisRequest
+from api.services.workflows import abnormal_end
 from conveyor.errors import BadInput, Conflict, ExternalServiceError, NotFound, TooLarge
 from conveyor.models import User
 from conveyor.settings import Settings
@@ -189,24 +190,15 @@ async def cancel_task(session: AsyncSession, client: Client, user: User, task_id
     return task
 
 
-_ABNORMAL_END = {
-    WorkflowExecutionStatus.TERMINATED: ("TERMINATED", "the run was terminated"),
-    WorkflowExecutionStatus.TIMED_OUT: ("TIMEOUT", "the run exceeded its time limit"),
-}
-
-
 async def reconcile(session: AsyncSession, client: Client, task: AnalysisTask) -> AnalysisTask:
     """Fix a task whose workflow ended without its own bookkeeping (terminated or timed out by Temporal)."""
     if task.status not in (TaskStatus.QUEUED, TaskStatus.PROCESSING) or task.workflow_id is None:
         return task
-    try:
-        desc = await client.get_workflow_handle(task.workflow_id).describe()
-    except RPCError:
-        return task
-    if desc.status in _ABNORMAL_END:
-        task.error_code, task.error_message = _ABNORMAL_END[desc.status]
+    end = await abnormal_end(client, task.workflow_id)
+    if end is not None:
+        task.error_code, task.error_message = end.code, end.message
         task.status = TaskStatus.FAILED.value
-        task.completed_at = desc.close_time
+        task.completed_at = end.closed_at
         await session.commit()
     return task
 

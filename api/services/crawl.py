@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -25,6 +25,7 @@ from activities.crawl.models import (
 )
 from activities.crawl.schemas import CrawlConfig, CrawlRequest
 from activities.crawl.urls import normalize_url
+from api.services.workflows import abnormal_end
 from conveyor.errors import BadInput, Conflict, ExternalServiceError, NotFound
 from conveyor.models import User
 from conveyor.temporal import OWNER_ATTR, PIPELINE_ATTR
@@ -151,24 +152,15 @@ async def rerun_session(session: AsyncSession, client: Client, user: User, sessi
     return crawl
 
 
-_ABNORMAL_END = {
-    WorkflowExecutionStatus.TERMINATED: ("TERMINATED", "the run was terminated"),
-    WorkflowExecutionStatus.TIMED_OUT: ("TIMEOUT", "the session exceeded its hard time limit"),
-}
-
-
 async def reconcile(session: AsyncSession, client: Client, crawl: CrawlSession) -> CrawlSession:
     """Fix a session whose workflow ended without its own bookkeeping (terminated, or past the hard limit)."""
     if crawl.status in TERMINAL_STATUSES or crawl.workflow_id is None:
         return crawl
-    try:
-        desc = await client.get_workflow_handle(crawl.workflow_id).describe()
-    except RPCError:
-        return crawl
-    if desc.status in _ABNORMAL_END:
-        crawl.error_code, crawl.error_message = _ABNORMAL_END[desc.status]
+    end = await abnormal_end(client, crawl.workflow_id)
+    if end is not None:
+        crawl.error_code, crawl.error_message = end.code, end.message
         crawl.status = SessionStatus.FAILED.value
-        crawl.completed_at = desc.close_time
+        crawl.completed_at = end.closed_at
         await session.commit()
     return crawl
 

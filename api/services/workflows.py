@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel
@@ -83,3 +84,30 @@ async def cancel(client: Client, workflow_id: str, *, owner: str | None = None) 
     if not current.closed:
         await client.get_workflow_handle(workflow_id).cancel()
     return current
+
+
+@dataclass(frozen=True)
+class AbnormalEnd:
+    """How a workflow ended without running its own bookkeeping (terminated, or killed at its time limit)."""
+
+    code: str
+    message: str
+    closed_at: datetime | None
+
+
+_ABNORMAL_END = {
+    WorkflowExecutionStatus.TERMINATED: ("TERMINATED", "the run was terminated"),
+    WorkflowExecutionStatus.TIMED_OUT: ("TIMEOUT", "the run exceeded its time limit"),
+}
+
+
+async def abnormal_end(client: Client, workflow_id: str) -> AbnormalEnd | None:
+    """Why the workflow was ended by Temporal itself, or None (still running, ended normally, or unreachable)."""
+    try:
+        desc = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError:
+        return None
+    if desc.status not in _ABNORMAL_END:
+        return None
+    code, message = _ABNORMAL_END[desc.status]
+    return AbnormalEnd(code, message, desc.close_time)

@@ -94,3 +94,15 @@ async def test_a_missing_chromium_is_a_clear_configuration_error() -> None:
     with pytest.raises(BadInput) as missing:
         await PageAgent(pool).run(_visit("http://127.0.0.1:9/", "http://127.0.0.1:9"), ProgressBox())
     assert missing.value.code == "BROWSER_MISSING" and "CONVEYOR_CHROMIUM_PATH" in missing.value.message
+
+
+async def test_the_browser_is_recycled_after_serving_its_share_of_pages(sample_site: SampleSite) -> None:
+    pool = BrowserPool(Settings().chromium_path, TEST_CHROMIUM_ARGS, "ConveyorBot/0.1", recycle_after=2)
+    agent = PageAgent(pool)
+    try:
+        for path in ("/about.html", "/contact.html", "/about.html"):
+            state = await agent.run(_visit(f"{sample_site.url}{path}", sample_site.url), ProgressBox())
+            assert state["status"] == 200
+        assert pool.launches == 2 and pool.served == 1
+    finally:
+        await pool.close()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,22 +22,11 @@ from conveyor.db import create_engine, migrate, session_factory
 from conveyor.settings import Settings
 from tests.conftest import assert_eventually, start_dev_server
 from tests.integration.conftest import TEST_CHROMIUM_ARGS
+from tests.integration.processes import max_activity_attempt, spawn_worker, stop_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CRAWL_QUEUES = ("crawl", "media", "tickets")
-
-
-def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CONVEYOR_VAR_DIR": str(settings.var_dir),
-        "CONVEYOR_TEMPORAL_ADDRESS": settings.temporal_address,
-        "CONVEYOR_CHROMIUM_ARGS": json.dumps(TEST_CHROMIUM_ARGS),
-    }
-    queues = [arg for q in CRAWL_QUEUES for arg in ("--queue", q)]
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "conveyor", "worker", *queues], env=env, stdout=out, stderr=out)
 
 
 async def test_crawl_completes_after_the_worker_is_killed_mid_page(sample_site: SampleSite) -> None:
@@ -50,7 +37,9 @@ async def test_crawl_completes_after_the_worker_is_killed_mid_page(sample_site: 
     engine = create_engine(settings.database_url_resolved)
     sessions = session_factory(engine)
     manifest = json.loads((Path(__file__).resolve().parents[2] / "samples/site/expected.json").read_text())
-    first = _worker(settings, var / "worker1.log")
+    first = spawn_worker(
+        settings, CRAWL_QUEUES, var / "worker1.log", {"CONVEYOR_CHROMIUM_ARGS": json.dumps(TEST_CHROMIUM_ARGS)}
+    )
     second: subprocess.Popen[bytes] | None = None
     try:
         async with sessions() as session:
@@ -88,13 +77,12 @@ async def test_crawl_completes_after_the_worker_is_killed_mid_page(sample_site: 
         await assert_eventually(visiting_after_a_few_pages, within_s=120, interval=0.05)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        second = _worker(settings, var / "worker2.log")
+        second = spawn_worker(
+            settings, CRAWL_QUEUES, var / "worker2.log", {"CONVEYOR_CHROMIUM_ARGS": json.dumps(TEST_CHROMIUM_ARGS)}
+        )
         result = await asyncio.wait_for(handle.result(), timeout=240)
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                proc.wait(30)
+        stop_all(first, second)
     assert result.status == "completed"
     assert result.bugs_found == len(manifest["bugs"])
     async with sessions() as session:
@@ -106,11 +94,6 @@ async def test_crawl_completes_after_the_worker_is_killed_mid_page(sample_site: 
     assert len(tickets) == bugs  # exactly one ticket per bug, none filed twice
     assert len({t.fingerprint for t in tickets}) == len(tickets)
     history = await handle.fetch_history()
-    attempts = [
-        e.activity_task_started_event_attributes.attempt
-        for e in history.events
-        if e.HasField("activity_task_started_event_attributes")
-    ]
-    assert max(attempts) >= 2  # the interrupted page really was visited again on the new worker
+    assert max_activity_attempt(history) >= 2  # the interrupted page really was visited again on the new worker
     await engine.dispose()
     await env.shutdown()

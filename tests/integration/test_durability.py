@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,20 +23,9 @@ from conveyor.progress import PROGRESS_QUERY, Progress
 from conveyor.settings import Settings
 from conveyor.storage import LocalBlobStore
 from tests.conftest import assert_eventually, start_dev_server
+from tests.integration.processes import max_activity_attempt, spawn_worker, stop_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CONVEYOR_VAR_DIR": str(settings.var_dir),
-        "CONVEYOR_TEMPORAL_ADDRESS": settings.temporal_address,
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "worker", "--queue", "analysis"], env=env, stdout=out, stderr=out
-        )
 
 
 async def test_task_completes_after_the_worker_is_killed_mid_agent(tmp_path: Path) -> None:
@@ -50,7 +37,7 @@ async def test_task_completes_after_the_worker_is_killed_mid_agent(tmp_path: Pat
     sessions = session_factory(engine)
     big = tmp_path / "big.csv"
     write_messy_csv(big, rows=300_000)
-    first = _worker(settings, tmp_path / "worker1.log")
+    first = spawn_worker(settings, ["analysis"], tmp_path / "worker1.log")
     second: subprocess.Popen[bytes] | None = None
     try:
         async with sessions() as session:
@@ -84,13 +71,10 @@ async def test_task_completes_after_the_worker_is_killed_mid_agent(tmp_path: Pat
         await assert_eventually(in_second_agent, within_s=120, interval=0.1)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        second = _worker(settings, tmp_path / "worker2.log")
+        second = spawn_worker(settings, ["analysis"], tmp_path / "worker2.log")
         result = await asyncio.wait_for(handle.result(), timeout=180)
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                proc.wait(30)
+        stop_all(first, second)
     assert result.status == "completed"
     assert result.agents_completed == [
         "null-handler",
@@ -110,11 +94,6 @@ async def test_task_completes_after_the_worker_is_killed_mid_agent(tmp_path: Pat
     assert charges == 1
     assert owner is not None and owner.credits == 100 - row.credits_cost
     history = await handle.fetch_history()
-    attempts = [
-        e.activity_task_started_event_attributes.attempt
-        for e in history.events
-        if e.HasField("activity_task_started_event_attributes")
-    ]
-    assert max(attempts) >= 2  # the interrupted agent really was retried on the new worker
+    assert max_activity_attempt(history) >= 2  # the interrupted agent really was retried on the new worker
     await engine.dispose()
     await env.shutdown()
