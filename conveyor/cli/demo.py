@@ -126,8 +126,58 @@ async def _crawl_demo(ctx: DemoContext) -> list[DemoRun]:
     return [DemoRun("crawl: sample site", wf, crawl["status"], seconds, summary, ctx.settings.workflow_ui_url(wf))]
 
 
+DEMO_PERSONA = "franklin"
+DEMO_QUESTION = "What did he pay too much for as a child?"
+
+
+def _stage_persona(root: Path) -> None:
+    """Copy the bundled persona into the data root the workers read (the API ingests from there)."""
+    import shutil
+
+    for part in ("data", "personas"):
+        src = SAMPLES / "personas" / part / DEMO_PERSONA
+        dest = root / part / DEMO_PERSONA
+        if src.resolve() != dest.resolve():
+            shutil.copytree(src, dest, dirs_exist_ok=True)
+
+
+async def _persona_demo(ctx: DemoContext) -> list[DemoRun]:
+    """Ingest the bundled persona (works, quotes, profile) and ask it a question."""
+    from conveyor.cli.watch import Watched, watch
+
+    await asyncio.to_thread(_stage_persona, ctx.settings.persona_data_root_resolved)
+    created = await ctx.http.post("/api/personas", json={"id": DEMO_PERSONA, "name": "Benjamin Franklin"})
+    if created.status_code != 409:  # already there from an earlier demo: ingest again (adds nothing new)
+        created.raise_for_status()
+    started = await ctx.http.post(f"/api/personas/{DEMO_PERSONA}/ingest")
+    started.raise_for_status()
+    wf = started.json()["workflow_id"]
+    t0 = time.monotonic()
+    final = (await watch(ctx.client, [Watched(wf, "persona franklin")], show=ctx.show))[wf]
+    persona = (await ctx.http.get(f"/api/personas/{DEMO_PERSONA}")).json()
+    counts = ", ".join(f"{j['collection']} {j['total_vectors']}" for j in persona["jobs"])
+    found = await ctx.http.post(f"/api/personas/{DEMO_PERSONA}/search", json={"query": DEMO_QUESTION, "k": 3})
+    found.raise_for_status()
+    passages = found.json()["passages"]
+    if ctx.show and passages:
+        table = Table("score", "collection", "source", "passage", title=f"persona search: {DEMO_QUESTION}")
+        for p in passages:
+            table.add_row(f"{p['score']:.3f}", p["collection"], p["source"], p["text"][:160])
+        console.print(table)
+    seconds = (
+        (final.closed_at - final.started_at).total_seconds()
+        if final.closed_at and final.started_at
+        else time.monotonic() - t0
+    )
+    top = f"; top answer from {passages[0]['source']}" if passages else ""
+    status = "completed" if persona["status"] == "active" else persona["status"]
+    return [
+        DemoRun("persona: franklin", wf, status, seconds, f"vectors: {counts}{top}", ctx.settings.workflow_ui_url(wf))
+    ]
+
+
 #: Every implemented pipeline's demo; pipelines add theirs here.
-DEMOS: list[tuple[str, DemoFn]] = [("analysis", _analysis_demo), ("crawl", _crawl_demo)]
+DEMOS: list[tuple[str, DemoFn]] = [("analysis", _analysis_demo), ("crawl", _crawl_demo), ("persona", _persona_demo)]
 
 
 async def _demo_key(settings: Settings) -> str:

@@ -235,10 +235,12 @@ def _register_pipeline_commands() -> None:
     from conveyor.cli.analyze import analyze
     from conveyor.cli.crawl import crawl
     from conveyor.cli.demo import demo
+    from conveyor.cli.persona import persona_app
 
     app.command()(analyze)
     app.command()(crawl)
     app.command()(demo)
+    app.add_typer(persona_app, name="persona")
 
 
 _register_pipeline_commands()

@@ -1,0 +1,162 @@
+"""PersonaIngestionWorkflow and PersonaSearchWorkflow with their activities replaced by fakes of the same names."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowFailureError
+
+from activities.persona.schemas import (
+    Collection,
+    CollectionOutcome,
+    CollectionRun,
+    IngestRequest,
+    JobResult,
+    Passage,
+    PersonaStatusUpdate,
+    SearchRequest,
+    SearchResult,
+)
+from conveyor.errors import BadInput
+from conveyor.progress import PROGRESS_QUERY, Progress
+from tests.conftest import NewWorker, assert_eventually
+from workflows.persona import PersonaIngestionWorkflow, PersonaSearchWorkflow
+
+VECTORS = {Collection.PROFILE: 7, Collection.WORKS: 40, Collection.QUOTES: 50}
+
+
+@dataclass
+class Fakes:
+    """Fake persona activities that record what the workflow asked for."""
+
+    errors: dict[Collection, Exception] = field(default_factory=dict)
+    hold: set[Collection] = field(default_factory=set)
+    events: list[str] = field(default_factory=list)
+    statuses: list[PersonaStatusUpdate] = field(default_factory=list)
+    finished: list[JobResult] = field(default_factory=list)
+    running: set[Collection] = field(default_factory=set)
+    overlap: bool = False
+
+    def activities(self) -> list[object]:
+        fakes = self
+
+        @activity.defn(name="persona.set_status")
+        async def set_status(update: PersonaStatusUpdate) -> None:
+            fakes.statuses.append(update)
+
+        @activity.defn(name="persona.finish_job")
+        async def finish_job(result: JobResult) -> None:
+            fakes.finished.append(result)
+
+        @activity.defn(name="persona.ingest_collection")
+        async def ingest_collection(run: CollectionRun) -> CollectionOutcome:
+            fakes.events.append(f"start:{run.collection.value}")
+            fakes.running.add(run.collection)
+            try:
+                if {Collection.WORKS, Collection.QUOTES} <= fakes.running:
+                    fakes.overlap = True
+                while run.collection in fakes.hold:
+                    activity.heartbeat()
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)
+                if run.collection in fakes.errors:
+                    raise fakes.errors[run.collection]
+                return CollectionOutcome(
+                    collection=run.collection,
+                    total_vectors=VECTORS[run.collection],
+                    added=VECTORS[run.collection],
+                    files_done=1,
+                    files_total=1,
+                )
+            finally:
+                fakes.running.discard(run.collection)
+                fakes.events.append(f"end:{run.collection.value}")
+
+        @activity.defn(name="persona.search")
+        async def search(request: SearchRequest) -> SearchResult:
+            return SearchResult(
+                persona_id=request.persona_id,
+                query=request.query,
+                passages=[Passage(id="a#1", text="A penny saved", source="q.jsonl", collection="quotes", score=0.8)],
+            )
+
+        return [set_status, finish_job, ingest_collection, search]
+
+
+def _request() -> IngestRequest:
+    return IngestRequest(
+        persona_id="franklin", job_ids={c: f"job-{c.value}" for c in Collection}, data_root="/data", soft_limit_s=600
+    )
+
+
+async def test_profile_first_then_works_and_quotes_in_parallel(client: Client, new_worker: NewWorker) -> None:
+    fakes = Fakes()
+    async with new_worker([PersonaIngestionWorkflow], fakes.activities()) as worker:
+        result = await client.execute_workflow(
+            PersonaIngestionWorkflow.run, _request(), id=f"persona-ingest-{uuid.uuid4()}", task_queue=worker.task_queue
+        )
+    assert fakes.events[:2] == ["start:profile", "end:profile"]
+    assert fakes.overlap, fakes.events  # works and quotes ran at the same time
+    assert result.status == "active" and not result.errors
+    assert {c: o.total_vectors for c, o in result.collections.items() if o} == VECTORS
+    assert [s.status for s in fakes.statuses] == ["ingesting", "active"]
+    assert sorted(r.job_id for r in fakes.finished) == sorted(f"job-{c.value}" for c in Collection)
+    assert all(r.outcome is not None and r.error_message is None for r in fakes.finished)
+
+
+async def test_a_failed_collection_fails_its_job_and_the_persona_but_not_the_others(
+    client: Client, new_worker: NewWorker
+) -> None:
+    fakes = Fakes(
+        errors={Collection.WORKS: BadInput("works folder unreadable", code="UNREADABLE").to_application_error()}
+    )
+    async with new_worker([PersonaIngestionWorkflow], fakes.activities()) as worker:
+        result = await client.execute_workflow(
+            PersonaIngestionWorkflow.run, _request(), id=f"persona-ingest-{uuid.uuid4()}", task_queue=worker.task_queue
+        )
+    assert result.status == "failed"
+    assert result.errors == {Collection.WORKS: "works folder unreadable"}
+    by_job = {r.job_id: r for r in fakes.finished}
+    assert by_job["job-works"].error_code == "UNREADABLE" and by_job["job-works"].outcome is None
+    assert by_job["job-quotes"].outcome is not None and by_job["job-profile"].outcome is not None
+    assert fakes.statuses[-1].status == "failed" and "works" in (fakes.statuses[-1].reason or "")
+
+
+async def test_cancel_fails_unfinished_jobs_and_never_leaves_the_persona_ingesting(
+    client: Client, new_worker: NewWorker
+) -> None:
+    fakes = Fakes(hold={Collection.WORKS})
+    async with new_worker([PersonaIngestionWorkflow], fakes.activities()) as worker:
+        handle = await client.start_workflow(
+            PersonaIngestionWorkflow.run, _request(), id=f"persona-ingest-{uuid.uuid4()}", task_queue=worker.task_queue
+        )
+
+        async def works_running() -> None:
+            assert Collection.WORKS in fakes.running
+            progress = await handle.query(PROGRESS_QUERY, result_type=Progress)
+            assert progress.stage == "works, quotes" and progress.total == 3
+
+        await assert_eventually(works_running)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+    by_job = {r.job_id: r for r in fakes.finished}
+    assert by_job["job-works"].error_code == "CANCELLED"
+    assert by_job["job-profile"].outcome is not None
+    assert fakes.statuses[-1].status == "failed" and fakes.statuses[-1].reason == "ingestion cancelled"
+
+
+async def test_search_runs_on_the_persona_worker(client: Client, new_worker: NewWorker) -> None:
+    fakes = Fakes()
+    async with new_worker([PersonaSearchWorkflow], fakes.activities()) as worker:
+        result = await client.execute_workflow(
+            PersonaSearchWorkflow.run,
+            SearchRequest(persona_id="franklin", query="thrift"),
+            id=f"persona-search-{uuid.uuid4()}",
+            task_queue=worker.task_queue,
+        )
+    assert result.passages[0].text == "A penny saved" and result.passages[0].collection == Collection.QUOTES
