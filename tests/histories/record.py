@@ -1,9 +1,10 @@
-"""Record real workflow histories for the replay tests: ``python -m tests.histories.record [analysis|crawl]``.
+"""Record real workflow histories for the replay tests: ``python -m tests.histories.record [PIPELINE]…``.
 
 Runs a completed, a failed and a cancelled run of each pipeline on the real dev server with the real activities
 and saves each history as JSON beside this file: ``analysis-*.json`` (AnalysisWorkflow) and ``crawl-*.json``
-(CrawlSessionWorkflow on the bundled sample site, Chromium resolving nothing but 127.0.0.1). Name a pipeline to
-record only its histories; none records both. Re-record only when a workflow change is meant to be incompatible
+(CrawlSessionWorkflow on the bundled sample site, Chromium resolving nothing but 127.0.0.1) and ``persona-*.json``
+(PersonaIngestionWorkflow on the bundled corpus). Name a pipeline to
+record only its histories; none records all. Re-record only when a workflow change is meant to be incompatible
 (and then version the workflow with ``workflow.patched`` instead, if runs may be in flight).
 """
 
@@ -40,7 +41,8 @@ SAMPLES = HERE.parents[1] / "samples" / "analysis"
 CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 #: Small crawls keep the recorded files small.
 CRAWL_MAX_PAGES = 8
-PIPELINES = ("analysis", "crawl")
+PIPELINES = ("analysis", "crawl", "persona")
+PERSONAS = HERE.parents[1] / "samples" / "personas"
 
 
 @dataclass
@@ -152,16 +154,52 @@ async def record_crawl() -> None:
         site.stop()
 
 
+def _stage_persona(root: Path, persona_id: str, extra_works: int) -> None:
+    """The bundled persona under ``persona_id``, with ``extra_works`` copies of its works to make it longer."""
+    import shutil
+
+    shutil.copytree(PERSONAS / "data" / "franklin", root / "data" / persona_id)
+    shutil.copytree(PERSONAS / "personas" / "franklin", root / "personas" / persona_id)
+    works = root / "data" / persona_id / "works"
+    for i in range(extra_works):
+        for path in sorted(works.glob("the_*")):
+            (works / f"copy{i}_{path.name}").write_text(path.read_text() + f"\n\nCopy {i}.")
+
+
+async def record_persona() -> None:
+    """A completed ingestion of the bundled persona, one whose folder is missing, and one cancelled mid-way."""
+    from api.services import persona as persona_service
+
+    async with running_stack(["persona"]) as stack:
+        root = stack.settings.persona_data_root_resolved
+        await asyncio.to_thread(_stage_persona, root, "rec-completed", 0)
+        await asyncio.to_thread(_stage_persona, root, "rec-cancelled", 6)
+        async with stack.resources.sessions() as session:
+            user, _ = await create_user(session, "persona-recorder", 0)
+            await session.commit()
+            for outcome in ("completed", "failed", "cancelled"):
+                persona_id = f"rec-{outcome}"
+                await persona_service.create_persona(session, user, persona_id, persona_id, "")
+                started = await persona_service.start_ingestion(session, stack.client, user, persona_id, root)
+                handle = stack.client.get_workflow_handle(started.workflow_id)
+                if outcome == "cancelled":
+                    await _wait_for_progress(handle, 1)  # the profile collection is done; works and quotes run
+                    await handle.cancel()
+                await _finish(handle, HERE / f"persona-{outcome}.json")
+
+
 async def record(pipelines: Sequence[str] = PIPELINES) -> None:
     """Record the histories of ``pipelines``."""
     if "analysis" in pipelines:
         await record_analysis()
     if "crawl" in pipelines:
         await record_crawl()
+    if "persona" in pipelines:
+        await record_persona()
 
 
 def main(argv: Sequence[str]) -> None:
-    """``record [analysis|crawl]...``: the pipelines to record (default: all)."""
+    """``record [analysis|crawl|persona]...``: the pipelines to record (default: all)."""
     unknown = [a for a in argv if a not in PIPELINES]
     if unknown:
         raise SystemExit(f"usage: python -m tests.histories.record [{'|'.join(PIPELINES)}]... (unknown: {unknown})")

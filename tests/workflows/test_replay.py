@@ -31,6 +31,7 @@ def test_saved_histories_exist() -> None:
     assert any(n.startswith("analysis-cancelled") for n in names), names
     for outcome in ("completed", "failed", "cancelled"):
         assert f"crawl-{outcome}.json" in names, names
+        assert f"persona-{outcome}.json" in names, names
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
