@@ -32,6 +32,8 @@ import psutil
 from playwright.async_api import BrowserContext, async_playwright
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from activities.crawl.browser import CHROMIUM_ARGS
 from activities.crawl.probe import DOM_SCRIPT, PageProbe
@@ -195,14 +197,11 @@ class _Sampler:
 
 
 async def conveyor_crawl(
-    settings: Settings, client: object, sessions: object, start: str, max_pages: int
+    settings: Settings, client: Client, sessions: async_sessionmaker[AsyncSession], start: str, max_pages: int
 ) -> tuple[int, float]:
     """One crawl through Conveyor; returns (pages, seconds from start to result)."""
-    from temporalio.client import Client
-
-    assert isinstance(client, Client)
     started = time.perf_counter()
-    async with sessions() as session:  # type: ignore[operator]
+    async with sessions() as session:
         user, _ = await create_user(session, f"bench-{time.monotonic_ns()}", 0)
         await session.commit()
         crawl = await service.start_session(

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from activities.persona.embedder import shared_embedder
 from activities.persona.ingest import IngestProgress, ingest_collection
@@ -69,14 +71,11 @@ def run_direct(root: Path, persona_id: str) -> tuple[int, float]:
 
 
 async def run_conveyor(
-    settings: Settings, client: object, sessions: object, root: Path, persona_id: str
+    settings: Settings, client: Client, sessions: async_sessionmaker[AsyncSession], root: Path, persona_id: str
 ) -> tuple[int, float]:
     """Ingest through the workflow; returns (chunks, seconds from the start request to the result)."""
-    from temporalio.client import Client
-
-    assert isinstance(client, Client)
     started = time.perf_counter()
-    async with sessions() as session:  # type: ignore[operator]
+    async with sessions() as session:
         user, _ = await create_user(session, f"bench-{persona_id}", 0)
         await session.commit()
         await service.create_persona(session, user, persona_id, persona_id, "")
