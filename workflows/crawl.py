@@ -98,8 +98,7 @@ class CrawlSessionWorkflow:
 
     def __init__(self) -> None:
         self._progress = Progress(stage="queued")
-        self._state: CrawlState | None = None
-        self._request: CrawlRequest | None = None
+        self._session_id = ""
         self._known: dict[str, BugRef] = {}
         self._followups: list[asyncio.Task[bool]] = []
         self._pages: dict[asyncio.Task[PageReport], FrontierItem] = {}
@@ -113,9 +112,7 @@ class CrawlSessionWorkflow:
     def _report(self, **changes: object) -> None:
         self._progress = self._progress.advance(workflow.now(), **changes)
 
-    def _report_pages(self, config: CrawlConfig) -> None:
-        state = self._state
-        assert state is not None
+    def _report_pages(self, config: CrawlConfig, state: CrawlState) -> None:
         self._report(
             stage="crawling",
             done=state.pages_crawled,
@@ -135,14 +132,13 @@ class CrawlSessionWorkflow:
     @workflow.run
     async def run(self, request: CrawlRequest) -> CrawlResult:
         """Crawl until the frontier, the page budget or the time runs out; file a ticket per new bug."""
-        self._request = request
+        self._session_id = request.session_id
         config = request.config
         try:
             state = request.state or await self._start(request)
-            self._state = state
             self._known = {b.fingerprint: b for b in state.bugs}
-            self._report_pages(config)
-            reason = await self._crawl(config)
+            self._report_pages(config, state)
+            reason = await self._crawl(config, state)
             await self._drain_followups()
             state.bugs = list(self._known.values())
             state.tickets_filed += sum(1 for t in self._followups if t.result())
@@ -206,10 +202,8 @@ class CrawlSessionWorkflow:
             seen=[url_key(info.start_url)],
         )
 
-    async def _crawl(self, config: CrawlConfig) -> str:
+    async def _crawl(self, config: CrawlConfig, state: CrawlState) -> str:
         """Visit pages breadth-first; returns why it stopped: exhausted, page_budget, time_limit or continue."""
-        state = self._state
-        assert state is not None
         seen = set(state.seen)
         started_this_run = 0
         out_of_time = False
@@ -224,15 +218,15 @@ class CrawlSessionWorkflow:
                 and state.pages_crawled + state.pages_failed + len(self._pages) < config.max_pages
                 and self._depth_settled(state.frontier[0])
             ):
-                self._visit(config, state.frontier.pop(0))
+                self._visit(config, state, state.frontier.pop(0))
                 started_this_run += 1
                 rolling_over = started_this_run >= config.pages_per_run
             if not self._pages:
                 break
             await workflow.wait(list(self._pages), return_when=asyncio.FIRST_COMPLETED)
             for task in [t for t in self._pages if t.done()]:
-                self._page_done(config, self._pages.pop(task), task, seen)
-            self._report_pages(config)
+                self._page_done(config, state, self._pages.pop(task), task, seen)
+            self._report_pages(config, state)
         state.seen = sorted(seen)
         if not state.frontier:
             return "exhausted"
@@ -251,14 +245,12 @@ class CrawlSessionWorkflow:
         """
         return all(queued.depth >= item.depth - 1 for queued in self._pages.values())
 
-    def _visit(self, config: CrawlConfig, item: FrontierItem) -> None:
-        state = self._state
-        assert state is not None and self._request is not None
+    def _visit(self, config: CrawlConfig, state: CrawlState, item: FrontierItem) -> None:
         self._current_url = item.url
         handle = workflow.start_activity_method(
             CrawlActivities.visit_page,
             PageVisit(
-                session_id=self._request.session_id,
+                session_id=self._session_id,
                 url=item.url,
                 depth=item.depth,
                 origin=state.origin,
@@ -277,11 +269,14 @@ class CrawlSessionWorkflow:
         self._pages[asyncio.ensure_future(handle)] = item
 
     def _page_done(
-        self, config: CrawlConfig, item: FrontierItem, task: asyncio.Task[PageReport], seen: set[str]
+        self,
+        config: CrawlConfig,
+        state: CrawlState,
+        item: FrontierItem,
+        task: asyncio.Task[PageReport],
+        seen: set[str],
     ) -> None:
         """Count the page, queue its new links and follow up its new bugs (a failed start page fails the run)."""
-        state = self._state
-        assert state is not None
         try:
             report = task.result()
         except ActivityError as err:
@@ -317,8 +312,7 @@ class CrawlSessionWorkflow:
 
     async def _follow_up(self, bug: BugRef) -> bool:
         """Screenshot the bug's page, then file its ticket; returns whether a ticket exists afterwards."""
-        assert self._request is not None
-        session_id = self._request.session_id
+        session_id = self._session_id
         try:
             await workflow.execute_activity_method(
                 CrawlActivities.upload_screenshot,
@@ -383,11 +377,10 @@ class CrawlSessionWorkflow:
         pending = [t for t in [*self._pages, *self._followups] if not t.done()]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        assert self._request is not None
         if code != "SESSION_NOT_FOUND":
             await self._update(
                 SessionUpdate(
-                    session_id=self._request.session_id,
+                    session_id=self._session_id,
                     status=status,
                     error_code=code,
                     error_message=message,

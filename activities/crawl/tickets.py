@@ -77,8 +77,11 @@ async def store_ticket(
     )
     result = await session.execute(insert.on_conflict_do_nothing(index_elements=["session_id", "fingerprint"]))
     created = bool(getattr(result, "rowcount", 0))
-    ticket = await existing_ticket(session, crawl.id, bug.fingerprint)
-    assert ticket is not None
+    ticket = (
+        await session.scalars(
+            select(Ticket).where(Ticket.session_id == crawl.id, Ticket.fingerprint == bug.fingerprint)
+        )
+    ).one()
     if created and issue is None:
         ticket.key = f"BUG-{ticket.id}"
         ticket.url = f"{base_url}/api/tickets/{ticket.key}"

@@ -49,7 +49,7 @@ def _planted(kind: str) -> dict[str, Any]:
 async def _add_bug(
     stack: Stack,
     *,
-    user_id: int | None = None,
+    user_id: int,
     session_id: str | None = None,
     kind: str = "broken_link",
     severity: str = "high",
@@ -59,7 +59,6 @@ async def _add_bug(
     fingerprint = uuid.uuid4().hex[:16]
     async with stack.sessions.begin() as session:
         if session_id is None:
-            assert user_id is not None
             session_id = str(uuid.uuid4())
             session.add(
                 CrawlSession(id=session_id, user_id=user_id, url="http://shop.example/", config={}, status="running")
@@ -83,9 +82,7 @@ async def _add_bug(
 
 async def _stored_bug(stack: Stack, bug_id: int) -> CrawlBug:
     async with stack.sessions() as session:
-        bug = await session.get(CrawlBug, bug_id)
-        assert bug is not None
-        return bug
+        return await session.get_one(CrawlBug, bug_id)
 
 
 async def _tickets_of(stack: Stack, session_id: str) -> list[Ticket]:
@@ -310,7 +307,9 @@ async def test_broken_link_screenshot_outlines_the_link_and_is_taken_once(
     page_url = sample_site.url + page_path
     user_id, _ = await stack.new_user()
     session_id, broken = await _add_bug(stack, user_id=user_id, page_url=page_url)
-    _, plain = await _add_bug(stack, session_id=session_id, kind="missing_lang", severity="low", page_url=page_url)
+    _, plain = await _add_bug(
+        stack, user_id=user_id, session_id=session_id, kind="missing_lang", severity="low", page_url=page_url
+    )
     acts = stack.resources.crawl()
     env = ActivityEnvironment()
 

@@ -275,7 +275,7 @@ client = open_chroma(Path(sys.argv[1]))
 col = client.get_collection(collection_name("ada", "works"))  # no embedding function given: Chroma rebuilds ours
 found = col.query(query_texts=[sys.argv[2]], n_results=1)
 hits = VectorStore(client).query("ada", ["works", "quotes"], sys.argv[2], 1)
-print(json.dumps({"raw": found["ids"][0], "store": [h.source for h in hits]}))
+sys.stdout.write(json.dumps({"raw": found["ids"][0], "store": [h.source for h in hits]}))
 """
 
 
