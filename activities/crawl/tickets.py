@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.crawl.linear import LinearIssue
@@ -42,12 +42,13 @@ def ticket_description(bug: CrawlBug, crawl: CrawlSession, pages: list[str], scr
     return "\n".join(lines)
 
 
+def _ticket_of(session_id: str, fingerprint: str) -> Select[Ticket]:
+    return select(Ticket).where(Ticket.session_id == session_id, Ticket.fingerprint == fingerprint)
+
+
 async def existing_ticket(session: AsyncSession, session_id: str, fingerprint: str) -> Ticket | None:
     """The ticket already filed for a bug of a session, if any."""
-    found: Ticket | None = await session.scalar(
-        select(Ticket).where(Ticket.session_id == session_id, Ticket.fingerprint == fingerprint)
-    )
-    return found
+    return (await session.scalars(_ticket_of(session_id, fingerprint))).one_or_none()
 
 
 async def store_ticket(
@@ -77,11 +78,7 @@ async def store_ticket(
     )
     result = await session.execute(insert.on_conflict_do_nothing(index_elements=["session_id", "fingerprint"]))
     created = bool(getattr(result, "rowcount", 0))
-    ticket = (
-        await session.scalars(
-            select(Ticket).where(Ticket.session_id == crawl.id, Ticket.fingerprint == bug.fingerprint)
-        )
-    ).one()
+    ticket = (await session.scalars(_ticket_of(crawl.id, bug.fingerprint))).one()
     if created and issue is None:
         ticket.key = f"BUG-{ticket.id}"
         ticket.url = f"{base_url}/api/tickets/{ticket.key}"
