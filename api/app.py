@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routes import analysis, crawl, health, persona, workflows
+from api.routes import analysis, crawl, health, persona, system, video, workflows
 from api.state import AppState
 from conveyor.db import create_engine, session_factory
 from conveyor.settings import Settings, get_settings
@@ -45,4 +45,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(analysis.router)
     app.include_router(crawl.router)
     app.include_router(persona.router)
+    app.include_router(video.router)
+    app.include_router(system.router)
     return app

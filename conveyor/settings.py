@@ -74,6 +74,22 @@ class Settings(BaseSettings):
     llm_base_url: str = Field("", description="OpenAI-compatible API base URL (e.g. http://host/v1); empty: no LLM.")
     llm_api_key: str = Field("", description="API key sent as a Bearer token to the LLM endpoint.")
     llm_model: str = Field("gpt-4o-mini", description="Model name sent to the LLM endpoint.")
+    # video pipeline (seed 004)
+    video_temp_dir: str = Field(
+        "", description="Working folder of video jobs, cleaned daily (default <var_dir>/video-tmp; seed TEMP_DIR)."
+    )
+    video_cleanup_age_days: float = Field(7.0, description="Temporary video files older than this are deleted daily.")
+    video_max_temp_gb: float = Field(50.0, description="Cap on the video working folder; oldest files go first.")
+    whisper_cache_dir: str = Field(
+        "", description="Folder where the Whisper base model is assembled once (default <var_dir>/models)."
+    )
+    whisper_checkpoint: str = Field(
+        "", description="openai-whisper .pt checkpoint; when set, captions use openai-whisper, not faster-whisper."
+    )
+    resource_warn_percent: float = Field(
+        90.0, description="CPU, memory, disk or GPU use above this percent logs a warning (monitor_resources)."
+    )
+    resource_retention_hours: float = Field(24.0, description="Resource samples older than this are deleted.")
 
     @property
     def temporal_db_path(self) -> Path:
@@ -102,6 +118,16 @@ class Settings(BaseSettings):
     def chroma_path_resolved(self) -> Path:
         """The embedded ChromaDB folder with its default filled in."""
         return Path(self.chroma_path) if self.chroma_path else self.var_dir / "chroma"
+
+    @property
+    def video_temp_dir_resolved(self) -> Path:
+        """The video working folder with its default filled in."""
+        return (Path(self.video_temp_dir) if self.video_temp_dir else self.var_dir / "video-tmp").resolve()
+
+    @property
+    def whisper_cache_dir_resolved(self) -> Path:
+        """The Whisper model cache folder with its default filled in."""
+        return (Path(self.whisper_cache_dir) if self.whisper_cache_dir else self.var_dir / "models").resolve()
 
     @property
     def api_url(self) -> str:

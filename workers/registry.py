@@ -14,12 +14,21 @@ from activities.crawl.browser import BrowserPool
 from activities.persona.activities import PersonaActivities, persona_activities
 from activities.persona.embedder import shared_embedder
 from activities.persona.vectors import VectorStore, open_chroma
+from activities.video.activities import VideoActivities, video_activities
+from activities.video.captions import AnyCaptioner, make_captioner
+from activities.video.maintenance import VideoMaintenanceActivities, video_maintenance_activities
 from conveyor.settings import Settings
 from conveyor.storage import BlobStore
 from workflows.analysis import AnalysisWorkflow
 from workflows.crawl import CrawlSessionWorkflow
-from workflows.maintenance import CleanupCrawlSessionsWorkflow, PurgeAnalysisWorkWorkflow
+from workflows.maintenance import (
+    CleanupCrawlSessionsWorkflow,
+    MonitorResourcesWorkflow,
+    PurgeAnalysisWorkWorkflow,
+    VideoCleanupWorkflow,
+)
 from workflows.persona import PersonaIngestionWorkflow, PersonaSearchWorkflow
+from workflows.video import VideoJobWorkflow
 
 
 @dataclass
@@ -34,6 +43,8 @@ class Resources:
     """One Chromium per worker process, launched on first use."""
     _crawl: CrawlActivities | None = field(default=None, init=False, repr=False)
     _vectors: VectorStore | None = field(default=None, init=False, repr=False)
+    _video: VideoActivities | None = field(default=None, init=False, repr=False)
+    _captioner: AnyCaptioner | None = field(default=None, init=False, repr=False)
 
     def crawl(self) -> CrawlActivities:
         """The crawl activities of this process (one instance shared by the crawl pipeline's queues)."""
@@ -47,6 +58,19 @@ class Resources:
             s = self.settings
             self._vectors = VectorStore(open_chroma(s.chroma_path_resolved, s.chroma_url or None))
         return self._vectors
+
+    def captioner(self) -> AnyCaptioner:
+        """The process's Whisper models (loaded on first use, kept for the next job)."""
+        if self._captioner is None:
+            s = self.settings
+            self._captioner = make_captioner(s.whisper_cache_dir_resolved, s.whisper_checkpoint)
+        return self._captioner
+
+    def video(self) -> VideoActivities:
+        """The video activities of this process (one instance shared by the video queues)."""
+        if self._video is None:
+            self._video = VideoActivities(self.sessions, self.blobs, self.settings, self.captioner)
+        return self._video
 
 
 @dataclass(frozen=True)
@@ -71,6 +95,14 @@ def _persona(res: Resources) -> list[Callable[..., Any]]:
     return persona_activities(PersonaActivities(res.sessions, res.vectors, shared_embedder))
 
 
+def _video_queue(queue: str) -> Callable[[Resources], list[Callable[..., Any]]]:
+    return lambda res: video_activities(res.video(), queue)
+
+
+def _maintenance(res: Resources) -> list[Callable[..., Any]]:
+    return video_maintenance_activities(VideoMaintenanceActivities(res.sessions, res.settings))
+
+
 #: Queues that have something to run. Pipelines add their entries here.
 REGISTRY: dict[str, QueueRegistration] = {
     "analysis": QueueRegistration(workflows=(AnalysisWorkflow, PurgeAnalysisWorkWorkflow), activities=_analysis),
@@ -79,6 +111,13 @@ REGISTRY: dict[str, QueueRegistration] = {
     "media": QueueRegistration(activities=_crawl_queue("media")),
     "persona": QueueRegistration(workflows=(PersonaIngestionWorkflow, PersonaSearchWorkflow), activities=_persona),
     "default": QueueRegistration(workflows=(CleanupCrawlSessionsWorkflow,), activities=_crawl_queue("default")),
+    "render": QueueRegistration(workflows=(VideoJobWorkflow,), activities=_video_queue("render")),
+    "preview": QueueRegistration(activities=_video_queue("preview")),
+    "transcode": QueueRegistration(activities=_video_queue("transcode")),
+    "caption": QueueRegistration(activities=_video_queue("caption")),
+    "maintenance": QueueRegistration(
+        workflows=(VideoCleanupWorkflow, MonitorResourcesWorkflow), activities=_maintenance
+    ),
 }
 
 #: Every workflow class Conveyor defines (for replay tests and the sandbox).

@@ -9,7 +9,14 @@ from pydantic import BaseModel
 from temporalio.client import ScheduleOverlapPolicy
 
 from activities.crawl.schemas import CleanupRequest
-from workflows.maintenance import CleanupCrawlSessionsWorkflow, PurgeAnalysisWorkWorkflow, PurgeInput
+from activities.video.maintenance import MonitorRequest, VideoCleanupRequest
+from workflows.maintenance import (
+    CleanupCrawlSessionsWorkflow,
+    MonitorResourcesWorkflow,
+    PurgeAnalysisWorkWorkflow,
+    PurgeInput,
+    VideoCleanupWorkflow,
+)
 
 
 @dataclass(frozen=True)
@@ -42,5 +49,25 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
         task_queue="default",
         cron="0 3 * * *",
         description="delete crawl sessions, bugs, tickets and screenshots past the retention (seed 000 cleanup)",
+    ),
+    ScheduleSpec(
+        id="video-cleanup",
+        workflow=VideoCleanupWorkflow.__name__,
+        arg=VideoCleanupRequest(),
+        task_queue="maintenance",
+        cron="0 2 * * *",
+        description="delete old video temp files, keep the folder under its size cap (seed 004 cleanup_task)",
+        # three 30-minute attempts fit inside
+        execution_timeout=timedelta(hours=2),
+    ),
+    ScheduleSpec(
+        id="video-monitor-resources",
+        workflow=MonitorResourcesWorkflow.__name__,
+        arg=MonitorRequest(),
+        task_queue="maintenance",
+        cron="* * * * *",
+        description="sample CPU, memory, disk and GPU use, warn above the threshold (seed 004 monitor_resources)",
+        overlap=ScheduleOverlapPolicy.SKIP,
+        execution_timeout=timedelta(minutes=2),
     ),
 )

@@ -173,3 +173,68 @@ class Captioner:
             return None, 0.0
         language, probability, _ = self.model("base").detect_language(audio[: 16000 * 30])
         return str(language), float(probability)
+
+
+class OpenAIWhisperCaptioner:
+    """Captions with openai-whisper from a configured ``.pt`` checkpoint (the ``whisper`` extra, needs torch).
+
+    Used instead of faster-whisper when ``CONVEYOR_WHISPER_CHECKPOINT`` is set; the model size is the
+    checkpoint's, so ``model_size`` other than ``auto`` is only recorded.
+    """
+
+    def __init__(self, checkpoint: Path) -> None:
+        if not checkpoint.is_file():
+            raise BadInput(f"Whisper checkpoint {checkpoint} not found", code="MODEL_MISSING")
+        if importlib.util.find_spec("whisper") is None:
+            raise BadInput(
+                "openai-whisper is not installed (pip install torch, then pip install -e '.[whisper]')",
+                code="MODEL_MISSING",
+            )
+        self.checkpoint = checkpoint
+        self.device = "cpu"
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                import torch
+                import whisper
+
+                self.device = "cuda" if torch.cuda.is_available() else "cpu"
+                self._model = whisper.load_model(str(self.checkpoint), device=self.device)
+            return self._model
+
+    def caption(
+        self,
+        media: Path,
+        *,
+        model_size: str = AUTO,
+        language: str | None = None,
+        duration_s: float = 0.0,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> CaptionResult:
+        """Transcribe ``media`` (language detected by the model unless given) into SRT."""
+        result = self._load().transcribe(str(media), language=language, fp16=self.device == "cuda", verbose=None)
+        segments = [Segment(float(s["start"]), float(s["end"]), str(s["text"])) for s in result.get("segments", [])]
+        if on_progress is not None:
+            on_progress(99.0)
+        return CaptionResult(
+            format_srt(segments),
+            str(result.get("language") or language or "") or None,
+            1.0,
+            len([s for s in segments if s.text.strip()]),
+            f"openai-whisper {self.checkpoint.stem}",
+            self.device,
+        )
+
+
+#: Either captioning backend (both have ``caption(media, model_size=, language=, duration_s=, on_progress=)``).
+AnyCaptioner = Captioner | OpenAIWhisperCaptioner
+
+
+def make_captioner(cache_dir: Path, checkpoint: str = "") -> AnyCaptioner:
+    """The captioner a worker uses: openai-whisper when a checkpoint is configured, else faster-whisper."""
+    if checkpoint:
+        return OpenAIWhisperCaptioner(Path(checkpoint))
+    return Captioner(cache_dir)

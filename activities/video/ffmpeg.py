@@ -133,8 +133,11 @@ def ffmpeg_path() -> str:
     return found
 
 
-def probe(path: Path, *, name: str | None = None) -> MediaInfo:
-    """ffprobe ``path``; BadInput naming the file when it is not media FFmpeg can read (truncated, not video)."""
+def probe(path: Path, *, name: str | None = None, verify: bool = False) -> MediaInfo:
+    """ffprobe ``path``; BadInput naming the file when it is not media FFmpeg can read (truncated, not video).
+
+    ``verify`` also reads every packet (no decoding), which catches a file cut short after a complete header.
+    """
     label = name or path.name
     if not path.is_file():
         raise BadInput(f"{label}: file not found", code="MEDIA_NOT_FOUND")
@@ -153,9 +156,39 @@ def probe(path: Path, *, name: str | None = None) -> MediaInfo:
     if not streams:
         raise BadInput(f"{label} has no audio or video stream", code="INVALID_MEDIA")
     duration = _number(str(data.get("format", {}).get("duration", ""))) or 0.0
-    return MediaInfo(
+    info = MediaInfo(
         duration_s=duration, format_name=str(data.get("format", {}).get("format_name", "")), streams=streams
     )
+    if verify:
+        _verify_packets(ffprobe, path, label, info)
+    return info
+
+
+#: Share of a video's frames that must be readable for the file to count as whole.
+MIN_READABLE = 0.9
+
+
+def _verify_packets(ffprobe: str, path: Path, label: str, info: MediaInfo) -> None:
+    """BadInput when the file ends before its header says it does (a cut-off upload)."""
+    proc = subprocess.run(
+        [ffprobe, "-v", "error", "-count_packets", "-select_streams", "v:0", "-show_entries",
+         "stream=nb_read_packets", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    if "partial file" in proc.stderr:
+        raise BadInput(f"{label} is truncated: the file ends before its last frame", code="INVALID_MEDIA")
+    video = info.video
+    packets = _number(proc.stdout.strip().split(",")[0]) if proc.stdout.strip() else None
+    if video is None or packets is None or video.fps <= 0 or info.duration_s < 1.0:
+        return
+    readable = packets / video.fps
+    if readable < MIN_READABLE * info.duration_s:
+        raise BadInput(
+            f"{label} is truncated: {readable:.1f} s of its {info.duration_s:.1f} s can be read",
+            code="INVALID_MEDIA",
+        )
 
 
 def _stream(raw: dict[str, object]) -> StreamInfo:

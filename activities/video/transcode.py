@@ -37,18 +37,22 @@ class TranscodeSpec(BaseModel):
 
     @model_validator(mode="after")
     def _compatible(self) -> TranscodeSpec:
-        if self.codec not in CONTAINERS:
-            raise ValueError(f"codec must be one of {', '.join(CONTAINERS)}")
-        if self.container not in AUDIO:
-            raise ValueError(f"container must be one of {', '.join(AUDIO)}")
-        if self.container not in CONTAINERS[self.codec]:
-            raise ValueError(
-                f"{self.codec.upper()} cannot go in {self.container.upper()}; "
-                f"use {' or '.join(sorted(CONTAINERS[self.codec]))}"
-            )
-        if self.crf is not None and self.bitrate_kbps is not None:
-            raise ValueError("give crf or bitrate_kbps, not both")
+        check_format(self.codec, self.container, crf=self.crf, bitrate_kbps=self.bitrate_kbps)
         return self
+
+
+def check_format(codec: str, container: str, *, crf: int | None, bitrate_kbps: int | None) -> None:
+    """ValueError naming what is wrong with a codec, container and rate control combination (e.g. H.265 in WebM)."""
+    if codec not in CONTAINERS:
+        raise ValueError(f"codec must be one of {', '.join(CONTAINERS)}")
+    if container not in AUDIO:
+        raise ValueError(f"container must be one of {', '.join(AUDIO)}")
+    if container not in CONTAINERS[codec]:
+        raise ValueError(
+            f"{codec.upper()} cannot go in {container.upper()}; use {' or '.join(sorted(CONTAINERS[codec]))}"
+        )
+    if crf is not None and bitrate_kbps is not None:
+        raise ValueError("give crf or bitrate_kbps, not both")
 
 
 def check_spec(raw: dict[str, object]) -> TranscodeSpec:
@@ -79,27 +83,35 @@ def plan_transcode(source: Path, output: Path, spec: TranscodeSpec, *, has_audio
     video = stream.video
     if spec.width or spec.height:
         video = video.filter("scale", spec.width or -2, spec.height or -2)
-    options: dict[str, object] = {"vcodec": choice.encoder, "pix_fmt": "yuv420p"}
-    if spec.bitrate_kbps is not None:
-        options["b:v"] = f"{spec.bitrate_kbps}k"
-    else:
-        crf = spec.crf if spec.crf is not None else DEFAULT_CRF[spec.codec]
-        if choice.gpu:
-            options.update({"rc": "vbr", "cq": crf, "b:v": 0})
-        else:
-            options["crf"] = crf
-            if spec.codec == "vp9":
-                options["b:v"] = 0  # constant quality for libvpx-vp9
-    if spec.codec == "vp9":
-        options.update({"deadline": "good", "cpu-used": 4, "row-mt": 1})
-    if spec.codec == "av1":
-        options["preset"] = 8
-    if spec.container == "mp4":
-        options["movflags"] = "+faststart"
-        if spec.codec == "h265":
-            options["tag:v"] = "hvc1"  # plays in Apple players
+    options = encoder_options(choice, spec.container, crf=spec.crf, bitrate_kbps=spec.bitrate_kbps)
     streams = [video, stream.audio] if has_audio else [video]
     if has_audio:
         options["acodec"] = AUDIO[spec.container]
     args = ffmpeg.output(*streams, str(output), **options).get_args()
     return TranscodePlan(args, output, choice)
+
+
+def encoder_options(
+    choice: EncoderChoice, container: str, *, crf: int | None, bitrate_kbps: int | None
+) -> dict[str, object]:
+    """FFmpeg output options for the chosen video encoder: CRF (or NVENC CQ) or bitrate, yuv420p, container flags."""
+    options: dict[str, object] = {"vcodec": choice.encoder, "pix_fmt": "yuv420p"}
+    if bitrate_kbps is not None:
+        options["b:v"] = f"{bitrate_kbps}k"
+    else:
+        quality = crf if crf is not None else DEFAULT_CRF[choice.codec]
+        if choice.gpu:
+            options.update({"rc": "vbr", "cq": quality, "b:v": 0})
+        else:
+            options["crf"] = quality
+            if choice.codec == "vp9":
+                options["b:v"] = 0  # constant quality for libvpx-vp9
+    if choice.codec == "vp9":
+        options.update({"deadline": "good", "cpu-used": 4, "row-mt": 1})
+    if choice.codec == "av1":
+        options["preset"] = 8
+    if container == "mp4":
+        options["movflags"] = "+faststart"
+        if choice.codec == "h265":
+            options["tag:v"] = "hvc1"  # plays in Apple players
+    return options

@@ -58,7 +58,8 @@ def safe_filename(name: str) -> str:
     return _SAFE_NAME.sub("_", base)[:120]
 
 
-def _copy_limited(stream: BinaryIO, dest: Path, limit: int, name: str) -> int:
+def copy_limited(stream: BinaryIO, dest: Path, limit: int, name: str) -> int:
+    """Copy an upload to ``dest``; TooLarge naming the file once it passes ``limit`` bytes."""
     size = 0
     with dest.open("wb") as out:
         while chunk := stream.read(_CHUNK):
@@ -94,7 +95,7 @@ async def create_task(
         for i, upload in enumerate(files):
             name = safe_filename(upload.name)
             local = Path(tmp) / f"{i}"
-            size = await asyncio.to_thread(_copy_limited, upload.stream, local, settings.max_upload_bytes, name)
+            size = await asyncio.to_thread(copy_limited, upload.stream, local, settings.max_upload_bytes, name)
             if size == 0:
                 raise BadInput(f"file {name!r} is empty", code="EMPTY_FILE", details={"file": name})
             key = f"{task_prefix(task_id)}/inputs/{i}-{name}"

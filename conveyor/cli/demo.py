@@ -176,8 +176,72 @@ async def _persona_demo(ctx: DemoContext) -> list[DemoRun]:
     ]
 
 
+async def _video_demo(ctx: DemoContext) -> list[DemoRun]:
+    """Render the bundled timeline (transition, title, logo, music, captions from its own speech), then a
+    preview sheet and a WebM transcode, all in one workflow."""
+    import json
+
+    from conveyor.cli.watch import Watched, watch
+
+    folder = SAMPLES / "video"
+    timeline = json.loads((folder / "timeline.json").read_text())
+    refs = [*timeline["clips"], *(timeline[k] for k in ("logo", "audio") if timeline.get(k))]
+    uploaded: dict[str, str] = {}
+    for ref in refs:
+        name = Path(ref["key"]).name
+        if name not in uploaded:
+            sent = await ctx.http.post("/api/videos/upload", files={"file": (name, (folder / name).read_bytes())})
+            sent.raise_for_status()
+            uploaded[name] = sent.json()["key"]
+        ref["key"] = uploaded[name]
+    body = {
+        "timeline": timeline,
+        "title": "Conveyor bakery",
+        "preview": {"frames": 6},
+        "transcodes": [{"codec": "vp9", "container": "webm", "width": 480}],
+    }
+    started = await ctx.http.post("/api/videos/render", json=body)
+    started.raise_for_status()
+    video_id, wf = started.json()["video_id"], started.json()["workflow_id"]
+    t0 = time.monotonic()
+    final = (await watch(ctx.client, [Watched(wf, "video render")], show=ctx.show))[wf]
+    video = (await ctx.http.get(f"/api/videos/{video_id}")).json()
+    jobs = {j["kind"]: j for j in video["jobs"]}
+    if ctx.show:
+        table = Table("job", "status", "encoder", "seconds", "result", title=f"video {video_id}")
+        for job in video["jobs"]:
+            out = job["outputs"]
+            result = {
+                "render": f"{out.get('width')}x{out.get('height')} {out.get('duration_s')} s {out.get('video_codec')}",
+                "caption": f"language {out.get('language')}, {out.get('segments')} cues",
+                "preview": f"{len(out.get('frames') or [])} frames + sheet",
+                "transcode": f"{out.get('video_codec')} {out.get('container')} {out.get('width')}x{out.get('height')}",
+            }[job["kind"]]
+            detail = result if job["status"] == "completed" else f"{job['error_code']}: {job['error_message']}"
+            table.add_row(job["kind"], job["status"], job["encoder"] or "", str(out.get("seconds", "")), detail)
+        console.print(table)
+    seconds = (
+        (final.closed_at - final.started_at).total_seconds()
+        if final.closed_at and final.started_at
+        else time.monotonic() - t0
+    )
+    ok = all(j["status"] == "completed" for j in video["jobs"]) and video["status"] == "ready"
+    render_out = jobs.get("render", {}).get("outputs", {})
+    summary = (
+        f"{render_out.get('duration_s')} s {render_out.get('width')}x{render_out.get('height')}, "
+        f"captions {jobs.get('caption', {}).get('outputs', {}).get('segments')} cues, sheet, webm"
+    )
+    status = "completed" if ok else video["status"]
+    return [DemoRun("video: bakery render", wf, status, seconds, summary, ctx.settings.workflow_ui_url(wf))]
+
+
 #: Every implemented pipeline's demo; pipelines add theirs here.
-DEMOS: list[tuple[str, DemoFn]] = [("analysis", _analysis_demo), ("crawl", _crawl_demo), ("persona", _persona_demo)]
+DEMOS: list[tuple[str, DemoFn]] = [
+    ("analysis", _analysis_demo),
+    ("crawl", _crawl_demo),
+    ("persona", _persona_demo),
+    ("video", _video_demo),
+]
 
 
 async def _demo_key(settings: Settings) -> str:

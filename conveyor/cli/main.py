@@ -236,11 +236,13 @@ def _register_pipeline_commands() -> None:
     from conveyor.cli.crawl import crawl
     from conveyor.cli.demo import demo
     from conveyor.cli.persona import persona_app
+    from conveyor.cli.video import video_app
 
     app.command()(analyze)
     app.command()(crawl)
     app.command()(demo)
     app.add_typer(persona_app, name="persona")
+    app.add_typer(video_app, name="video")
 
 
 _register_pipeline_commands()

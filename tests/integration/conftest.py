@@ -27,7 +27,19 @@ from workers.registry import Resources
 from workers.run import build_workers, open_resources
 
 #: Queues the in-process test workers serve.
-STACK_QUEUES = ["analysis", "crawl", "media", "tickets", "default", "persona"]
+STACK_QUEUES = [
+    "analysis",
+    "crawl",
+    "media",
+    "tickets",
+    "default",
+    "persona",
+    "maintenance",
+    "render",
+    "preview",
+    "transcode",
+    "caption",
+]
 #: Tests only: Chromium resolves nothing but 127.0.0.1, so no crawl can reach outside (DESIGN.md).
 TEST_CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 

@@ -1,0 +1,318 @@
+"""``conveyor video render|preview|transcode|caption``: video jobs with a live bar per job (percent, fps, ETA).
+
+Files named on the command line (and local paths in a timeline, relative to the timeline file) are uploaded
+first; a video id of an earlier upload or render can be given instead of a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from conveyor.cli.output import console, emit_json, fail
+from conveyor.errors import BadInput, ConveyorError
+from conveyor.logging import configure_logging
+from conveyor.models import User
+from conveyor.settings import Settings, get_settings
+
+video_app = typer.Typer(
+    help="Videos: render timelines, preview frames, transcode, caption (FFmpeg and Whisper).", no_args_is_help=True
+)
+POLL_S = 0.3
+FINAL = ("completed", "failed", "cancelled")
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA –"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"ETA {minutes}:{secs:02d}"
+
+
+def _blobs(settings: Settings) -> Any:
+    from conveyor.storage import blob_store_from_url
+
+    return blob_store_from_url(settings.blob_url_resolved, s3_endpoint_url=settings.s3_endpoint_url)
+
+
+async def _upload_file(session: AsyncSession, settings: Settings, user: User, path: Path) -> Any:
+    """Upload a local file; returns its video row."""
+    from api.services import video as service
+
+    stream = await asyncio.to_thread(path.open, "rb")
+    with stream:
+        return await service.upload(session, _blobs(settings), settings, user, filename=path.name, stream=stream)
+
+
+async def _local_keys(
+    session: AsyncSession, settings: Settings, user: User, timeline: dict[str, Any], base: Path
+) -> None:
+    """Upload every timeline reference that names a local file (relative to ``base``) and use its key."""
+    from sqlalchemy import select
+
+    from activities.video.models import Video
+
+    async def swap(ref: dict[str, Any]) -> None:
+        key = ref.get("key")
+        if not isinstance(key, str):
+            return
+        owned = await session.scalar(select(Video.id).where(Video.blob_key == key, Video.user_id == user.id).limit(1))
+        candidate = base / key
+        if owned is None and await asyncio.to_thread(candidate.is_file):
+            ref["key"] = (await _upload_file(session, settings, user, candidate)).blob_key
+
+    for clip in timeline.get("clips") or []:
+        if isinstance(clip, dict):
+            await swap(clip)
+    for name in ("logo", "audio", "subtitles"):
+        if isinstance(timeline.get(name), dict):
+            await swap(timeline[name])
+
+
+async def _video_id(session: AsyncSession, settings: Settings, user: User, target: str) -> str:
+    """A video id: the one given, or a new upload of the file given."""
+    from activities.video.models import Video
+
+    path = Path(target)
+    if await asyncio.to_thread(path.is_file):
+        return str((await _upload_file(session, settings, user, path)).id)
+    video = await session.get(Video, target)
+    if video is None or video.user_id != user.id:
+        raise BadInput(f"{target}: no such file or video id", code="MEDIA_NOT_FOUND")
+    return video.id
+
+
+def load_timeline(path: Path) -> tuple[dict[str, Any], Path]:
+    """A timeline file's JSON object and the folder its relative paths start from."""
+    try:
+        timeline = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise BadInput(f"{path}: file not found", code="TIMELINE_NOT_FOUND") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BadInput(f"{path} is not JSON: {err}", code="BAD_TIMELINE") from err
+    if not isinstance(timeline, dict):
+        raise BadInput(f"{path} must hold a JSON object", code="BAD_TIMELINE")
+    return timeline, path.resolve().parent
+
+
+async def run_video(
+    settings: Settings,
+    action: str,
+    target: str,
+    params: dict[str, Any],
+    *,
+    user_name: str | None,
+    show: bool,
+    wait: bool,
+) -> dict[str, Any]:
+    """Start a video action (render, preview, transcode, caption), follow its jobs, return the video."""
+    from activities.video.models import JobKind
+    from api.routes.video import video_out
+    from api.services import video as service
+    from conveyor.cli.analyze import resolve_user
+    from conveyor.db import create_engine, migrate, session_factory
+    from conveyor.temporal import connect
+
+    await migrate(settings.database_url_resolved)
+    engine = create_engine(settings.database_url_resolved)
+    try:
+        client = await connect(settings)
+        sessions = session_factory(engine)
+        async with sessions() as session:
+            user = await resolve_user(session, settings, user_name)
+            if action == "render":
+                timeline, base = await asyncio.to_thread(load_timeline, Path(target))
+                await _local_keys(session, settings, user, timeline, base)
+                started = await service.start_render(session, client, user, timeline_raw=timeline, **params)
+            else:
+                video_id = await _video_id(session, settings, user, target)
+                started = await service.start_step(session, client, user, video_id, JobKind(action), params)
+        if wait:
+            await _follow(sessions, client, user, started, show=show)
+        async with sessions() as session:
+            video = await service.get_video(session, user, started.video.id)
+            await session.refresh(video)
+            jobs = await service.jobs_of(session, client, video)
+            for job in jobs:
+                await session.refresh(job)
+            out = video_out(video, [j for j in jobs if j.id in started.jobs], settings).model_dump(mode="json")
+            out["workflow_id"] = started.workflow_id
+            out["workflow_url"] = settings.workflow_ui_url(started.workflow_id)
+            return out
+    finally:
+        await engine.dispose()
+
+
+async def _follow(sessions: Any, client: Any, user: User, started: Any, *, show: bool) -> None:
+    """Bars per job from the job rows until the workflow ends."""
+    from activities.video.models import VideoJob
+
+    handle = client.get_workflow_handle(started.workflow_id)
+    columns = (
+        TextColumn("{task.fields[label]:<10}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, disable=not show) as bars:
+        ids = {j: bars.add_task(k, total=100, label=k, detail="queued") for j, k in started.jobs.items()}
+        waiter = asyncio.ensure_future(handle.result())
+        while True:
+            async with sessions() as session:
+                for job_id, task in ids.items():
+                    job = await session.get(VideoJob, job_id)
+                    if job is None:
+                        continue
+                    fps = f"{job.fps:.0f} fps · " if job.fps else ""
+                    detail = job.status if job.status in FINAL else f"{job.status} · {fps}{_eta(job.eta_s)}"
+                    bars.update(task, completed=job.progress, detail=detail)
+            if waiter.done():
+                break
+            await asyncio.wait([waiter], timeout=POLL_S)
+        try:
+            waiter.result()
+        except Exception:  # noqa: BLE001 - the job rows carry the outcome shown below
+            pass
+
+
+def _print(result: dict[str, Any], settings: Settings, out_dir: Path | None) -> None:
+    blobs = _blobs(settings)
+    colour = {"ready": "green", "failed": "red"}.get(result["status"], "yellow")
+    console.print(f"video [bold]{result['video_id']}[/bold]: [{colour}]{result['status']}[/{colour}]")
+    console.print(f"  workflow {result['workflow_url']}")
+    table = Table("job", "status", "encoder", "took", "outputs / error")
+    for job in result["jobs"]:
+        files = []
+        for name, url in job["downloads"].items():
+            key = url.split("/files/", 1)[1]
+            local = blobs.local_path(key) if blobs.exists(key) else None
+            if out_dir is not None and local is not None:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                local = Path(shutil.copy2(local, out_dir / local.name))
+            files.append(f"{name}: {local or key}")
+        facts = job["outputs"]
+        if job["kind"] == "caption" and "language" in facts:
+            files.insert(0, f"language {facts['language']} · {facts['segments']} cues · {facts['model']}")
+        took = f"{facts['seconds']:.1f} s" if "seconds" in facts else ""
+        detail = "\n".join(files) if job["status"] == "completed" else f"{job['error_code']}: {job['error_message']}"
+        table.add_row(job["kind"], job["status"], job["encoder"] or "", took, detail)
+    console.print(table)
+
+
+UserOpt = Annotated[str | None, typer.Option("--user", help="Act as this user (default: the local user).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the jobs until they end.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Copy the outputs into this folder.")]
+
+
+def _run(
+    action: str, target: str, params: dict[str, Any], user: str | None, as_json: bool, wait: bool, out: Path | None
+) -> None:
+    settings = get_settings()
+    configure_logging(settings)
+    try:
+        result = asyncio.run(
+            run_video(settings, action, target, params, user_name=user, show=not as_json and wait, wait=wait)
+        )
+    except ConveyorError as err:
+        fail(err, as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        _print(result, settings, out)
+    if wait and any(j["status"] != "completed" for j in result["jobs"]):
+        raise typer.Exit(1)
+
+
+def _variant(text: str) -> dict[str, Any]:
+    codec, _, container = text.partition(":")
+    return {"codec": codec, "container": container or "mp4"}
+
+
+@video_app.command("render")
+def render(
+    timeline: Annotated[Path, typer.Argument(help="Timeline JSON (local paths in it are uploaded).")],
+    title: Annotated[str, typer.Option(help="Title of the video.")] = "",
+    frames: Annotated[int, typer.Option(help="Preview frames after the render (0: no preview).")] = 6,
+    caption: Annotated[bool, typer.Option("--caption/--no-caption", help="Caption the result.")] = True,
+    transcode: Annotated[
+        list[str] | None, typer.Option("--transcode", help="A variant as CODEC:CONTAINER, e.g. vp9:webm (repeat).")
+    ] = None,
+    out: OutOpt = None,
+    wait: WaitOpt = True,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Render a timeline (clips, transitions, text, logo, subtitles, music), then preview/caption/transcode it."""
+    from activities.video.schemas import CaptionParams, PreviewParams
+
+    params: dict[str, Any] = {
+        "title": title,
+        "preview": PreviewParams(frames=frames) if frames > 0 else None,
+        "caption": CaptionParams() if caption else None,
+        "transcodes": [_variant(t) for t in transcode or []],
+    }
+    _run("render", str(timeline), params, user, as_json, wait, out)
+
+
+@video_app.command("preview")
+def preview(
+    target: Annotated[str, typer.Argument(help="A video file, or the id of a video.")],
+    frames: Annotated[int, typer.Option(help="Frames at even intervals (1-100).")] = 6,
+    width: Annotated[int, typer.Option(help="Frame width in pixels.")] = 320,
+    out: OutOpt = None,
+    wait: WaitOpt = True,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Preview frames and a contact sheet of a video."""
+    _run("preview", target, {"frames": frames, "width": width}, user, as_json, wait, out)
+
+
+@video_app.command("transcode")
+def transcode(
+    target: Annotated[str, typer.Argument(help="A video file, or the id of a video.")],
+    codec: Annotated[str, typer.Option(help="h264, h265, vp9 or av1.")] = "h264",
+    container: Annotated[str, typer.Option(help="mp4, webm or mkv.")] = "mp4",
+    crf: Annotated[int | None, typer.Option(help="Constant quality (lower is better).")] = None,
+    bitrate: Annotated[int | None, typer.Option(help="Target bitrate in kbit/s (instead of --crf).")] = None,
+    width: Annotated[int | None, typer.Option(help="Scale to this width.")] = None,
+    height: Annotated[int | None, typer.Option(help="Scale to this height.")] = None,
+    out: OutOpt = None,
+    wait: WaitOpt = True,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Transcode a video to another codec, container or size."""
+    spec = {
+        "codec": codec,
+        "container": container,
+        "crf": crf,
+        "bitrate_kbps": bitrate,
+        "width": width,
+        "height": height,
+    }
+    _run("transcode", target, {k: v for k, v in spec.items() if v is not None}, user, as_json, wait, out)
+
+
+@video_app.command("caption")
+def caption_cmd(
+    target: Annotated[str, typer.Argument(help="A video or audio file, or the id of a video.")],
+    model: Annotated[str, typer.Option(help="auto (detect language), tiny.en or base.")] = "auto",
+    language: Annotated[str | None, typer.Option(help="Language code; skips detection.")] = None,
+    out: OutOpt = None,
+    wait: WaitOpt = True,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """SRT captions of a video's speech with the detected language (Whisper)."""
+    _run("caption", target, {"model_size": model, "language": language}, user, as_json, wait, out)
