@@ -27,6 +27,10 @@ log = get_logger(__name__)
 
 #: Time a stopping worker gives running activities to finish before cancelling them.
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+#: Longest gap between heartbeats sent to the server. Temporal's default (0.8 x the heartbeat timeout, 16 s for
+#: the video steps) would hold a cancellation back that long, since it reaches an activity only in the reply to
+#: a heartbeat; the activities heartbeat every 1-2 s, so FFmpeg and friends stop within about a second.
+HEARTBEAT_THROTTLE = timedelta(seconds=1)
 
 
 def resolve_queues(requested: Sequence[str]) -> list[str]:
@@ -36,6 +40,17 @@ def resolve_queues(requested: Sequence[str]) -> list[str]:
         raise BadInput(f"unknown task queue(s): {', '.join(unknown)}; known: {', '.join(QUEUES)}", code="UNKNOWN_QUEUE")
     chosen = list(requested) or list(REGISTRY)
     return [q for q in chosen if q in REGISTRY]
+
+
+def queues_of_groups(groups: Sequence[str]) -> list[str]:
+    """The served queues of each named group (the seeds' worker groups, e.g. ``video``)."""
+    known = sorted({q.group for q in QUEUES.values()})
+    unknown = [g for g in groups if g not in known]
+    if unknown:
+        raise BadInput(
+            f"unknown worker group(s): {', '.join(unknown)}; known: {', '.join(known)}", code="UNKNOWN_GROUP"
+        )
+    return [name for name, q in QUEUES.items() if q.group in groups and name in REGISTRY]
 
 
 @asynccontextmanager
@@ -73,6 +88,8 @@ def build_workers(
                 max_concurrent_activities=QUEUES[name].max_concurrent_activities,
                 interceptors=[ConveyorInterceptor()],
                 graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
             )
         )
     return workers

@@ -104,6 +104,34 @@ def format_srt(segments: Iterable[Segment]) -> str:
     return "\n".join(cues)
 
 
+#: A cue ends after a sentence, or before it would pass this many characters or seconds (readable subtitles).
+CUE_MAX_CHARS = 84
+CUE_MAX_S = 6.0
+_SENTENCE_END = (".", "?", "!", "…")
+
+
+def split_cues(words: list[Segment], *, max_chars: int = CUE_MAX_CHARS, max_s: float = CUE_MAX_S) -> list[Segment]:
+    """Group timed words into subtitle cues: one per sentence, long sentences split to fit on screen."""
+    cues: list[Segment] = []
+    current: list[Segment] = []
+
+    def flush() -> None:
+        if current:
+            cues.append(Segment(current[0].start, current[-1].end, "".join(w.text for w in current).strip()))
+            current.clear()
+
+    for word in words:
+        if current:
+            text = "".join(w.text for w in current) + word.text
+            if len(text.strip()) > max_chars or word.end - current[0].start > max_s:
+                flush()
+        current.append(word)
+        if word.text.strip().endswith(_SENTENCE_END):
+            flush()
+    flush()
+    return cues
+
+
 class Captioner:
     """Loads Whisper models once per process (CUDA when CTranslate2 sees a GPU, else int8 on the CPU)."""
 
@@ -151,11 +179,17 @@ class Captioner:
         if chosen == "tiny.en":
             language = "en"
         segments_iter, info = self.model(chosen).transcribe(
-            str(media), language=language, vad_filter=True, beam_size=5, condition_on_previous_text=False
+            str(media),
+            language=language,
+            vad_filter=True,
+            beam_size=5,
+            condition_on_previous_text=False,
+            word_timestamps=True,
         )
-        segments = []
+        segments: list[Segment] = []
         for seg in segments_iter:
-            segments.append(Segment(float(seg.start), float(seg.end), str(seg.text)))
+            words = [Segment(float(w.start), float(w.end), str(w.word)) for w in (seg.words or [])]
+            segments.extend(split_cues(words) if words else [Segment(float(seg.start), float(seg.end), str(seg.text))])
             if on_progress is not None and duration_s > 0:
                 on_progress(min(99.0, 100.0 * float(seg.end) / duration_s))
         if model_size != AUTO or language is None:

@@ -78,13 +78,21 @@ def up(as_json: JsonOpt = False) -> None:
 @app.command()
 def worker(
     queue: Annotated[list[str] | None, typer.Option("--queue", "-q", help="Task queue (repeat); default: all.")] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", "-g", help="Every queue of a group: analysis, crawl, persona, video, … (repeat)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run workers for the chosen task queues against the configured Temporal address."""
-    from workers.run import run_workers
+    """Run workers for the chosen task queues (or groups of them) against the configured Temporal address."""
+    from workers.run import queues_of_groups, run_workers
 
     settings = _settings()
-    run(run_workers(settings, queue or settings.worker_queues), as_json=as_json)
+    try:
+        chosen = [*(queue or []), *queues_of_groups(group or [])]
+    except ConveyorError as err:
+        fail(err, as_json=as_json)
+    run(run_workers(settings, chosen or settings.worker_queues), as_json=as_json)
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""The openai-whisper backend, isolated from torch and a checkpoint by stand-in modules of the same API.
+"""Caption backends and cues: openai-whisper isolated from torch and a checkpoint by stand-in modules of the same
+API, and timed words grouped into readable cues.
 
 The real backend needs torch and a ``.pt`` checkpoint, neither of which ships as a wheel here; these tests check
 what Conveyor does with the library: which checkpoint and device it loads, and how segments become SRT.
@@ -80,3 +81,25 @@ def test_a_missing_checkpoint_or_library_is_a_clear_error(tmp_path: Path, monkey
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(BadInput, match="openai-whisper is not installed"):
         make_captioner(tmp_path, str(checkpoint))
+
+
+def test_timed_words_become_one_cue_per_sentence_and_long_ones_are_split() -> None:
+    from activities.video.captions import Segment, split_cues
+
+    words = [
+        Segment(0.5, 0.9, " Welcome"),
+        Segment(0.9, 1.2, " to"),
+        Segment(1.2, 1.9, " the bakery."),
+        Segment(2.4, 2.8, " Fresh"),
+        Segment(2.8, 3.1, " bread"),
+        Segment(3.1, 3.9, " every morning!"),
+    ]
+    cues = split_cues(words)
+    assert [(c.start, c.end, c.text) for c in cues] == [
+        (0.5, 1.9, "Welcome to the bakery."),
+        (2.4, 3.9, "Fresh bread every morning!"),
+    ]
+    long_sentence = [Segment(i * 0.5, i * 0.5 + 0.4, f" word{i}") for i in range(30)]
+    split = split_cues(long_sentence, max_chars=40, max_s=6.0)
+    assert len(split) > 1 and all(len(c.text) <= 40 and c.end - c.start <= 6.0 for c in split)
+    assert " ".join(c.text for c in split) == " ".join(f"word{i}" for i in range(30))
