@@ -24,6 +24,7 @@ bench: bootstrap
 	$(VENV)/python -m bench.analysis
 	$(VENV)/python -m bench.crawl
 	$(VENV)/python -m bench.persona
+	$(VENV)/python -m bench.video
 
 up: bootstrap
 	$(VENV)/conveyor up

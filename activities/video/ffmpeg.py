@@ -278,11 +278,16 @@ def run_ffmpeg(
 
 
 def _stop_when_cancelled(proc: subprocess.Popen[str], cancel: threading.Event, finished: threading.Event) -> None:
-    """Terminate FFmpeg as soon as ``cancel`` is set; return when the run is over either way."""
+    """Kill FFmpeg as soon as ``cancel`` is set; return when the run is over either way.
+
+    SIGKILL, not SIGTERM: on SIGTERM FFmpeg first flushes its encoder (seconds for x265/AV1 lookahead) into an
+    output that a cancelled run deletes anyway.
+    """
     while not finished.is_set():
         if cancel.wait(0.1):
             if proc.poll() is None:
-                _terminate(proc)
+                proc.kill()
+                proc.wait()
             return
 
 

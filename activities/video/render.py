@@ -9,6 +9,8 @@ ducked under the speech with ``sidechaincompress`` and mixed in. ``speech_only``
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,12 +68,14 @@ def plan_render(
         raise ValueError(f"{len(clips)} source files for {len(timeline.clips)} clips")
     spans, total = layout(timeline, [clip.info.duration_s for clip in clips])
     joins = list(timeline.transitions) or [None] * (len(spans) - 1)
-    inputs = [
-        ffmpeg.input(str(clip.path), ss=_num(span.source_start), t=_num(span.duration))
-        for clip, span in zip(clips, spans, strict=True)
+    cuts = [(str(clip.path), span.source_start, span.duration) for clip, span in zip(clips, spans, strict=True)]
+    inputs = {cut: ffmpeg.input(cut[0], ss=_num(cut[1]), t=_num(cut[2])) for cut in cuts}
+    sounds = [
+        (cut, inputs[cut].audio) if clip.info.has_audio else (("silence", span.duration), _silence(span.duration))
+        for cut, clip, span in zip(cuts, clips, spans, strict=True)
     ]
     speech = _join_audio(
-        [_clip_audio(inp, clip, span) for inp, clip, span in zip(inputs, clips, spans, strict=True)], joins
+        [_clip_audio(a, span) for a, span in zip(_branches(sounds, "asplit"), spans, strict=True)], joins
     )
     if speech_only:
         args = ffmpeg.output(
@@ -84,9 +88,8 @@ def plan_render(
         if clip.info.video is None:
             raise BadInput(f"clip {i + 1} has no video stream", code="NO_VIDEO", details={"field": f"clips.{i}"})
     choice = choose_encoder(spec.codec, allow_gpu=spec.allow_gpu)
-    video = _join_video(
-        [_clip_video(inp, span, timeline) for inp, span in zip(inputs, spans, strict=True)], joins, spans
-    )
+    pictures = _branches([(cut, inputs[cut].video) for cut in cuts], "split")
+    video = _join_video([_clip_video(v, span, timeline) for v, span in zip(pictures, spans, strict=True)], joins, spans)
     video = _decorate(video, timeline, total, logo=logo, subtitles=subtitles)
     audio = _with_music(speech, timeline, total, music)
     options = encoder_options(choice, spec.container, crf=spec.crf, bitrate_kbps=spec.bitrate_kbps)
@@ -100,11 +103,37 @@ def _num(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
+def _branches(streams: Sequence[tuple[object, Stream]], split: str) -> list[Stream]:
+    """One stream per use: a source used more than once (the same clip and cut twice) goes through ``split``.
+
+    ffmpeg-python merges identical inputs into one node, and FFmpeg needs a split filter to feed one stream
+    into several filter chains.
+    """
+    uses = Counter(key for key, _ in streams)
+    splits: dict[object, Stream] = {}
+    taken: Counter[object] = Counter()
+    out = []
+    for key, stream in streams:
+        if uses[key] == 1:
+            out.append(stream)
+            continue
+        if key not in splits:
+            splits[key] = stream.filter_multi_output(split, uses[key])
+        out.append(splits[key].stream(taken[key]))
+        taken[key] += 1
+    return out
+
+
+def _silence(duration: float) -> Stream:
+    """Silence for a clip without sound."""
+    return ffmpeg.input(f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi", t=_num(duration)).audio
+
+
 def _clip_video(source: Stream, span: ClipSpan, timeline: Timeline) -> Stream:
     """One clip's picture, exactly ``span.duration`` long, at the output's size, rate, format and time base."""
     out = timeline.output
     return (
-        source.video.filter("setpts", "PTS-STARTPTS")
+        source.filter("setpts", "PTS-STARTPTS")
         .filter("scale", out.width, out.height, force_original_aspect_ratio="decrease", force_divisible_by=2)
         .filter("pad", out.width, out.height, "(ow-iw)/2", "(oh-ih)/2", color="black")
         .filter("setsar", 1)
@@ -118,12 +147,8 @@ def _clip_video(source: Stream, span: ClipSpan, timeline: Timeline) -> Stream:
     )
 
 
-def _clip_audio(source: Stream, clip: SourceMedia, span: ClipSpan) -> Stream:
-    """One clip's sound as 48 kHz stereo, exactly ``span.duration`` long; silence for a clip without audio."""
-    if clip.info.has_audio:
-        audio = source.audio
-    else:
-        audio = ffmpeg.input(f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi", t=_num(span.duration)).audio
+def _clip_audio(audio: Stream, span: ClipSpan) -> Stream:
+    """One clip's sound (or silence) as 48 kHz stereo, exactly ``span.duration`` long."""
     return (
         audio.filter("aresample", SAMPLE_RATE)
         .filter("aformat", sample_fmts="fltp", sample_rates=SAMPLE_RATE, channel_layouts="stereo")

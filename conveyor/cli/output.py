@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from conveyor.errors import ConveyorError, ErrorKind
 
@@ -27,3 +28,15 @@ def fail(err: ConveyorError, *, as_json: bool) -> NoReturn:
     else:
         sys.stderr.write(f"error {err.code}: {err.message}\n")
     raise typer.Exit(2 if err.kind in (ErrorKind.BAD_INPUT, ErrorKind.TOO_LARGE) else 1)
+
+
+def job_bars(*, show: bool) -> Progress:
+    """Progress bars, one per job: label, bar, percent, a detail line (status, fps, ETA…) and elapsed time."""
+    columns = (
+        TextColumn("{task.fields[label]:<10}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    return Progress(*columns, console=console, disable=not show)

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from conveyor.cli.output import console, emit_json, fail
+from conveyor.cli.output import console, emit_json, fail, job_bars
 from conveyor.errors import BadInput, ConveyorError
 from conveyor.logging import configure_logging
 from conveyor.settings import Settings, get_settings
@@ -49,14 +48,7 @@ async def run_ingest(
                 await service.create_persona(session, user, persona_id, persona_id, "")
             started = await service.start_ingestion(session, client, user, persona_id, data_root)
         handle = client.get_workflow_handle(started.workflow_id)
-        columns = (
-            TextColumn("{task.fields[label]:<10}"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=console, disable=not show) as bars:
+        with job_bars(show=show) as bars:
             ids = {c: bars.add_task(c, total=100, label=c, detail="pending") for c in started.jobs}
             waiter = asyncio.ensure_future(handle.result())
             while True:

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from conveyor.cli.output import console, emit_json, fail
+from conveyor.cli.output import console, emit_json, fail, job_bars
 from conveyor.errors import BadInput, ConveyorError
 from conveyor.logging import configure_logging
 from conveyor.models import User
@@ -55,19 +54,37 @@ async def _upload_file(session: AsyncSession, settings: Settings, user: User, pa
 async def _local_keys(
     session: AsyncSession, settings: Settings, user: User, timeline: dict[str, Any], base: Path
 ) -> None:
-    """Upload every timeline reference that names a local file (relative to ``base``) and use its key."""
+    """Upload every timeline reference that names a local file and use its key (each file uploaded once).
+
+    A reference is looked for relative to the timeline's folder ``base``, then as a file of that name in it, then
+    relative to the current folder: ``samples/video/intro.mp4`` in ``samples/video/timeline.json`` works from the
+    repository root and from anywhere else.
+    """
     from sqlalchemy import select
 
     from activities.video.models import Video
+
+    uploaded: dict[Path, str] = {}
+
+    def local_file(key: str) -> Path | None:
+        for candidate in (base / key, base / Path(key).name, Path(key)):
+            if candidate.is_file():
+                return candidate.resolve()
+        return None
 
     async def swap(ref: dict[str, Any]) -> None:
         key = ref.get("key")
         if not isinstance(key, str):
             return
         owned = await session.scalar(select(Video.id).where(Video.blob_key == key, Video.user_id == user.id).limit(1))
-        candidate = base / key
-        if owned is None and await asyncio.to_thread(candidate.is_file):
-            ref["key"] = (await _upload_file(session, settings, user, candidate)).blob_key
+        if owned is not None:
+            return
+        path = await asyncio.to_thread(local_file, key)
+        if path is None:
+            return
+        if path not in uploaded:
+            uploaded[path] = str((await _upload_file(session, settings, user, path)).blob_key)
+        ref["key"] = uploaded[path]
 
     for clip in timeline.get("clips") or []:
         if isinstance(clip, dict):
@@ -115,6 +132,7 @@ async def run_video(
 ) -> dict[str, Any]:
     """Start a video action (render, preview, transcode, caption), follow its jobs, return the video."""
     from activities.video.models import JobKind
+    from activities.video.transcode import check_spec
     from api.routes.video import video_out
     from api.services import video as service
     from conveyor.cli.analyze import resolve_user
@@ -133,6 +151,8 @@ async def run_video(
                 await _local_keys(session, settings, user, timeline, base)
                 started = await service.start_render(session, client, user, timeline_raw=timeline, **params)
             else:
+                if action == "transcode":
+                    check_spec(params)  # refuse an impossible variant (H.265 in WebM) before uploading anything
                 video_id = await _video_id(session, settings, user, target)
                 started = await service.start_step(session, client, user, video_id, JobKind(action), params)
         if wait:
@@ -156,14 +176,7 @@ async def _follow(sessions: Any, client: Any, user: User, started: Any, *, show:
     from activities.video.models import VideoJob
 
     handle = client.get_workflow_handle(started.workflow_id)
-    columns = (
-        TextColumn("{task.fields[label]:<10}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, disable=not show) as bars:
+    with job_bars(show=show) as bars:
         ids = {j: bars.add_task(k, total=100, label=k, detail="queued") for j, k in started.jobs.items()}
         waiter = asyncio.ensure_future(handle.result())
         while True:
@@ -184,21 +197,32 @@ async def _follow(sessions: Any, client: Any, user: User, started: Any, *, show:
             pass
 
 
-def _print(result: dict[str, Any], settings: Settings, out_dir: Path | None) -> None:
+def _local_outputs(result: dict[str, Any], settings: Settings, out_dir: Path | None) -> None:
+    """Give each job ``local_outputs`` (download name -> local file): copied into ``out_dir`` when given, else the
+    blob store's own files (a local store only)."""
     blobs = _blobs(settings)
+    for job in result["jobs"]:
+        local_outputs: dict[str, str] = {}
+        for name, url in job["downloads"].items():
+            key = url.split("/files/", 1)[1]
+            local = blobs.local_path(key) if blobs.exists(key) else None
+            if local is None:
+                continue
+            if out_dir is not None:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                local = Path(shutil.copy2(local, out_dir / local.name))
+            local_outputs[name] = str(local)
+        job["local_outputs"] = local_outputs
+
+
+def _print(result: dict[str, Any]) -> None:
     colour = {"ready": "green", "failed": "red"}.get(result["status"], "yellow")
     console.print(f"video [bold]{result['video_id']}[/bold]: [{colour}]{result['status']}[/{colour}]")
     console.print(f"  workflow {result['workflow_url']}")
     table = Table("job", "status", "encoder", "took", "outputs / error")
     for job in result["jobs"]:
-        files = []
-        for name, url in job["downloads"].items():
-            key = url.split("/files/", 1)[1]
-            local = blobs.local_path(key) if blobs.exists(key) else None
-            if out_dir is not None and local is not None:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                local = Path(shutil.copy2(local, out_dir / local.name))
-            files.append(f"{name}: {local or key}")
+        local = job.get("local_outputs", {})
+        files = [f"{name}: {local.get(name) or url.split('/files/', 1)[1]}" for name, url in job["downloads"].items()]
         facts = job["outputs"]
         if job["kind"] == "caption" and "language" in facts:
             files.insert(0, f"language {facts['language']} · {facts['segments']} cues · {facts['model']}")
@@ -225,10 +249,11 @@ def _run(
         )
     except ConveyorError as err:
         fail(err, as_json=as_json)
+    _local_outputs(result, settings, out)
     if as_json:
         emit_json(result)
     else:
-        _print(result, settings, out)
+        _print(result)
     if wait and any(j["status"] != "completed" for j in result["jobs"]):
         raise typer.Exit(1)
 

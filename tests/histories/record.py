@@ -2,8 +2,9 @@
 
 Runs a completed, a failed and a cancelled run of each pipeline on the real dev server with the real activities
 and saves each history as JSON beside this file: ``analysis-*.json`` (AnalysisWorkflow) and ``crawl-*.json``
-(CrawlSessionWorkflow on the bundled sample site, Chromium resolving nothing but 127.0.0.1) and ``persona-*.json``
-(PersonaIngestionWorkflow on the bundled corpus). Name a pipeline to
+(CrawlSessionWorkflow on the bundled sample site, Chromium resolving nothing but 127.0.0.1), ``persona-*.json``
+(PersonaIngestionWorkflow on the bundled corpus) and ``video-*.json`` (VideoJobWorkflow on the bundled timeline,
+with FFmpeg and Whisper). Name a pipeline to
 record only its histories; none records all. Re-record only when a workflow change is meant to be incompatible
 (and then version the workflow with ``workflow.patched`` instead, if runs may be in flight).
 """
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
@@ -29,6 +31,7 @@ from bench.datagen import write_messy_csv
 from conveyor.auth import create_user
 from conveyor.cli.sample_site import start_sample_site
 from conveyor.db import migrate
+from conveyor.models import User
 from conveyor.progress import PROGRESS_QUERY, Progress
 from conveyor.settings import Settings
 from tests.conftest import free_port, start_dev_server
@@ -41,8 +44,9 @@ SAMPLES = HERE.parents[1] / "samples" / "analysis"
 CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 #: Small crawls keep the recorded files small.
 CRAWL_MAX_PAGES = 8
-PIPELINES = ("analysis", "crawl", "persona")
+PIPELINES = ("analysis", "crawl", "persona", "video")
 PERSONAS = HERE.parents[1] / "samples" / "personas"
+VIDEOS = HERE.parents[1] / "samples" / "video"
 
 
 @dataclass
@@ -188,6 +192,83 @@ async def record_persona() -> None:
                 await _finish(handle, HERE / f"persona-{outcome}.json")
 
 
+async def _upload_samples(stack: Stack, user: User, timeline: dict[str, Any]) -> dict[str, Any]:
+    """The bundled timeline with fresh uploads of its files by ``user`` (every call uploads new copies)."""
+    from api.services import video as video_service
+
+    keys: dict[str, str] = {}
+    for ref in [*timeline["clips"], *(timeline[k] for k in ("logo", "audio") if timeline.get(k))]:
+        name = Path(ref["key"]).name
+        if name not in keys:
+            async with stack.resources.sessions() as session:
+                with (VIDEOS / name).open("rb") as stream:
+                    row = await video_service.upload(
+                        session, stack.resources.blobs, stack.settings, user, filename=name, stream=stream
+                    )
+            keys[name] = row.blob_key or ""
+        ref["key"] = keys[name]
+    return timeline
+
+
+async def _wait_for_ffmpeg(stack: Stack, job_id: str) -> None:
+    """Until the job's FFmpeg has reported progress (the render is under way)."""
+    from activities.video.models import VideoJob
+
+    while True:
+        async with stack.resources.sessions() as session:
+            job = await session.get(VideoJob, job_id)
+            if job is not None and job.progress > 0:
+                return
+        await asyncio.sleep(0.05)
+
+
+async def record_video() -> None:
+    """The bundled timeline rendered with captions from its speech, then preview and a transcode; a render whose
+    clip's file left the blob store after its upload was checked; and a bigger render cancelled mid-way."""
+    import json
+
+    from activities.video.models import JobKind
+    from activities.video.schemas import PreviewParams
+    from api.services import video as video_service
+
+    async with running_stack(["render", "preview", "caption", "transcode"]) as stack:
+        async with stack.resources.sessions() as session:
+            user, _ = await create_user(session, "video-recorder", 0)
+            await session.commit()
+        sample: dict[str, Any] = json.loads((VIDEOS / "timeline.json").read_text())
+        small = {**sample["output"], "width": 320, "height": 180}
+        for outcome in ("completed", "failed", "cancelled"):
+            timeline = await _upload_samples(stack, user, json.loads(json.dumps(sample)))
+            preview: PreviewParams | None = PreviewParams(frames=2, width=160)
+            transcodes: list[dict[str, Any]] = []
+            if outcome == "completed":  # caption (from_caption, before the render), render, preview, transcode
+                timeline["output"] = small
+                transcodes = [{"codec": "h264", "container": "mp4", "width": 160}]
+            elif outcome == "failed":  # the render finds no file; the preview is skipped
+                timeline["output"] = small
+                del timeline["subtitles"]
+                await asyncio.to_thread(stack.resources.blobs.delete, timeline["clips"][1]["key"])
+            else:  # no captions: the render starts at once and is cancelled while FFmpeg runs
+                timeline["output"] = {**sample["output"], "width": 1280, "height": 720, "crf": 18}
+                del timeline["subtitles"]
+            async with stack.resources.sessions() as session:
+                started = await video_service.start_render(
+                    session,
+                    stack.client,
+                    user,
+                    timeline_raw=timeline,
+                    title=f"recorded {outcome}",
+                    preview=preview,
+                    transcodes=transcodes,
+                )
+            handle = stack.client.get_workflow_handle(started.workflow_id)
+            if outcome == "cancelled":
+                render_job = next(j for j, kind in started.jobs.items() if kind == JobKind.RENDER)
+                await _wait_for_ffmpeg(stack, render_job)
+                await handle.cancel()
+            await _finish(handle, HERE / f"video-{outcome}.json")
+
+
 async def record(pipelines: Sequence[str] = PIPELINES) -> None:
     """Record the histories of ``pipelines``."""
     if "analysis" in pipelines:
@@ -196,10 +277,12 @@ async def record(pipelines: Sequence[str] = PIPELINES) -> None:
         await record_crawl()
     if "persona" in pipelines:
         await record_persona()
+    if "video" in pipelines:
+        await record_video()
 
 
 def main(argv: Sequence[str]) -> None:
-    """``record [analysis|crawl|persona]...``: the pipelines to record (default: all)."""
+    """``record [analysis|crawl|persona|video]...``: the pipelines to record (default: all)."""
     unknown = [a for a in argv if a not in PIPELINES]
     if unknown:
         raise SystemExit(f"usage: python -m tests.histories.record [{'|'.join(PIPELINES)}]... (unknown: {unknown})")

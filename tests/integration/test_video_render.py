@@ -255,6 +255,22 @@ def test_vp9_webm_without_any_clip_audio_and_empty_captions(media: Media, tmp_pa
     assert abs(info.duration_s - (2.5 + 1.6 - 0.5)) <= 0.15
 
 
+def test_the_same_clip_and_cut_twice_and_two_silent_clips_render(media: Media, tmp_path: Path) -> None:
+    tl = check_timeline(
+        {
+            "clips": [{"key": "green"}, {"key": "green"}, {"key": "blue"}, {"key": "blue"}],
+            "transitions": [None, {"kind": "fade", "duration": 0.4}, None],
+            "output": {"width": 320, "height": 180, "fps": 24},
+        }
+    )
+    out = tmp_path / "repeat.mp4"
+    plan = plan_render(tl, [media.green, media.green, media.blue, media.blue], out)
+    run_ffmpeg(plan.args, output=out, duration_s=plan.duration_s)
+    info = probe(out)
+    expected = 2 * media.green.info.duration_s + 2 * media.blue.info.duration_s - 0.4
+    assert info.has_audio and abs(info.duration_s - expected) <= 0.15, (info.duration_s, expected)
+
+
 def test_text_with_filter_syntax_is_drawn_literally(media: Media, tmp_path: Path) -> None:
     def render(text: str, out: Path) -> RenderPlan:
         tl = check_timeline(

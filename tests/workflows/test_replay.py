@@ -32,6 +32,7 @@ def test_saved_histories_exist() -> None:
     for outcome in ("completed", "failed", "cancelled"):
         assert f"crawl-{outcome}.json" in names, names
         assert f"persona-{outcome}.json" in names, names
+        assert f"video-{outcome}.json" in names, names
 
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
