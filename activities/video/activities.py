@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.video.captions import AnyCaptioner
-from activities.video.ffmpeg import FfmpegProgress, MediaInfo, probe, run_ffmpeg
+from activities.video.ffmpeg import FfmpegProgress, MediaInfo, StreamInfo, probe, run_ffmpeg
 from activities.video.models import FINISHED, JobStatus, Video, VideoJob, VideoStatus
 from activities.video.preview import make_preview
 from activities.video.render import SourceMedia, plan_render
@@ -225,7 +225,7 @@ class VideoActivities:
         async with self._sessions.begin() as session:
             video = await self._video(session, run.video_id)
             sources = await resolve_timeline(session, video.user_id, timeline) if timeline else None
-        key = None if timeline else await self._ready_file(run.video_id)
+        key, known = (None, None) if timeline else await self._ready_video(run.video_id)
 
         def work(folder: Path, cancel: threading.Event, report: Callable[[dict[str, Any]], None]) -> StepOutcome:
             if timeline is not None and sources is not None:
@@ -237,7 +237,7 @@ class VideoActivities:
                 media, duration = speech, plan.duration_s
             else:
                 media = self._local(key or "", folder)
-                duration = probe(media).duration_s
+                duration = (known or probe(media)).duration_s
             captioner = self._captioner()
 
             def progress(percent: float) -> None:
@@ -271,11 +271,11 @@ class VideoActivities:
     @activity.defn(name="video.transcode")
     async def transcode(self, run: TranscodeRun) -> StepOutcome:
         """One variant in another codec/container/size (queue ``transcode``, 30 min)."""
-        key = await self._ready_file(run.video_id)
+        key, known = await self._ready_video(run.video_id)
 
         def work(folder: Path, cancel: threading.Event, report: Callable[[dict[str, Any]], None]) -> StepOutcome:
             source = self._local(key, folder)
-            info = probe(source)
+            info = known or probe(source)  # uploads and renders were probed when they were stored
             if info.video is None:
                 raise BadInput(f"{Path(key).name} has no video stream to transcode", code="NO_VIDEO")
             output = folder / f"variant.{run.spec.container}"
@@ -378,11 +378,22 @@ class VideoActivities:
 
     async def _ready_file(self, video_id: str) -> str:
         """The blob key of a video that has its file (an upload, or a finished render)."""
+        return (await self._ready_video(video_id))[0]
+
+    async def _ready_video(self, video_id: str) -> tuple[str, MediaInfo | None]:
+        """The blob key of a video that has its file, and its probed facts when the row has them."""
         async with self._sessions.begin() as session:
             video = await self._video(session, video_id)
             if video.status != VideoStatus.READY or not video.blob_key:
                 raise BadInput(f"video {video_id} has no file yet (status {video.status})", code="VIDEO_NOT_READY")
-            return video.blob_key
+            if not video.duration_s or (video.video_codec is None and video.audio_codec is None):
+                return video.blob_key, None
+            streams = tuple(
+                StreamInfo(kind, codec, video.width or 0, video.height or 0)
+                for kind, codec in (("video", video.video_codec), ("audio", video.audio_codec))
+                if codec is not None
+            )
+            return video.blob_key, MediaInfo(duration_s=video.duration_s, format_name="", streams=streams)
 
     def _local(self, key: str, folder: Path) -> Path:
         """The blob as a file here: the store's own file when local, else downloaded into the work folder."""
