@@ -60,6 +60,20 @@ class TimelineSources:
     logo: str | None
     music: str | None
     subtitles: str | None
+    media: dict[str, MediaInfo]
+    """What was probed when each file was stored, by blob key (saves probing it again)."""
+
+
+def stored_media(video: Video) -> MediaInfo | None:
+    """The probe facts saved on a video's row (an upload or a finished render), or None when it has none."""
+    if not video.duration_s or (video.video_codec is None and video.audio_codec is None):
+        return None
+    streams = tuple(
+        StreamInfo(kind, codec, video.width or 0, video.height or 0)
+        for kind, codec in (("video", video.video_codec), ("audio", video.audio_codec))
+        if codec is not None
+    )
+    return MediaInfo(duration_s=video.duration_s, format_name="", streams=streams)
 
 
 async def resolve_timeline(session: AsyncSession, user_id: int, timeline: Timeline) -> TimelineSources:
@@ -68,16 +82,21 @@ async def resolve_timeline(session: AsyncSession, user_id: int, timeline: Timeli
     BadInput ``CLIP_NOT_FOUND`` names the first reference that is not a file of this user's.
     """
 
+    media: dict[str, MediaInfo] = {}
+
     async def key_of(what: str, key: str | None, video_id: str | None) -> str:
         if video_id is not None:
-            found = await session.get(Video, video_id)
-            if found is None or found.user_id != user_id or not found.blob_key:
+            row = await session.get(Video, video_id)
+            if row is None or row.user_id != user_id or not row.blob_key:
                 raise BadInput(f"{what}: video {video_id} does not exist or has no file yet", code="CLIP_NOT_FOUND")
-            return found.blob_key
-        row = await session.scalar(select(Video).where(Video.blob_key == key, Video.user_id == user_id).limit(1))
-        if row is None:
-            raise BadInput(f"{what}: blob key {key!r} does not exist (upload it first)", code="CLIP_NOT_FOUND")
-        return key or ""
+        else:
+            row = await session.scalar(select(Video).where(Video.blob_key == key, Video.user_id == user_id).limit(1))
+            if row is None or not row.blob_key:
+                raise BadInput(f"{what}: blob key {key!r} does not exist (upload it first)", code="CLIP_NOT_FOUND")
+        info = stored_media(row)
+        if info is not None:
+            media[row.blob_key] = info
+        return row.blob_key
 
     clips = [await key_of(f"clip {i}", c.key, c.video_id) for i, c in enumerate(timeline.clips, start=1)]
     logo = await key_of("logo", timeline.logo.key, None) if timeline.logo else None
@@ -85,7 +104,7 @@ async def resolve_timeline(session: AsyncSession, user_id: int, timeline: Timeli
     subtitles = None
     if timeline.subtitles is not None and timeline.subtitles.key:
         subtitles = await key_of("subtitles", timeline.subtitles.key, None)
-    return TimelineSources(clips, logo, music, subtitles)
+    return TimelineSources(clips, logo, music, subtitles, media)
 
 
 def _progress_detail(stage: str, update: FfmpegProgress | None = None, percent: float | None = None) -> dict[str, Any]:
@@ -153,9 +172,11 @@ class VideoActivities:
             video.status = VideoStatus.RENDERING.value
 
         def work(folder: Path, cancel: threading.Event, report: Callable[[dict[str, Any]], None]) -> StepOutcome:
-            clips = [self._source(key, folder, f"clip {i}") for i, key in enumerate(sources.clips, start=1)]
+            clips = [
+                self._source(key, folder, f"clip {i}", sources.media) for i, key in enumerate(sources.clips, start=1)
+            ]
             logo = self._local(sources.logo, folder) if sources.logo else None
-            music = self._source(sources.music, folder, "background audio") if sources.music else None
+            music = self._source(sources.music, folder, "background audio", sources.media) if sources.music else None
             subtitles_key = run.subtitles_key or sources.subtitles
             subtitles = self._subtitles(timeline, subtitles_key, folder)
             output = folder / f"render.{timeline.output.container}"
@@ -229,7 +250,9 @@ class VideoActivities:
 
         def work(folder: Path, cancel: threading.Event, report: Callable[[dict[str, Any]], None]) -> StepOutcome:
             if timeline is not None and sources is not None:
-                clips = [self._source(k, folder, f"clip {i}") for i, k in enumerate(sources.clips, start=1)]
+                clips = [
+                    self._source(k, folder, f"clip {i}", sources.media) for i, k in enumerate(sources.clips, start=1)
+                ]
                 speech = folder / "speech.wav"
                 plan = plan_render(timeline, clips, speech, speech_only=True)
                 report(_progress_detail("speech track"))
@@ -386,14 +409,7 @@ class VideoActivities:
             video = await self._video(session, video_id)
             if video.status != VideoStatus.READY or not video.blob_key:
                 raise BadInput(f"video {video_id} has no file yet (status {video.status})", code="VIDEO_NOT_READY")
-            if not video.duration_s or (video.video_codec is None and video.audio_codec is None):
-                return video.blob_key, None
-            streams = tuple(
-                StreamInfo(kind, codec, video.width or 0, video.height or 0)
-                for kind, codec in (("video", video.video_codec), ("audio", video.audio_codec))
-                if codec is not None
-            )
-            return video.blob_key, MediaInfo(duration_s=video.duration_s, format_name="", streams=streams)
+            return video.blob_key, stored_media(video)
 
     def _local(self, key: str, folder: Path) -> Path:
         """The blob as a file here: the store's own file when local, else downloaded into the work folder."""
@@ -406,9 +422,9 @@ class VideoActivities:
         target.parent.mkdir(parents=True, exist_ok=True)
         return self._blobs.download(key, target)
 
-    def _source(self, key: str, folder: Path, what: str) -> SourceMedia:
+    def _source(self, key: str, folder: Path, what: str, known: dict[str, MediaInfo]) -> SourceMedia:
         path = self._local(key, folder)
-        return SourceMedia(path=path, info=probe(path, name=f"{what} ({Path(key).name})"))
+        return SourceMedia(path=path, info=known.get(key) or probe(path, name=f"{what} ({Path(key).name})"))
 
     def _subtitles(self, timeline: Timeline, key: str | None, folder: Path) -> Path | None:
         """The SRT file to burn in: inline text, an uploaded file, or the caption step's output."""

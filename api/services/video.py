@@ -128,10 +128,10 @@ async def start_render(
     sources = await resolve_timeline(session, user.id, timeline)
     durations = []
     for i, key in enumerate(sources.clips, start=1):
-        row = await session.scalar(select(Video).where(Video.blob_key == key, Video.user_id == user.id).limit(1))
-        if row is None or not row.duration_s or row.video_codec is None:
+        info = sources.media.get(key)
+        if info is None or info.video is None:
             raise BadInput(f"clip {i}: {Path(key).name} has no video stream", code="NO_VIDEO")
-        durations.append(row.duration_s)
+        durations.append(info.duration_s)
     layout(timeline, durations)
     variants = transcodes or []
     if len(variants) > MAX_VARIANTS:
