@@ -357,8 +357,8 @@ async def main(clip_seconds: float, transcode_seconds: float, rounds: int) -> No
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clip-seconds", type=float, default=8.0)
+    parser.add_argument("--clip-seconds", type=float, default=20.0)
     parser.add_argument("--transcode-seconds", type=float, default=30.0)
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     asyncio.run(main(args.clip_seconds, args.transcode_seconds, args.rounds))
