@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -20,8 +20,8 @@ class PreviewParams(BaseModel):
 class CaptionParams(BaseModel):
     """Whisper model (``auto`` = detect the language with base, English with tiny.en) and an optional language."""
 
-    model_size: str = Field("auto", description="auto, tiny.en or base")
-    language: str | None = Field(None, description="ISO code; skips detection")
+    model_size: Literal["auto", "tiny.en", "base"] = Field("auto", description="auto, tiny.en or base")
+    language: str | None = Field(None, pattern=r"^[a-z]{2,3}$", description="ISO 639 code; skips detection")
 
 
 class TranscodeJob(BaseModel):

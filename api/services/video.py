@@ -12,8 +12,9 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -25,7 +26,7 @@ from activities.video.ffmpeg import probe
 from activities.video.models import FINISHED, JobKind, JobStatus, Video, VideoJob, VideoStatus
 from activities.video.schemas import CaptionParams, PreviewParams, TranscodeJob, VideoJobInput
 from activities.video.timeline import check_timeline, layout
-from activities.video.transcode import check_spec
+from activities.video.transcode import TranscodeSpec, check_spec
 from api.services.analysis import copy_limited, safe_filename
 from api.services.workflows import abnormal_end
 from conveyor.errors import BadInput, Conflict, ExternalServiceError, NotFound
@@ -34,6 +35,8 @@ from conveyor.settings import Settings
 from conveyor.storage import BlobStore
 from conveyor.temporal import OWNER_ATTR, PIPELINE_ATTR
 from workflows.video import EXECUTION_TIMEOUT, TASK_QUEUE, VideoJobWorkflow, render_workflow_id, step_workflow_id
+
+P = TypeVar("P", bound=BaseModel)
 
 #: Most transcode variants one render request may ask for.
 MAX_VARIANTS = 6
@@ -192,16 +195,14 @@ async def start_step(
         raise BadInput(f"{video.filename} has no video stream", code="NO_VIDEO")
     request = VideoJobInput(video_id=video.id)
     job_id = str(uuid.uuid4())
-    if kind == JobKind.PREVIEW:
-        preview = PreviewParams.model_validate(params)
-        request.preview_job_id, request.preview, stored = job_id, preview, preview.model_dump(mode="json")
-    elif kind == JobKind.CAPTION:
-        caption = CaptionParams.model_validate(params)
-        request.caption_job_id, request.caption, stored = job_id, caption, caption.model_dump(mode="json")
+    checked = check_step(kind, params)
+    if isinstance(checked, PreviewParams):
+        request.preview_job_id, request.preview = job_id, checked
+    elif isinstance(checked, CaptionParams):
+        request.caption_job_id, request.caption = job_id, checked
     else:
-        spec = check_spec(params)
-        request.transcodes = [TranscodeJob(job_id=job_id, spec=spec)]
-        stored = spec.model_dump(mode="json")
+        request.transcodes = [TranscodeJob(job_id=job_id, spec=checked)]
+    stored = checked.model_dump(mode="json")
     workflow_id = step_workflow_id(kind.value, job_id)
     session.add(
         VideoJob(id=job_id, video_id=video.id, kind=kind.value, params=stored, workflow_id=workflow_id, outputs={})
@@ -209,6 +210,27 @@ async def start_step(
     await session.commit()
     await _start(session, client, user, video, workflow_id, request)
     return Started(video, {job_id: kind.value}, workflow_id)
+
+
+def check_step(kind: JobKind, params: dict[str, Any]) -> PreviewParams | CaptionParams | TranscodeSpec:
+    """The parameters of a preview, caption or transcode, or BadInput naming what is wrong."""
+    if kind == JobKind.PREVIEW:
+        return _checked(PreviewParams, params, "BAD_PREVIEW")
+    if kind == JobKind.CAPTION:
+        return _checked(CaptionParams, params, "BAD_CAPTION")
+    if kind == JobKind.TRANSCODE:
+        return check_spec(params)
+    raise BadInput(f"{kind.value} is not a step of an existing video", code="BAD_STEP")
+
+
+def _checked(model: type[P], params: dict[str, Any], code: str) -> P:
+    """``params`` as ``model``, or BadInput naming the first wrong field (the CLI passes raw values)."""
+    try:
+        return model.model_validate(params)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise BadInput(f"{where}: {first['msg']}", code=code, details={"field": where}) from err
 
 
 async def _start(

@@ -132,13 +132,18 @@ async def run_video(
 ) -> dict[str, Any]:
     """Start a video action (render, preview, transcode, caption), follow its jobs, return the video."""
     from activities.video.models import JobKind
-    from activities.video.transcode import check_spec
+    from activities.video.timeline import check_timeline
     from api.routes.video import video_out
     from api.services import video as service
     from conveyor.cli.analyze import resolve_user
     from conveyor.db import create_engine, migrate, session_factory
     from conveyor.temporal import connect
 
+    if action == "render":
+        timeline, base = await asyncio.to_thread(load_timeline, Path(target))
+        check_timeline(timeline)  # a bad timeline is refused before anything is uploaded
+    else:
+        service.check_step(JobKind(action), params)  # e.g. H.265 in WebM, before anything is uploaded
     await migrate(settings.database_url_resolved)
     engine = create_engine(settings.database_url_resolved)
     try:
@@ -147,12 +152,9 @@ async def run_video(
         async with sessions() as session:
             user = await resolve_user(session, settings, user_name)
             if action == "render":
-                timeline, base = await asyncio.to_thread(load_timeline, Path(target))
                 await _local_keys(session, settings, user, timeline, base)
                 started = await service.start_render(session, client, user, timeline_raw=timeline, **params)
             else:
-                if action == "transcode":
-                    check_spec(params)  # refuse an impossible variant (H.265 in WebM) before uploading anything
                 video_id = await _video_id(session, settings, user, target)
                 started = await service.start_step(session, client, user, video_id, JobKind(action), params)
         if wait:
@@ -267,7 +269,7 @@ def _variant(text: str) -> dict[str, Any]:
 def render(
     timeline: Annotated[Path, typer.Argument(help="Timeline JSON (local paths in it are uploaded).")],
     title: Annotated[str, typer.Option(help="Title of the video.")] = "",
-    frames: Annotated[int, typer.Option(help="Preview frames after the render (0: no preview).")] = 6,
+    frames: Annotated[int, typer.Option(min=0, max=100, help="Preview frames after the render (0: no preview).")] = 6,
     caption: Annotated[bool, typer.Option("--caption/--no-caption", help="Caption the result.")] = True,
     transcode: Annotated[
         list[str] | None, typer.Option("--transcode", help="A variant as CODEC:CONTAINER, e.g. vp9:webm (repeat).")
@@ -292,8 +294,8 @@ def render(
 @video_app.command("preview")
 def preview(
     target: Annotated[str, typer.Argument(help="A video file, or the id of a video.")],
-    frames: Annotated[int, typer.Option(help="Frames at even intervals (1-100).")] = 6,
-    width: Annotated[int, typer.Option(help="Frame width in pixels.")] = 320,
+    frames: Annotated[int, typer.Option(min=1, max=100, help="Frames at even intervals (1-100).")] = 6,
+    width: Annotated[int, typer.Option(min=32, max=1920, help="Frame width in pixels.")] = 320,
     out: OutOpt = None,
     wait: WaitOpt = True,
     user: UserOpt = None,

@@ -126,6 +126,9 @@ async def test_without_json_the_jobs_are_shown_in_a_table(stack: Stack) -> None:
             "h265 cannot go in webm",
         ),
         (["preview", "missing.mp4"], "MEDIA_NOT_FOUND", "missing.mp4"),
+        (["caption", str(SAMPLES / "intro.mp4"), "--model", "large"], "BAD_CAPTION", "model_size"),
+        (["caption", str(SAMPLES / "intro.mp4"), "--language", "English"], "BAD_CAPTION", "language"),
+        (["render", str(SAMPLES / "README.md")], "BAD_TIMELINE", "not json"),
     ],
 )
 async def test_bad_input_is_one_readable_line_and_exit_2(stack: Stack, args: list[str], code: str, says: str) -> None:
