@@ -29,6 +29,7 @@ from activities.video.transcode import TranscodeSpec
 from conveyor.errors import BadInput
 from conveyor.progress import PROGRESS_QUERY, Progress
 from tests.conftest import NewWorker, assert_eventually
+from workers.run import HEARTBEAT_THROTTLE
 from workflows.video import VideoJobWorkflow
 
 TIMELINE: dict[str, Any] = {"clips": [{"key": "videos/a/clip.mp4"}], "subtitles": {"from_caption": True}}
@@ -108,7 +109,15 @@ async def _workers(new_worker: NewWorker, fakes: Fakes) -> AsyncIterator[Worker]
     async with AsyncExitStack() as stack:
         main = await stack.enter_async_context(new_worker([VideoJobWorkflow], fakes.bookkeeping()))
         for queue, acts in fakes.steps().items():
-            await stack.enter_async_context(new_worker([], acts, task_queue=queue))
+            # heartbeats reach the server each second, as on Conveyor's workers, so a cancel arrives at once
+            worker = new_worker(
+                [],
+                acts,
+                task_queue=queue,
+                max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+            )
+            await stack.enter_async_context(worker)
         yield main
 
 
