@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -12,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.service import RPCError
 
 from tests.integration.conftest import Stack
+from workers.schedules import SCHEDULES
 
 pytestmark = pytest.mark.integration
 
@@ -99,13 +102,20 @@ async def test_bad_input_gives_one_readable_line_and_non_zero_exit(stack: Stack,
 
 
 async def test_schedules_sync_is_idempotent_and_listed(stack: Stack) -> None:
-    first = await conveyor(stack, "schedules", "sync", "--json")
-    second = await conveyor(stack, "schedules", "sync", "--json")
-    assert first.returncode == 0, first.stderr
-    assert {r["action"] for r in as_json(second)} == {"updated"}
-    listed = as_json(await conveyor(stack, "schedules", "list", "--json"))
-    purge = next(r for r in listed if r["id"] == "analysis-purge-work")
-    assert len(purge["next_runs"]) >= 1
+    try:
+        first = await conveyor(stack, "schedules", "sync", "--json")
+        second = await conveyor(stack, "schedules", "sync", "--json")
+        assert first.returncode == 0, first.stderr
+        assert {r["action"] for r in as_json(second)} == {"updated"}
+        listed = as_json(await conveyor(stack, "schedules", "list", "--json"))
+        purge = next(r for r in listed if r["id"] == "analysis-purge-work")
+        assert len(purge["next_runs"]) >= 1
+        assert {r["id"] for r in listed} >= {s.id for s in SCHEDULES}
+    finally:
+        # the shared test server must not keep firing them (one runs every minute) into later tests
+        for spec in SCHEDULES:
+            with contextlib.suppress(RPCError):
+                await stack.client.get_schedule_handle(spec.id).delete()
 
 
 async def test_worker_rejects_unknown_queue(stack: Stack) -> None:
