@@ -152,7 +152,8 @@ async def upload(
     async with sessions() as session:
         with path.open("rb") as stream:
             video = await service.upload(session, blobs, settings, user, filename=path.name, stream=stream)
-        assert video.blob_key is not None
+        if video.blob_key is None:
+            raise RuntimeError(f"the upload of {path.name} stored no file")
         return video.id, video.blob_key
 
 

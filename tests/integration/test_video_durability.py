@@ -108,8 +108,7 @@ async def _kill_mid_render_then_finish(
 
         async def mid_ffmpeg() -> None:
             async with sessions() as session:
-                job = await session.get(VideoJob, render_job)
-                assert job is not None
+                job = await session.get_one(VideoJob, render_job)
                 assert job.status not in ("completed", "failed", "cancelled"), (job.status, job.error_message)
                 assert job.status == "running" and 5.0 < job.progress < 80.0, (job.status, job.progress)
 
@@ -123,9 +122,8 @@ async def _kill_mid_render_then_finish(
         await asyncio.to_thread(stop_all, first, second)
     assert result.status == "completed", result
     async with sessions() as session:
-        job = await session.get(VideoJob, render_job)
-        video = await session.get(Video, started.video.id)
-        assert job is not None and video is not None
+        job = await session.get_one(VideoJob, render_job)
+        video = await session.get_one(Video, started.video.id)
     assert job.status == "completed" and job.attempt == 2, (job.status, job.attempt)
     assert max_activity_attempt(await handle.fetch_history()) >= 2
     assert video.status == "ready" and video.blob_key == f"videos/{video.id}/render.mp4"
@@ -133,8 +131,7 @@ async def _kill_mid_render_then_finish(
     expected_s = SOURCE_S + (SOURCE_S - 4.0) - 1.0
     info = await asyncio.to_thread(probe, blobs.local_path(video.blob_key), verify=True)
     assert abs(info.duration_s - expected_s) < 0.2, (info.duration_s, expected_s)
-    assert info.video is not None
-    assert (info.video.codec, info.video.width, info.video.height) == ("h264", 960, 540)
+    assert info.video is not None and (info.video.codec, info.video.width, info.video.height) == ("h264", 960, 540)
     assert info.has_audio
     size = (await asyncio.to_thread(blobs.stat, video.blob_key)).size
     assert size == video.size_bytes == job.outputs["size_bytes"] > 10_000
