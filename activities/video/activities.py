@@ -181,19 +181,8 @@ class VideoActivities:
             subtitles = self._subtitles(timeline, subtitles_key, folder)
             output = folder / f"render.{timeline.output.container}"
             plan = plan_render(timeline, clips, output, logo=logo, music=music, subtitles=subtitles)
-            report(_progress_detail("rendering"))
-            run_ffmpeg(
-                plan.args,
-                output=output,
-                duration_s=plan.duration_s,
-                on_progress=lambda p: report(_progress_detail("rendering", p)),
-                cancel=cancel,
-            )
-            info = probe(output)
             key = f"videos/{run.video_id}/render.{timeline.output.container}"
-            size = output.stat().st_size
-            self._blobs.move_file(key, output)
-            outputs = {"file": key, "size_bytes": size, **_media_facts(info)}
+            outputs = self._encode(plan.args, output, plan.duration_s, key, "rendering", report, cancel)
             if subtitles_key:
                 outputs["subtitles"] = subtitles_key
             if plan.encoder is not None:
@@ -303,25 +292,9 @@ class VideoActivities:
                 raise BadInput(f"{Path(key).name} has no video stream to transcode", code="NO_VIDEO")
             output = folder / f"variant.{run.spec.container}"
             plan = plan_transcode(source, output, run.spec, has_audio=info.has_audio)
-            report(_progress_detail("encoding"))
-            run_ffmpeg(
-                plan.args,
-                output=output,
-                duration_s=info.duration_s,
-                on_progress=lambda p: report(_progress_detail("encoding", p)),
-                cancel=cancel,
-            )
-            result = probe(output)
             target = f"videos/{run.video_id}/transcode/{run.job_id}.{run.spec.container}"
-            size = output.stat().st_size
-            self._blobs.move_file(target, output)
-            outputs = {
-                "file": target,
-                "container": run.spec.container,
-                "size_bytes": size,
-                "encoder_reason": plan.encoder.reason,
-                **_media_facts(result),
-            }
+            outputs = self._encode(plan.args, output, info.duration_s, target, "encoding", report, cancel)
+            outputs.update(container=run.spec.container, encoder_reason=plan.encoder.reason)
             return StepOutcome(job_id=run.job_id, kind="transcode", outputs=outputs, encoder=plan.encoder.encoder)
 
         return await self._step(run.job_id, work)
@@ -410,6 +383,30 @@ class VideoActivities:
             if video.status != VideoStatus.READY or not video.blob_key:
                 raise BadInput(f"video {video_id} has no file yet (status {video.status})", code="VIDEO_NOT_READY")
             return video.blob_key, stored_media(video)
+
+    def _encode(
+        self,
+        args: list[str],
+        output: Path,
+        duration_s: float,
+        key: str,
+        stage: str,
+        report: Callable[[dict[str, Any]], None],
+        cancel: threading.Event,
+    ) -> dict[str, Any]:
+        """Run FFmpeg reporting its progress, move the result into the blob store under ``key``, describe it."""
+        report(_progress_detail(stage))
+        run_ffmpeg(
+            args,
+            output=output,
+            duration_s=duration_s,
+            on_progress=lambda p: report(_progress_detail(stage, p)),
+            cancel=cancel,
+        )
+        info = probe(output)
+        size = output.stat().st_size
+        self._blobs.move_file(key, output)
+        return {"file": key, "size_bytes": size, **_media_facts(info)}
 
     def _local(self, key: str, folder: Path) -> Path:
         """The blob as a file here: the store's own file when local, else downloaded into the work folder."""
