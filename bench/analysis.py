@@ -80,8 +80,7 @@ async def run_side_by_side(
     from conveyor.auth import create_user
     from conveyor.db import migrate
     from conveyor.settings import Settings
-    from conveyor.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES, temporal_cli_path
-    from tests.conftest import free_port
+    from conveyor.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES, free_port, temporal_cli_path
     from workers.run import build_workers, open_resources
 
     env = await WorkflowEnvironment.start_local(
@@ -165,7 +164,7 @@ async def _process_latency(settings, session, res, user, key: str, calls: int) -
         "CONVEYOR_API_PORT": str(settings.api_port),
         "CONVEYOR_LOG_LEVEL": "warning",
     }
-    api = subprocess.Popen([sys.executable, "-m", "conveyor", "api"], env=env, stderr=subprocess.DEVNULL)
+    api = subprocess.Popen([sys.executable, "-m", "cli", "api"], env=env, stderr=subprocess.DEVNULL)
     try:
         async with httpx.AsyncClient(base_url=settings.api_url, headers={"X-API-Key": key}) as http:
             for _ in range(200):

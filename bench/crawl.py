@@ -43,7 +43,7 @@ from api.services import crawl as service
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
 from conveyor.settings import Settings
-from tests.conftest import start_dev_server
+from conveyor.temporal import start_ephemeral_server as start_dev_server
 from workers.queues import QUEUES
 
 console = Console()
@@ -230,7 +230,7 @@ async def main(pages: int, rounds: int) -> None:
     }
     log = (var / "worker.log").open("ab")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "worker", "-q", "crawl", "-q", "media", "-q", "tickets"],
+        [sys.executable, "-m", "cli", "worker", "-q", "crawl", "-q", "media", "-q", "tickets"],
         env=worker_env,
         stdout=log,
         stderr=log,

@@ -39,7 +39,7 @@ from bench.crawl import _Sampler
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
 from conveyor.settings import Settings
-from tests.conftest import start_dev_server
+from conveyor.temporal import start_ephemeral_server as start_dev_server
 
 console = Console()
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "personas"
@@ -99,7 +99,7 @@ async def main(works: int, rounds: int) -> None:
     worker_env["CONVEYOR_LOG_LEVEL"] = "warning"
     log = (var / "worker.log").open("ab")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "worker", "-q", "persona"], env=worker_env, stdout=log, stderr=log
+        [sys.executable, "-m", "cli", "worker", "-q", "persona"], env=worker_env, stdout=log, stderr=log
     )
     direct: list[tuple[int, float]] = []
     ours: list[tuple[int, float]] = []

@@ -56,7 +56,7 @@ from conveyor.db import create_engine, migrate, session_factory
 from conveyor.models import User
 from conveyor.settings import Settings
 from conveyor.storage import BlobStore, blob_store_from_url
-from tests.conftest import start_dev_server
+from conveyor.temporal import start_ephemeral_server as start_dev_server
 
 console = Console()
 LOGO = Path(__file__).resolve().parents[1] / "samples" / "video" / "logo.png"
@@ -254,7 +254,7 @@ async def main(clip_seconds: float, transcode_seconds: float, rounds: int) -> No
     worker_env["CONVEYOR_LOG_LEVEL"] = "warning"
     log = (var / "worker.log").open("ab")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "worker", "-q", "render", "-q", "transcode"],
+        [sys.executable, "-m", "cli", "worker", "-q", "render", "-q", "transcode"],
         env=worker_env,
         stdout=log,
         stderr=log,

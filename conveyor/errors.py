@@ -14,6 +14,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, ChildWorkflowError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
@@ -226,6 +227,10 @@ class FailureInfo:
         cls = _BY_KIND.get(self.kind, ConveyorError)
         return cls(self.message, code=self.code)
 
+    def to_application_error(self, message: str | None = None) -> ApplicationError:
+        """A non-retryable ``ApplicationError`` of this kind and code (how a workflow fails with it)."""
+        return ApplicationError(message or self.message, self.code, type=self.kind.value, non_retryable=True)
+
 
 def failure_info(err: BaseException) -> FailureInfo:
     """Describe a failure caught in a workflow or client, walking Temporal's cause chain. Pure."""
@@ -244,7 +249,7 @@ def failure_info(err: BaseException) -> FailureInfo:
             return FailureInfo("TIMEOUT", ErrorKind.TIMEOUT, "time limit reached")
         if isinstance(cur, CancelledError):
             return FailureInfo("CANCELLED", ErrorKind.CANCELLED, "cancelled")
-        if isinstance(cur, ActivityError | ChildWorkflowError) and cur.cause is not None:
+        if isinstance(cur, ActivityError | ChildWorkflowError | WorkflowFailureError) and cur.cause is not None:
             cur = cur.cause
             continue
         cur = cur.__cause__

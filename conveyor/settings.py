@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     worker_queues: list[str] = Field(
         default_factory=list, description="Queues `conveyor worker` serves when none are given (default: all)."
     )
+    worker_legacy_queues: bool = Field(
+        False,
+        description="Also serve each queue's name from before queues were namespaced (render, crawl, …): turn on "
+        "while runs started by an older Conveyor are still running, so they finish.",
+    )
     # analysis pipeline
     max_upload_bytes: int = Field(200 * 1024 * 1024, description="Largest accepted input file, in bytes.")
     max_files_per_task: int = Field(10, description="Most files one analysis task accepts.")

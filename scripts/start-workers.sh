@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Start Conveyor workers in the background, one process per worker group, with pid files and logs.
 #
-#   scripts/start-workers.sh                 # every group that has something to run
-#   scripts/start-workers.sh --video-only    # render, preview, transcode and caption queues
+#   scripts/start-workers.sh                 # one worker process per pipeline
+#   scripts/start-workers.sh --video-only    # the video pipeline's queues (video.render, video.preview, …)
 #   scripts/start-workers.sh --group crawl --group persona
 #
 # Pid files go to $CONVEYOR_VAR_DIR/run/worker-<group>.pid, logs to $CONVEYOR_VAR_DIR/logs/worker-<group>.log.
@@ -25,10 +25,9 @@ while [[ $# -gt 0 ]]; do
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-# the groups that have something to run (workers/queues.py and workers/registry.py)
+# one group per pipeline manifest (workers/pipelines.py)
 mapfile -t known < <(cd "$root" && "${CONVEYOR_PYTHON:-$root/.venv/bin/python}" -c \
-  'from workers.queues import QUEUES; from workers.registry import REGISTRY
-print("\n".join(sorted({q.group for n, q in QUEUES.items() if n in REGISTRY})))')
+  'from workers.pipelines import PIPELINES; print("\n".join(p.name for p in PIPELINES))')
 if [[ ${#groups[@]} -eq 0 ]]; then
   groups=("${known[@]}")
 fi

@@ -1,27 +1,25 @@
-"""Run Temporal workers for chosen task queues until stopped."""
+"""Run Temporal workers for chosen task queues until stopped, as the pipelines' manifests declare them."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import signal
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from activities.crawl.browser import BrowserPool
-from conveyor.db import create_engine, session_factory
 from conveyor.errors import BadInput
 from conveyor.logging import get_logger
+from conveyor.records import RunBook
+from conveyor.resources import WorkerResources, open_resources
 from conveyor.settings import Settings
-from conveyor.storage import blob_store_from_url
 from conveyor.temporal import connect
 from workers.interceptors import ConveyorInterceptor
-from workers.queues import QUEUES
-from workers.registry import REGISTRY, Resources
+from workers.pipelines import PIPELINES, all_queues, pipeline_of_queue
 
 log = get_logger(__name__)
 
@@ -29,77 +27,72 @@ log = get_logger(__name__)
 GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 #: Longest gap between heartbeats sent to the server. Temporal's default (0.8 x the heartbeat timeout, 16 s for
 #: the video steps) would hold a cancellation back that long, since it reaches an activity only in the reply to
-#: a heartbeat; the activities heartbeat every 1-2 s, so FFmpeg and friends stop within about a second.
+#: a heartbeat; the activities heartbeat every second, so FFmpeg and friends stop within about a second.
 HEARTBEAT_THROTTLE = timedelta(seconds=1)
 
 
 def resolve_queues(requested: Sequence[str]) -> list[str]:
-    """Validate queue names; none means every queue that has something registered."""
-    unknown = [q for q in requested if q not in QUEUES]
+    """Validate queue names (a legacy name means its queue); none means every queue of every pipeline."""
+    known = all_queues()
+    legacy = {old: q.name for q in known.values() for old in q.legacy}
+    unknown = [q for q in requested if q not in known and q not in legacy]
     if unknown:
-        raise BadInput(f"unknown task queue(s): {', '.join(unknown)}; known: {', '.join(QUEUES)}", code="UNKNOWN_QUEUE")
-    chosen = list(requested) or list(REGISTRY)
-    return [q for q in chosen if q in REGISTRY]
+        raise BadInput(f"unknown task queue(s): {', '.join(unknown)}; known: {', '.join(known)}", code="UNKNOWN_QUEUE")
+    chosen = [legacy.get(q, q) for q in requested] or list(known)
+    return list(dict.fromkeys(chosen))
 
 
 def queues_of_groups(groups: Sequence[str]) -> list[str]:
-    """The served queues of each named group (the seeds' worker groups, e.g. ``video``)."""
-    known = sorted({q.group for q in QUEUES.values()})
-    unknown = [g for g in groups if g not in known]
+    """Every queue of each named pipeline (``conveyor worker --group video``)."""
+    names = [p.name for p in PIPELINES]
+    unknown = [g for g in groups if g not in names]
     if unknown:
-        raise BadInput(
-            f"unknown worker group(s): {', '.join(unknown)}; known: {', '.join(known)}", code="UNKNOWN_GROUP"
-        )
-    return [name for name, q in QUEUES.items() if q.group in groups and name in REGISTRY]
+        known = ", ".join(names)
+        raise BadInput(f"unknown worker group(s): {', '.join(unknown)}; known: {known}", code="UNKNOWN_GROUP")
+    return [q.name for p in PIPELINES if p.name in groups for q in p.queues]
 
 
-@asynccontextmanager
-async def open_resources(settings: Settings) -> AsyncIterator[Resources]:
-    """Open the DB engine and blob store a worker process shares between its activities."""
-    engine = create_engine(settings.database_url_resolved)
-    browser = BrowserPool(settings.chromium_path, settings.chromium_args, settings.crawl_user_agent)
-    try:
-        yield Resources(
-            settings=settings,
-            engine=engine,
-            sessions=session_factory(engine),
-            blobs=blob_store_from_url(settings.blob_url_resolved, s3_endpoint_url=settings.s3_endpoint_url),
-            browser=browser,
-        )
-    finally:
-        await browser.close()
-        await engine.dispose()
+def queue_activities(resources: WorkerResources, name: str) -> list[Callable[..., Any]]:
+    """What a worker on queue ``name`` registers: the pipeline's activities, and run bookkeeping with workflows."""
+    pipeline = pipeline_of_queue(name)
+    acts = pipeline.load_activities()(resources, name)
+    if pipeline.queue(name).workflows:
+        acts += RunBook(resources.sessions).activities(pipeline.legacy_bookkeeping)
+    return acts
 
 
 def build_workers(
-    client: Client, resources: Resources, queues: Sequence[str], executor: concurrent.futures.Executor
+    client: Client, resources: WorkerResources, queues: Sequence[str], executor: concurrent.futures.Executor
 ) -> list[Worker]:
-    """One worker per queue, with the queue's activity concurrency."""
+    """One worker per queue with the queue's activity concurrency (and one per legacy name, if served)."""
     workers = []
+    known = all_queues()
     for name in queues:
-        reg = REGISTRY[name]
-        workers.append(
-            Worker(
-                client,
-                task_queue=name,
-                workflows=list(reg.workflows),
-                activities=reg.activities(resources),
-                activity_executor=executor,
-                max_concurrent_activities=QUEUES[name].max_concurrent_activities,
-                interceptors=[ConveyorInterceptor()],
-                graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-                max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-                default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        queue = known[name]
+        workflows = queue.load_workflows()
+        activities = queue_activities(resources, name)
+        names = [name, *(queue.legacy if resources.settings.worker_legacy_queues else ())]
+        for task_queue in names:
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=task_queue,
+                    workflows=workflows,
+                    activities=activities,
+                    activity_executor=executor,
+                    max_concurrent_activities=queue.concurrency,
+                    interceptors=[ConveyorInterceptor()],
+                    graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+                    max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                    default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+                )
             )
-        )
     return workers
 
 
 async def run_workers(settings: Settings, queues: Sequence[str], *, stop: asyncio.Event | None = None) -> None:
     """Serve ``queues`` until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully."""
     chosen = resolve_queues(queues)
-    if not chosen:
-        raise BadInput("none of the chosen queues has anything to run yet", code="NOTHING_TO_RUN")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

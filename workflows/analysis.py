@@ -8,15 +8,15 @@ of finished agents and release the hold, so nothing is charged for work that did
 
 from __future__ import annotations
 
-import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.analysis.activities import AnalysisActivities
+    from activities.analysis import contract
     from activities.analysis.schemas import (
         AgentOutcome,
         AgentRun,
@@ -26,14 +26,19 @@ with workflow.unsafe.imports_passed_through():
         DatasetRef,
         OutputFile,
         PublishRequest,
+        PublishResult,
+        PurgeRequest,
+        PurgeResult,
         TaskPlan,
-        TaskUpdate,
     )
-    from conveyor.errors import NON_RETRYABLE_ERROR_TYPES, ErrorKind, failure_info
+    from conveyor import runs
+    from conveyor.errors import NON_RETRYABLE_ERROR_TYPES, ErrorKind
     from conveyor.progress import PROGRESS_QUERY, Progress
+    from conveyor.runs import RunEnd, RunError, RunStatus, RunUpdate
+    from conveyor.steps import Step
 
-TASK_QUEUE = "analysis"
-WORKFLOW_ID_PREFIX = "analysis-"
+TASK_QUEUE = contract.TASKS_QUEUE
+TASK = contract.TASK_TABLE
 
 #: Seed: task_soft_time_limit=1500 s, task_time_limit=1800 s (defaults of AnalysisRequest).
 BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
@@ -48,14 +53,20 @@ RETRY_POLICY = RetryPolicy(
     maximum_attempts=4,
     non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
 )
+LOAD = Step(contract.LOAD_TASK, BOOKKEEPING_TIMEOUT, RETRY_POLICY)
+PREPARE = Step(contract.PREPARE_INPUTS, PREPARE_TIMEOUT, RETRY_POLICY, heartbeat=HEARTBEAT_TIMEOUT)
+HOLD = Step(contract.HOLD_CREDITS, BOOKKEEPING_TIMEOUT, RETRY_POLICY)
+CHARGE = Step(contract.CHARGE_CREDITS, BOOKKEEPING_TIMEOUT, RETRY_POLICY)
+RELEASE = Step(contract.RELEASE_CREDITS, BOOKKEEPING_TIMEOUT, RETRY_POLICY)
+#: An agent may use what is left of the hard limit (its timeout is set per call).
+AGENT = Step(contract.RUN_AGENT, BOOKKEEPING_TIMEOUT, RETRY_POLICY, heartbeat=HEARTBEAT_TIMEOUT)
+PUBLISH = Step(contract.PUBLISH_OUTPUTS, PUBLISH_TIMEOUT, RETRY_POLICY, heartbeat=HEARTBEAT_TIMEOUT)
 #: Progress bands of the seed's transformers: agents run between 20% and 90%.
 AGENTS_START_PERCENT = 20
 AGENTS_SPAN_PERCENT = 70
 
 
-def workflow_id_for(task_id: str) -> str:
-    """The workflow id of a task's run (deterministic, so a second start is refused)."""
-    return f"{WORKFLOW_ID_PREFIX}{task_id}"
+workflow_id_for = contract.workflow_id_for
 
 
 @workflow.defn(name="AnalysisWorkflow")
@@ -67,6 +78,7 @@ class AnalysisWorkflow:
         self._outcomes: list[AgentOutcome] = []
         self._current: list[DatasetRef] = []
         """The chained datasets: inputs, then each transforming agent's output."""
+        self._plan: TaskPlan | None = None
 
     @workflow.query(name=PROGRESS_QUERY)
     def progress(self) -> Progress:
@@ -76,73 +88,39 @@ class AnalysisWorkflow:
     def _report(self, **changes: object) -> None:
         self._progress = self._progress.advance(workflow.now(), **changes)
 
-    async def _bookkeeping(self, update: TaskUpdate) -> None:
-        await workflow.execute_local_activity_method(
-            AnalysisActivities.update_task,
-            update,
-            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-            retry_policy=RETRY_POLICY,
-        )
+    async def _record(self, update: RunUpdate) -> None:
+        await runs.record(update, legacy=contract.LEGACY_UPDATE_TASK)
 
     @workflow.run
     async def run(self, request: AnalysisRequest) -> AnalysisResult:
         """Run the task's tool and record the outcome on the task."""
         self._report(stage="loading", percent=2, message="loading task")
-        plan: TaskPlan | None = None
-        try:
-            plan = await workflow.execute_activity_method(
-                AnalysisActivities.load_task,
-                request,
-                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-                retry_policy=RETRY_POLICY,
-            )
-            self._report(stage="preparing", percent=5, total=len(plan.agents), message="converting input files")
-            inputs: list[DatasetRef] = await workflow.execute_activity_method(
-                AnalysisActivities.prepare_inputs,
-                plan,
-                start_to_close_timeout=PREPARE_TIMEOUT,
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=RETRY_POLICY,
-            )
-            self._current = inputs
-            self._report(stage="billing", percent=15, message=f"holding {plan.cost} credits")
-            await workflow.execute_activity_method(
-                AnalysisActivities.hold_credits,
-                CreditsRequest(task_id=plan.task_id, user_id=plan.user_id, amount=plan.cost),
-                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-                retry_policy=RETRY_POLICY,
-            )
-            if await self._run_agents(request, plan, inputs):
-                message = f"time limit reached after {len(self._outcomes)} of {len(plan.agents)} agents"
-                await self._wind_down(request, plan, "failed", "TIMEOUT", message)
-                raise ApplicationError(message, "TIMEOUT", type=ErrorKind.TIMEOUT.value, non_retryable=True)
-            self._report(stage="publishing", percent=92, message="publishing outputs")
-            published = await self._publish(plan, "completed")
-            charged = await workflow.execute_activity_method(
-                AnalysisActivities.charge_credits,
-                CreditsRequest(task_id=plan.task_id, user_id=plan.user_id),
-                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-                retry_policy=RETRY_POLICY,
-            )
-            await self._bookkeeping(
-                TaskUpdate(task_id=plan.task_id, status="completed", progress=100, clear_current_agent=True)
-            )
-            self._report(stage="completed", percent=100, done=len(self._outcomes), message="done")
-            return AnalysisResult(
-                task_id=plan.task_id,
-                status="completed",
-                agents_completed=[o.agent_id for o in self._outcomes],
-                outputs=published,
-                credits_charged=charged,
-            )
-        except (asyncio.CancelledError, ActivityError) as err:
-            if is_cancelled_exception(err):
-                await self._wind_down(request, plan, "cancelled", "CANCELLED", "cancelled by request")
-                raise
-            info = failure_info(err)
-            code = "TIMEOUT" if info.kind == ErrorKind.TIMEOUT else info.code
-            await self._wind_down(request, plan, "failed", code, info.message)
-            raise ApplicationError(info.message, code, type=info.kind.value, non_retryable=True) from err
+        return await runs.guarded(self._run(request), lambda end: self._wind_down(request, end))
+
+    async def _run(self, request: AnalysisRequest) -> AnalysisResult:
+        plan = self._plan = await LOAD.run(request, TaskPlan)
+        self._report(stage="preparing", percent=5, total=len(plan.agents), message="converting input files")
+        inputs: list[DatasetRef] = await PREPARE.run(plan, list[DatasetRef])
+        self._current = inputs
+        self._report(stage="billing", percent=15, message=f"holding {plan.cost} credits")
+        await HOLD.run(CreditsRequest(task_id=plan.task_id, user_id=plan.user_id, amount=plan.cost), int)
+        if await self._run_agents(request, plan, inputs):
+            message = f"time limit reached after {len(self._outcomes)} of {len(plan.agents)} agents"
+            error = RunError(kind=ErrorKind.TIMEOUT.value, code="TIMEOUT", message=message)
+            await self._wind_down(request, RunEnd(status=RunStatus.FAILED, error=error))
+            raise ApplicationError(message, "TIMEOUT", type=ErrorKind.TIMEOUT.value, non_retryable=True)
+        self._report(stage="publishing", percent=92, message="publishing outputs")
+        published = await self._publish(plan, "completed")
+        charged = await CHARGE.run(CreditsRequest(task_id=plan.task_id, user_id=plan.user_id), int)
+        await self._record(RunUpdate.of(TASK, plan.task_id, status=RunStatus.COMPLETED, current_agent=None))
+        self._report(stage="completed", percent=100, done=len(self._outcomes), message="done")
+        return AnalysisResult(
+            task_id=plan.task_id,
+            status="completed",
+            agents_completed=[o.agent_id for o in self._outcomes],
+            outputs=published,
+            credits_charged=charged,
+        )
 
     async def _run_agents(self, request: AnalysisRequest, plan: TaskPlan, inputs: list[DatasetRef]) -> bool:
         """Run the plan's agents in order, chaining datasets; returns True if the soft time limit stopped it."""
@@ -155,9 +133,10 @@ class AnalysisWorkflow:
                 return True
             percent = int(AGENTS_START_PERCENT + AGENTS_SPAN_PERCENT * i / n)
             self._report(stage=agent_id, percent=percent, done=i, message=f"running {agent_id} ({i + 1}/{n})")
-            await self._bookkeeping(TaskUpdate(task_id=plan.task_id, progress=percent, current_agent=agent_id))
-            outcome: AgentOutcome = await workflow.execute_activity_method(
-                AnalysisActivities.run_agent,
+            update = RunUpdate.of(TASK, plan.task_id, stage=agent_id, progress=percent, current_agent=agent_id)
+            await self._record(update)
+            step = replace(AGENT, timeout=timedelta(seconds=max(1.0, request.hard_limit_s - elapsed)))
+            outcome = await step.run(
                 AgentRun(
                     task_id=plan.task_id,
                     tool_id=plan.tool_id,
@@ -167,9 +146,7 @@ class AnalysisWorkflow:
                     params=_agent_params(plan.params, agent_id),
                     previous=dict(summaries),
                 ),
-                start_to_close_timeout=timedelta(seconds=max(1.0, request.hard_limit_s - elapsed)),
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=RETRY_POLICY,
+                AgentOutcome,
             )
             self._outcomes.append(outcome)
             summaries[agent_id] = outcome.summary_key
@@ -182,8 +159,7 @@ class AnalysisWorkflow:
         self, plan: TaskPlan, status: str, code: str | None = None, message: str | None = None
     ) -> list[OutputFile]:
         """Publish the response and every output of the agents that finished."""
-        result = await workflow.execute_activity_method(
-            AnalysisActivities.publish_outputs,
+        result = await PUBLISH.run(
             PublishRequest(
                 task_id=plan.task_id,
                 tool_id=plan.tool_id,
@@ -194,39 +170,44 @@ class AnalysisWorkflow:
                 error_code=code,
                 error_message=message,
             ),
-            start_to_close_timeout=PUBLISH_TIMEOUT,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=RETRY_POLICY,
+            PublishResult,
         )
         return result.outputs
 
-    async def _wind_down(
-        self, request: AnalysisRequest, plan: TaskPlan | None, status: str, code: str, message: str
-    ) -> None:
+    async def _wind_down(self, request: AnalysisRequest, end: RunEnd) -> None:
         """Keep finished outputs, give back held credits and record the final status."""
+        plan = self._plan
+        status = end.status.value
+        code = end.error.code if end.error is not None else None
         if plan is not None:
             if self._outcomes:
-                await self._publish(plan, status, code, message)
-            await workflow.execute_activity_method(
-                AnalysisActivities.release_credits,
-                CreditsRequest(task_id=plan.task_id, user_id=plan.user_id),
-                start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-                retry_policy=RETRY_POLICY,
-            )
+                await self._publish(plan, status, code, end.error.message if end.error else end.message)
+            await RELEASE.run(CreditsRequest(task_id=plan.task_id, user_id=plan.user_id), bool)
         if code != "TASK_NOT_FOUND":
-            await self._bookkeeping(
-                TaskUpdate(
-                    task_id=request.task_id,
-                    status=status,
-                    error_code=None if status == "cancelled" else code,
-                    error_message=None if status == "cancelled" else message,
-                    clear_current_agent=True,
-                )
-            )
-        self._report(stage=status, message=message)
+            update = RunUpdate.of(TASK, request.task_id, status=end.status, error=end.error, current_agent=None)
+            await self._record(update)
+        self._report(stage=status, message=end.message)
 
 
 def _agent_params(params: dict[str, object], agent_id: str) -> dict[str, object]:
     """The parameters addressed to one agent (``params[agent_id]``)."""
     value = params.get(agent_id, {})
     return dict(value) if isinstance(value, dict) else {}
+
+
+PURGE = Step(
+    contract.PURGE_WORK,
+    timedelta(minutes=30),
+    RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES),
+    heartbeat=timedelta(seconds=60),
+)
+
+
+@workflow.defn(name=contract.PURGE_WORKFLOW)
+class PurgeAnalysisWorkWorkflow:
+    """Deletes intermediate Parquet files of finished analysis tasks; published outputs stay (a schedule)."""
+
+    @workflow.run
+    async def run(self, request: PurgeRequest) -> PurgeResult:
+        """Purge and report what was removed."""
+        return await PURGE.run(request, PurgeResult)

@@ -11,16 +11,20 @@ continues as new every few hundred pages, stops scheduling pages at the soft tim
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.crawl.activities import CrawlActivities
+    from activities.crawl import contract
     from activities.crawl.schemas import (
         BugRef,
+        CleanupRequest,
+        CleanupResult,
         CrawlConfig,
         CrawlRequest,
         CrawlResult,
@@ -29,19 +33,24 @@ with workflow.unsafe.imports_passed_through():
         PageReport,
         PageVisit,
         ScreenshotRequest,
-        SessionUpdate,
+        ScreenshotResult,
+        StartInfo,
         StartRequest,
         TicketFailure,
         TicketRequest,
+        TicketResult,
     )
     from activities.crawl.urls import should_visit, url_key
+    from conveyor import runs
     from conveyor.errors import NON_RETRYABLE_ERROR_TYPES, ErrorKind, failure_info
     from conveyor.progress import PROGRESS_QUERY, Progress
+    from conveyor.runs import RunEnd, RunError, RunStatus, RunUpdate
+    from conveyor.steps import Step
 
-TASK_QUEUE = "crawl"
-MEDIA_QUEUE = "media"
-TICKETS_QUEUE = "tickets"
-WORKFLOW_ID_PREFIX = "crawl-"
+TASK_QUEUE = contract.PAGES_QUEUE
+SESSION = contract.SESSION_TABLE
+MEDIA_QUEUE = contract.MEDIA_QUEUE
+TICKETS_QUEUE = contract.TICKETS_QUEUE
 
 BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
 START_TIMEOUT = timedelta(seconds=60)
@@ -74,11 +83,17 @@ START_RETRY = RetryPolicy(
 CRAWL_PRIORITY = Priority(priority_key=1)
 TICKETS_PRIORITY = Priority(priority_key=3)
 MEDIA_PRIORITY = Priority(priority_key=5)
+START = Step(contract.START_SESSION, START_TIMEOUT, START_RETRY, priority=CRAWL_PRIORITY)
+#: The retry policy comes from the session's config (:func:`page_retry`).
+VISIT = Step(contract.VISIT_PAGE, PAGE_TIMEOUT, RetryPolicy(), heartbeat=PAGE_HEARTBEAT, priority=CRAWL_PRIORITY)
+SCREENSHOT = Step(
+    contract.UPLOAD_SCREENSHOT, SCREENSHOT_TIMEOUT, SCREENSHOT_RETRY, queue=MEDIA_QUEUE, priority=MEDIA_PRIORITY
+)
+TICKET = Step(contract.CREATE_TICKET, TICKET_TIMEOUT, TICKET_RETRY, queue=TICKETS_QUEUE, priority=TICKETS_PRIORITY)
+TICKET_ERROR = Step(contract.RECORD_TICKET_ERROR, BOOKKEEPING_TIMEOUT, BOOKKEEPING_RETRY, queue=TICKETS_QUEUE)
 
 
-def workflow_id_for(session_id: str) -> str:
-    """The workflow id of a session (deterministic: a second start is refused while one runs)."""
-    return f"{WORKFLOW_ID_PREFIX}{session_id}"
+workflow_id_for = contract.workflow_id_for
 
 
 def page_retry(config: CrawlConfig) -> RetryPolicy:
@@ -92,7 +107,7 @@ def page_retry(config: CrawlConfig) -> RetryPolicy:
     )
 
 
-@workflow.defn(name="CrawlSessionWorkflow")
+@workflow.defn(name=contract.SESSION_WORKFLOW)
 class CrawlSessionWorkflow:
     """Crawls one site for bugs; answers ``progress``; cancellation keeps what was found."""
 
@@ -121,78 +136,59 @@ class CrawlSessionWorkflow:
             message=f"{len(self._known)} bugs · {self._current_url}",
         )
 
-    async def _update(self, update: SessionUpdate) -> None:
-        await workflow.execute_local_activity_method(
-            CrawlActivities.update_session,
-            update,
-            start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-            retry_policy=BOOKKEEPING_RETRY,
-        )
+    async def _record(self, status: RunStatus, *, error: RunError | None = None, **fields: Any) -> None:
+        """Record the session's status (its error when it failed) and columns on its row."""
+        update = RunUpdate.of(SESSION, self._session_id, status=status, error=error, **fields)
+        await runs.record(update, legacy=contract.LEGACY_UPDATE_SESSION)
 
     @workflow.run
     async def run(self, request: CrawlRequest) -> CrawlResult:
         """Crawl until the frontier, the page budget or the time runs out; file a ticket per new bug."""
         self._session_id = request.session_id
+        return await runs.guarded(self._session(request), self._wind_down)
+
+    async def _session(self, request: CrawlRequest) -> CrawlResult:
         config = request.config
-        try:
-            state = request.state or await self._start(request)
-            self._known = {b.fingerprint: b for b in state.bugs}
-            self._report_pages(config, state)
-            reason = await self._crawl(config, state)
-            await self._drain_followups()
-            state.bugs = list(self._known.values())
-            state.tickets_filed += sum(1 for t in self._followups if t.result())
-            if reason == "continue":
-                state.runs += 1
-                workflow.continue_as_new(
-                    CrawlRequest(session_id=request.session_id, user_id=request.user_id, config=config, state=state)
-                )
-            truncated = reason == "time_limit"
-            await self._update(
-                SessionUpdate(
-                    session_id=request.session_id,
-                    status="completed",
-                    progress=100.0,
-                    truncated=truncated,
-                    stop_reason=reason,
-                )
+        state = request.state or await self._start(request)
+        self._known = {b.fingerprint: b for b in state.bugs}
+        self._report_pages(config, state)
+        reason = await self._crawl(config, state)
+        await self._drain_followups()
+        state.bugs = list(self._known.values())
+        state.tickets_filed += sum(1 for t in self._followups if t.result())
+        if reason == "continue":
+            state.runs += 1
+            workflow.continue_as_new(
+                CrawlRequest(session_id=request.session_id, user_id=request.user_id, config=config, state=state)
             )
-            self._report(
-                stage="completed",
-                percent=100.0,
-                done=state.pages_crawled,
-                message=f"{len(self._known)} bugs · {reason}",
-            )
-            return CrawlResult(
-                session_id=request.session_id,
-                status="completed",
-                pages_crawled=state.pages_crawled,
-                pages_failed=state.pages_failed,
-                bugs_found=len(self._known),
-                tickets_filed=state.tickets_filed,
-                truncated=truncated,
-                stop_reason=reason,
-                frontier_left=len(state.frontier),
-            )
-        except (asyncio.CancelledError, ActivityError) as err:
-            if is_cancelled_exception(err):
-                await self._wind_down("cancelled", None, None)
-                raise
-            info = failure_info(err)
-            await self._wind_down("failed", info.code, info.message)
-            raise ApplicationError(info.message, info.code, type=info.kind.value, non_retryable=True) from err
+        truncated = reason == "time_limit"
+        await self._record(RunStatus.COMPLETED, stage=reason, truncated=truncated, stop_reason=reason)
+        self._report(
+            stage="completed",
+            percent=100.0,
+            done=state.pages_crawled,
+            message=f"{len(self._known)} bugs · {reason}",
+        )
+        return CrawlResult(
+            session_id=request.session_id,
+            status="completed",
+            pages_crawled=state.pages_crawled,
+            pages_failed=state.pages_failed,
+            bugs_found=len(self._known),
+            tickets_filed=state.tickets_filed,
+            truncated=truncated,
+            stop_reason=reason,
+            frontier_left=len(state.frontier),
+        )
 
     async def _start(self, request: CrawlRequest) -> CrawlState:
         """Check the start URL and read robots.txt; the session becomes ``running``."""
         self._report(stage="starting", message=f"checking {request.config.url}")
-        info = await workflow.execute_activity_method(
-            CrawlActivities.start_session,
-            StartRequest(session_id=request.session_id, config=request.config, workflow_id=workflow.info().workflow_id),
-            start_to_close_timeout=START_TIMEOUT,
-            retry_policy=START_RETRY,
-            priority=CRAWL_PRIORITY,
-        )
-        await self._update(SessionUpdate(session_id=request.session_id, status="running", current_url=info.start_url))
+        workflow_id = workflow.info().workflow_id
+        start = StartRequest(session_id=request.session_id, config=request.config, workflow_id=workflow_id)
+        info = await START.run(start, StartInfo)
+        self._session_id = request.session_id
+        await self._record(RunStatus.RUNNING, stage="crawling", current_url=info.start_url)
         return CrawlState(
             started_at=workflow.now(),
             origin=info.origin,
@@ -247,8 +243,7 @@ class CrawlSessionWorkflow:
 
     def _visit(self, config: CrawlConfig, state: CrawlState, item: FrontierItem) -> None:
         self._current_url = item.url
-        handle = workflow.start_activity_method(
-            CrawlActivities.visit_page,
+        handle = replace(VISIT, retry=page_retry(config)).start(
             PageVisit(
                 session_id=self._session_id,
                 url=item.url,
@@ -261,10 +256,7 @@ class CrawlSessionWorkflow:
                 is_start=item.depth == 0 and item.url == state.start_url,
                 referrer=item.referrer,
             ),
-            start_to_close_timeout=PAGE_TIMEOUT,
-            heartbeat_timeout=PAGE_HEARTBEAT,
-            retry_policy=page_retry(config),
-            priority=CRAWL_PRIORITY,
+            PageReport,
         )
         self._pages[asyncio.ensure_future(handle)] = item
 
@@ -314,18 +306,14 @@ class CrawlSessionWorkflow:
         """Screenshot the bug's page, then file its ticket; returns whether a ticket exists afterwards."""
         session_id = self._session_id
         try:
-            await workflow.execute_activity_method(
-                CrawlActivities.upload_screenshot,
+            await SCREENSHOT.run(
                 ScreenshotRequest(
                     session_id=session_id,
                     fingerprint=bug.fingerprint,
                     page_url=bug.page_url,
                     highlight_href=bug.highlight_href,
                 ),
-                task_queue=MEDIA_QUEUE,
-                start_to_close_timeout=SCREENSHOT_TIMEOUT,
-                retry_policy=SCREENSHOT_RETRY,
-                priority=MEDIA_PRIORITY,
+                ScreenshotResult,
             )
         except ActivityError as err:
             if is_cancelled_exception(err):
@@ -334,14 +322,7 @@ class CrawlSessionWorkflow:
             workflow.logger.warning("screenshot failed for %s: %s", bug.fingerprint, info.message)
         request = TicketRequest(session_id=session_id, fingerprint=bug.fingerprint)
         try:
-            await workflow.execute_activity_method(
-                CrawlActivities.create_ticket,
-                request,
-                task_queue=TICKETS_QUEUE,
-                start_to_close_timeout=TICKET_TIMEOUT,
-                retry_policy=TICKET_RETRY,
-                priority=TICKETS_PRIORITY,
-            )
+            await TICKET.run(request, TicketResult)
             return True
         except ActivityError as err:
             if is_cancelled_exception(err):
@@ -349,15 +330,10 @@ class CrawlSessionWorkflow:
             info = failure_info(err)
             workflow.logger.warning("ticket not filed for %s: %s (%s)", bug.fingerprint, info.message, info.code)
             try:
-                await workflow.execute_activity_method(
-                    CrawlActivities.record_ticket_error,
-                    TicketFailure(
-                        session_id=session_id, fingerprint=bug.fingerprint, code=info.code, message=info.message
-                    ),
-                    task_queue=TICKETS_QUEUE,
-                    start_to_close_timeout=BOOKKEEPING_TIMEOUT,
-                    retry_policy=BOOKKEEPING_RETRY,
+                failure = TicketFailure(
+                    session_id=session_id, fingerprint=bug.fingerprint, code=info.code, message=info.message
                 )
+                await TICKET_ERROR.call(failure)
             except ActivityError as note_err:
                 if is_cancelled_exception(note_err):
                     raise
@@ -369,7 +345,7 @@ class CrawlSessionWorkflow:
             self._report(stage="filing tickets", message=f"{len(self._known)} bugs")
             await asyncio.gather(*self._followups)
 
-    async def _wind_down(self, status: str, code: str | None, message: str | None) -> None:
+    async def _wind_down(self, end: RunEnd) -> None:
         """Stop visits and follow-ups still running and record the final status; found bugs stay stored."""
         for task in [*self._pages, *self._followups]:
             if not task.done():
@@ -377,17 +353,27 @@ class CrawlSessionWorkflow:
         pending = [t for t in [*self._pages, *self._followups] if not t.done()]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        if code != "SESSION_NOT_FOUND":
-            await self._update(
-                SessionUpdate(
-                    session_id=self._session_id,
-                    status=status,
-                    error_code=code,
-                    error_message=message,
-                    stop_reason=status,
-                )
-            )
-        self._report(stage=status, message=message or status)
+        if end.error is None or end.error.code != "SESSION_NOT_FOUND":
+            await self._record(end.status, error=end.error, stop_reason=end.status.value)
+        self._report(stage=end.status.value, message=end.message if end.error else end.status.value)
 
 
-__all__ = ["CrawlSessionWorkflow", "ErrorKind", "workflow_id_for"]
+CLEANUP = Step(
+    contract.CLEANUP_OLD_SESSIONS,
+    timedelta(minutes=30),
+    RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES),
+    heartbeat=timedelta(seconds=60),
+)
+
+
+@workflow.defn(name=contract.CLEANUP_WORKFLOW)
+class CleanupCrawlSessionsWorkflow:
+    """Seed 000 ``cleanup_old_sessions``: deletes old crawl sessions, their bugs, tickets and screenshots."""
+
+    @workflow.run
+    async def run(self, request: CleanupRequest) -> CleanupResult:
+        """Clean up and report the counts removed."""
+        return await CLEANUP.run(request, CleanupResult)
+
+
+__all__ = ["CleanupCrawlSessionsWorkflow", "CrawlSessionWorkflow", "ErrorKind", "workflow_id_for"]

@@ -6,8 +6,9 @@ without the render. Each step is an activity on its seed queue with the seed's t
 5 min, transcode 30 min, caption 15 min) and priority (render first), heartbeating every second; a lost worker
 is noticed within the heartbeat timeout and the step runs again from the start. With subtitles ``from_caption``
 the caption step transcribes the timeline's speech track before the render, which burns those captions in.
-A failed render fails the workflow (the video is ``failed``); a failed follow-up step is recorded on its job and
-the others still run. Cancelling stops FFmpeg (no partial files remain) and marks unfinished jobs cancelled.
+A failed render fails the workflow with the render's error kind and code (the video is ``failed``); a failed
+follow-up step is recorded on its job and the others still run. Cancelling stops FFmpeg (no partial files
+remain) and marks unfinished jobs cancelled. ``VideoProbeWorkflow`` checks an upload on a worker.
 """
 
 from __future__ import annotations
@@ -22,23 +23,36 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from activities.video.activities import VideoActivities
+    from activities.video import contract
     from activities.video.schemas import (
         CaptionRun,
-        JobEnd,
+        MonitorRequest,
         PreviewRun,
+        ProbeRequest,
+        ProbeResult,
         RenderRun,
+        ResourceReport,
         StepOutcome,
         TranscodeRun,
-        VideoEnd,
+        VideoCleanupRequest,
+        VideoCleanupResult,
         VideoJobInput,
         VideoJobResult,
     )
+    from conveyor import runs
     from conveyor.errors import NON_RETRYABLE_ERROR_TYPES, failure_info
     from conveyor.progress import PROGRESS_QUERY, Progress
+    from conveyor.runs import RunError, RunStatus, RunUpdate
+    from conveyor.steps import Step
 
-TASK_QUEUE = "render"
-WORKFLOW_ID_PREFIX = "video-"
+TASK_QUEUE = contract.RENDER_QUEUE
+#: The queue of each step.
+QUEUES = {
+    "render": contract.RENDER_QUEUE,
+    "preview": contract.PREVIEW_QUEUE,
+    "transcode": contract.TRANSCODE_QUEUE,
+    "caption": contract.CAPTION_QUEUE,
+}
 #: Seed 004 time limits per task.
 TIME_LIMITS = {
     "render": timedelta(hours=1),
@@ -55,8 +69,7 @@ PRIORITIES = {
 }
 #: Steps heartbeat every second; a worker that stops answering is given up on after this.
 HEARTBEAT_TIMEOUT = timedelta(seconds=20)
-#: The whole workflow: a render plus every follow-up at their limits.
-EXECUTION_TIMEOUT = timedelta(hours=3)
+EXECUTION_TIMEOUT = contract.EXECUTION_TIMEOUT
 STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=5),
     backoff_coefficient=2.0,
@@ -64,21 +77,53 @@ STEP_RETRY = RetryPolicy(
     maximum_attempts=3,
     non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
 )
-BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
-BOOKKEEPING_RETRY = RetryPolicy(maximum_attempts=5, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES)
+#: The activity of each step.
+ACTIVITIES = {
+    "render": contract.RENDER,
+    "preview": contract.PREVIEW,
+    "transcode": contract.TRANSCODE,
+    "caption": contract.CAPTION,
+}
+#: Each step on its seed queue with its limit and priority; cancelling waits for FFmpeg to be stopped.
+STEPS = {
+    kind: Step(
+        ACTIVITIES[kind],
+        TIME_LIMITS[kind],
+        STEP_RETRY,
+        heartbeat=HEARTBEAT_TIMEOUT,
+        queue=QUEUES[kind],
+        priority=PRIORITIES[kind],
+        cancellation=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    )
+    for kind in ACTIVITIES
+}
+PROBE = Step(
+    contract.PROBE_UPLOAD,
+    contract.PROBE_TIMEOUT,
+    STEP_RETRY,
+    heartbeat=HEARTBEAT_TIMEOUT,
+    queue=contract.PREVIEW_QUEUE,
+    priority=PRIORITIES["preview"],
+)
 
 
-def render_workflow_id(video_id: str) -> str:
-    """The workflow id of a video's render pipeline."""
-    return f"{WORKFLOW_ID_PREFIX}{video_id}"
+async def _record_job(job_id: str, status: RunStatus, error: RunError | None) -> None:
+    """A job that ended without its activity recording it: failed, skipped or cancelled."""
+    update = RunUpdate.of(contract.JOB_TABLE, job_id, status=status, error=error)
+    await runs.record(update, legacy=contract.LEGACY_FINISH_JOB)
 
 
-def step_workflow_id(kind: str, job_id: str) -> str:
-    """The workflow id of one step asked for an existing video."""
-    return f"{WORKFLOW_ID_PREFIX}{kind}-{job_id}"
+async def _record_video(video_id: str, status: RunStatus, error: RunError | None) -> None:
+    """A rendered video that will not be ready: failed or cancelled."""
+    update = RunUpdate.of(contract.VIDEO_TABLE, video_id, status=status, error=error)
+    await runs.record(update, legacy=contract.LEGACY_FINISH_VIDEO)
 
 
-@workflow.defn(name="VideoJobWorkflow")
+render_workflow_id = contract.render_workflow_id
+step_workflow_id = contract.step_workflow_id
+
+
+@workflow.defn(name=contract.JOB_WORKFLOW)
 class VideoJobWorkflow:
     """Runs a video's steps in the seed's order; answers ``progress`` with the steps done and running."""
 
@@ -87,6 +132,9 @@ class VideoJobWorkflow:
         self._state: dict[str, str] = {}
         self._outcomes: dict[str, StepOutcome] = {}
         self._errors: dict[str, str] = {}
+        self._failures: dict[str, RunError] = {}
+        self._cause: RunError | None = None
+        """The first failure: skipped jobs and a render that never ran fail with its kind."""
         self._progress = Progress(stage="queued")
 
     @workflow.query(name=PROGRESS_QUERY)
@@ -125,12 +173,13 @@ class VideoJobWorkflow:
         try:
             await self._steps(request)
         except asyncio.CancelledError:
-            await self._wind_down(request, "CANCELLED", "the video job was cancelled", "cancelled")
+            await self._wind_down(request)
             raise
         if request.render_job_id and request.render_job_id in self._errors:
-            raise ApplicationError(
-                f"render failed: {self._errors[request.render_job_id]}", "RENDER_FAILED", non_retryable=True
-            )
+            failure = self._failures.get(request.render_job_id) or self._cause
+            kind, code = (failure.kind, failure.code) if failure else ("Internal", "RENDER_FAILED")
+            message = f"render failed: {self._errors[request.render_job_id]}"
+            raise ApplicationError(message, code, type=kind, non_retryable=True)
         status = "completed" if not self._errors else "completed_with_errors"
         return VideoJobResult(video_id=request.video_id, status=status, outcomes=self._outcomes, errors=self._errors)
 
@@ -149,24 +198,19 @@ class VideoJobWorkflow:
                 timeline=request.timeline,
                 subtitles_key=subtitles_key,
             )
-            if await self._step("render", request.render_job_id, VideoActivities.render, run) is None:
+            if await self._step("render", request.render_job_id, run) is None:
                 await self._skip_after_render_failure(request, "the render failed")
                 return
         parallel = []
         if request.preview_job_id:
             preview = PreviewRun(job_id=request.preview_job_id, video_id=request.video_id, params=request.preview)
-            parallel.append(self._step("preview", request.preview_job_id, VideoActivities.preview, preview))
+            parallel.append(self._step("preview", request.preview_job_id, preview))
         if request.caption_job_id and not request.caption_first:
             parallel.append(self._caption(request, timeline=None))
         await asyncio.gather(*parallel)
         await asyncio.gather(
             *(
-                self._step(
-                    "transcode",
-                    v.job_id,
-                    VideoActivities.transcode,
-                    TranscodeRun(job_id=v.job_id, video_id=request.video_id, spec=v.spec),
-                )
+                self._step("transcode", v.job_id, TranscodeRun(job_id=v.job_id, video_id=request.video_id, spec=v.spec))
                 for v in request.transcodes
             )
         )
@@ -174,37 +218,24 @@ class VideoJobWorkflow:
     async def _caption(self, request: VideoJobInput, *, timeline: dict[str, Any] | None) -> StepOutcome | None:
         job_id = request.caption_job_id or ""
         run = CaptionRun(job_id=job_id, video_id=request.video_id, params=request.caption, timeline=timeline)
-        return await self._step("caption", job_id, VideoActivities.caption, run)
+        return await self._step("caption", job_id, run)
 
-    async def _step(self, kind: str, job_id: str, method: Any, arg: Any) -> StepOutcome | None:
+    async def _step(self, kind: str, job_id: str, arg: Any) -> StepOutcome | None:
         """Run one step on its queue; a failure is recorded on the job and returned as None."""
         self._set(job_id, "running")
         try:
-            outcome: StepOutcome = await workflow.execute_activity_method(
-                method,
-                arg,
-                task_queue=kind,
-                start_to_close_timeout=TIME_LIMITS[kind],
-                heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                retry_policy=STEP_RETRY,
-                priority=PRIORITIES[kind],
-                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-            )
+            outcome = await STEPS[kind].run(arg, StepOutcome)
         except ActivityError as err:
             if is_cancelled_exception(err):
                 raise asyncio.CancelledError() from err
-            info = failure_info(err)
-            self._errors[job_id] = f"{info.code}: {info.message}"
+            error = RunError.of(failure_info(err))
+            self._errors[job_id] = f"{error.code}: {error.message}"
+            self._failures[job_id] = error
+            self._cause = self._cause or error
             self._set(job_id, "failed")
-            await self._local(
-                VideoActivities.finish_job,
-                JobEnd(job_id=job_id, status="failed", error_code=info.code, error_message=info.message),
-            )
+            await _record_job(job_id, RunStatus.FAILED, error)
             if kind == "render" or (kind == "caption" and arg.timeline is not None):
-                await self._local(
-                    VideoActivities.finish_video,
-                    VideoEnd(video_id=arg.video_id, status="failed", error_code=info.code, error_message=info.message),
-                )
+                await _record_video(arg.video_id, RunStatus.FAILED, error)
             return None
         self._outcomes[job_id] = outcome
         self._set(job_id, "completed")
@@ -216,29 +247,62 @@ class VideoJobWorkflow:
             if self._state.get(job_id) == "queued":
                 self._errors.setdefault(job_id, f"SKIPPED: {reason}")
                 self._set(job_id, "failed")
-                await self._local(
-                    VideoActivities.finish_job,
-                    JobEnd(job_id=job_id, status="failed", error_code="SKIPPED", error_message=f"{kind}: {reason}"),
-                )
+                cause = self._cause.kind if self._cause else "Internal"
+                skipped = RunError(kind=cause, code="SKIPPED", message=f"{kind}: {reason}")
+                await _record_job(job_id, RunStatus.FAILED, skipped)
         if request.render_job_id and request.render_job_id not in self._errors:
             self._errors[request.render_job_id] = reason
 
-    async def _wind_down(self, request: VideoJobInput, code: str, message: str, status: str) -> None:
-        """Mark every unfinished job (and a render that never finished) so nothing stays ``running``."""
+    async def _wind_down(self, request: VideoJobInput) -> None:
+        """Cancel every unfinished job (and a render that never finished) so nothing stays ``running``."""
         for job_id in self._jobs:
             if self._state.get(job_id) in ("queued", "running"):
-                self._set(job_id, status)
-                await self._local(
-                    VideoActivities.finish_job,
-                    JobEnd(job_id=job_id, status=status, error_code=code, error_message=message),
-                )
+                self._set(job_id, "cancelled")
+                await _record_job(job_id, RunStatus.CANCELLED, None)
         if request.render_job_id and request.render_job_id not in self._outcomes:
-            await self._local(
-                VideoActivities.finish_video,
-                VideoEnd(video_id=request.video_id, status=status, error_code=code, error_message=message),
-            )
+            await _record_video(request.video_id, RunStatus.CANCELLED, None)
 
-    async def _local(self, method: Any, arg: Any) -> None:
-        await workflow.execute_local_activity_method(
-            method, arg, start_to_close_timeout=BOOKKEEPING_TIMEOUT, retry_policy=BOOKKEEPING_RETRY
-        )
+
+@workflow.defn(name=contract.PROBE_WORKFLOW)
+class VideoProbeWorkflow:
+    """An upload's check on a worker (the API never runs FFmpeg): every packet read, the facts returned."""
+
+    @workflow.run
+    async def run(self, request: ProbeRequest) -> ProbeResult:
+        """Probe the uploaded file and return what it holds."""
+        return await PROBE.run(request, ProbeResult)
+
+
+#: Seed 004 ``cleanup_task``: a pass over a large working folder may take a while; it heartbeats.
+CLEANUP = Step(
+    contract.CLEANUP_TEMP,
+    timedelta(minutes=30),
+    RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES),
+    heartbeat=timedelta(seconds=60),
+)
+#: Seed 004 ``monitor_resources_task`` runs every minute: a sample must finish well inside it.
+MONITOR = Step(
+    contract.MONITOR_RESOURCES,
+    timedelta(seconds=50),
+    RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES),
+)
+
+
+@workflow.defn(name=contract.CLEANUP_WORKFLOW)
+class VideoCleanupWorkflow:
+    """Seed 004 ``cleanup_task``: old temporary files, the MAX_TEMP_SIZE_GB cap, and empty folders."""
+
+    @workflow.run
+    async def run(self, request: VideoCleanupRequest) -> VideoCleanupResult:
+        """Clean the video working folder and report what was removed."""
+        return await CLEANUP.run(request, VideoCleanupResult)
+
+
+@workflow.defn(name=contract.MONITOR_WORKFLOW)
+class MonitorResourcesWorkflow:
+    """Seed 004 ``monitor_resources_task``: one CPU, memory, disk and GPU sample, stored, with warnings."""
+
+    @workflow.run
+    async def run(self, request: MonitorRequest) -> ResourceReport:
+        """Take and store one sample."""
+        return await MONITOR.run(request, ResourceReport)

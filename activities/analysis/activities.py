@@ -17,10 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.analysis import contract
 from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
 from activities.analysis.catalog import TOOLS, task_prefix, tool_cost, validate_plan
+from activities.analysis.contract import credits_reference
 from activities.analysis.ingest import convert_to_parquet
-from activities.analysis.models import TERMINAL_STATUSES, AnalysisTask, TaskStatus
+from activities.analysis.models import AnalysisTask
 from activities.analysis.schemas import (
     AgentOutcome,
     AgentRun,
@@ -34,13 +36,13 @@ from activities.analysis.schemas import (
     PurgeRequest,
     PurgeResult,
     TaskPlan,
-    TaskUpdate,
 )
 from conveyor import credits
 from conveyor.errors import BadInput, NotFound
 from conveyor.heartbeat import ProgressBox, run_blocking
 from conveyor.logging import get_logger
 from conveyor.models import User
+from conveyor.runs import TERMINAL, RunStatus
 from conveyor.storage import BlobInfo, BlobStore
 
 log = get_logger(__name__)
@@ -62,7 +64,7 @@ class AnalysisActivities:
         dest.parent.mkdir(parents=True, exist_ok=True)
         return self._blobs.download(key, dest)
 
-    @activity.defn(name="analysis.load_task")
+    @activity.defn(name=contract.LOAD_TASK)
     async def load_task(self, request: AnalysisRequest) -> TaskPlan:
         """Load the task and its owner, route it to its tool and mark it processing."""
         async with self._sessions.begin() as session:
@@ -72,10 +74,8 @@ class AnalysisActivities:
             if await session.get(User, task.user_id) is None or task.user_id != request.user_id:
                 raise NotFound(f"user {request.user_id} not found", code="USER_NOT_FOUND")
             agents = validate_plan(task.tool_id, list(task.agents), len(task.input_files))
-            task.status = TaskStatus.PROCESSING.value
+            task.set_status(RunStatus.RUNNING, stage="loading")
             task.progress = max(task.progress, 2)
-            task.started_at = task.started_at or datetime.now(UTC)
-            task.error_code = task.error_message = None
             return TaskPlan(
                 task_id=task.task_id,
                 user_id=task.user_id,
@@ -86,7 +86,7 @@ class AnalysisActivities:
                 cost=tool_cost(task.tool_id, agents),
             )
 
-    @activity.defn(name="analysis.prepare_inputs")
+    @activity.defn(name=contract.PREPARE_INPUTS)
     async def prepare_inputs(self, plan: TaskPlan) -> list[DatasetRef]:
         """Convert every input file to Parquet (encoding and delimiter sniffed); reuses earlier conversions."""
         box = ProgressBox({"files_done": 0})
@@ -122,52 +122,30 @@ class AnalysisActivities:
         self._blobs.put_bytes(meta_key, ref.model_dump_json().encode(), "application/json")
         return ref
 
-    @activity.defn(name="analysis.hold_credits")
+    @activity.defn(name=contract.HOLD_CREDITS)
     async def hold_credits(self, request: CreditsRequest) -> int:
         """Set the run's cost aside (INSUFFICIENT_CREDITS if the user cannot pay; nothing is charged)."""
         async with self._sessions.begin() as session:
             task = await session.get(AnalysisTask, request.task_id)
             if task is not None:
                 task.credits_cost = request.amount
-            await credits.hold(session, request.user_id, f"analysis:{request.task_id}", request.amount)
+            await credits.hold(session, request.user_id, credits_reference(request.task_id), request.amount)
         return request.amount
 
-    @activity.defn(name="analysis.charge_credits")
+    @activity.defn(name=contract.CHARGE_CREDITS)
     async def charge_credits(self, request: CreditsRequest) -> int:
         """Charge the held credits; safe to retry: the ledger's idempotency key charges once."""
         async with self._sessions.begin() as session:
-            entry = await credits.capture(session, f"analysis:{request.task_id}", reason="analysis task")
+            entry = await credits.capture(session, credits_reference(request.task_id), reason="analysis task")
             return 0 if entry is None else -entry.amount
 
-    @activity.defn(name="analysis.release_credits")
+    @activity.defn(name=contract.RELEASE_CREDITS)
     async def release_credits(self, request: CreditsRequest) -> bool:
         """Give held credits back after a failure or cancellation."""
         async with self._sessions.begin() as session:
-            return await credits.release(session, f"analysis:{request.task_id}")
+            return await credits.release(session, credits_reference(request.task_id))
 
-    @activity.defn(name="analysis.update_task")
-    async def update_task(self, update: TaskUpdate) -> None:
-        """Record progress, the current agent or a final status on the task."""
-        async with self._sessions.begin() as session:
-            task = await session.get(AnalysisTask, update.task_id)
-            if task is None:
-                return
-            if task.status in TERMINAL_STATUSES and (update.status is None or update.status not in TERMINAL_STATUSES):
-                return  # a late write must not reopen a finished task
-            if update.progress is not None:
-                task.progress = update.progress
-            if update.current_agent is not None:
-                task.current_agent = update.current_agent
-            if update.clear_current_agent:
-                task.current_agent = None
-            if update.status is not None:
-                task.status = update.status
-                task.error_code = update.error_code
-                task.error_message = update.error_message
-                if TaskStatus(update.status) in TERMINAL_STATUSES:
-                    task.completed_at = datetime.now(UTC)
-
-    @activity.defn(name="analysis.run_agent")
+    @activity.defn(name=contract.RUN_AGENT)
     async def run_agent(self, run: AgentRun) -> AgentOutcome:
         """Run one agent over the chained datasets; cancellation interrupts its DuckDB query."""
         from activities.analysis.agents.registry import AGENTS  # heavy: loaded when an agent first runs
@@ -268,7 +246,7 @@ class AnalysisActivities:
         info = self._keep(key, path, content_type, scratch)
         return OutputFile(name=name, key=key, size=info.size, content_type=content_type, agent=agent)
 
-    @activity.defn(name="analysis.publish_outputs")
+    @activity.defn(name=contract.PUBLISH_OUTPUTS)
     async def publish_outputs(self, request: PublishRequest) -> PublishResult:
         """Build the response (report.json), export the final tables as CSV and record all outputs."""
 
@@ -312,7 +290,7 @@ class AnalysisActivities:
             con.close()
         return files
 
-    @activity.defn(name="analysis.purge_work")
+    @activity.defn(name=contract.PURGE_WORK)
     async def purge_work(self, request: PurgeRequest) -> PurgeResult:
         """Delete the intermediate Parquet files of tasks that finished before the retention window."""
         cutoff = datetime.now(UTC) - timedelta(hours=request.retention_hours)
@@ -320,7 +298,7 @@ class AnalysisActivities:
             task_ids = list(
                 await session.scalars(
                     select(AnalysisTask.task_id).where(
-                        AnalysisTask.status.in_([s.value for s in TERMINAL_STATUSES]),
+                        AnalysisTask.status.in_([s.value for s in TERMINAL]),
                         AnalysisTask.completed_at < cutoff,
                     )
                 )
@@ -386,7 +364,6 @@ def analysis_activities(acts: AnalysisActivities) -> list[ActivityFn]:
         acts.hold_credits,
         acts.charge_credits,
         acts.release_credits,
-        acts.update_task,
         acts.run_agent,
         acts.publish_outputs,
         acts.purge_work,

@@ -84,18 +84,6 @@ class AgentOutcome(BaseModel):
     seconds: float = 0.0
 
 
-class TaskUpdate(BaseModel):
-    """A change to a task's user-visible record."""
-
-    task_id: str
-    status: str | None = None
-    progress: int | None = None
-    current_agent: str | None = None
-    clear_current_agent: bool = False
-    error_code: str | None = None
-    error_message: str | None = None
-
-
 class PublishRequest(BaseModel):
     """Build the task's response from finished agents and publish every output."""
 

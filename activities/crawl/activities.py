@@ -13,20 +13,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.crawl import contract
 from activities.crawl.agent import NAVIGATION_TIMEOUT_MS, PageAgent, browser_gone
 from activities.crawl.browser import BrowserPool
+from activities.crawl.contract import DEFAULT_QUEUE, MEDIA_QUEUE, PAGES_QUEUE, TICKETS_QUEUE
 from activities.crawl.linear import LinearClient
 from activities.crawl.llm import LlmConfig
-from activities.crawl.models import (
-    TERMINAL_STATUSES,
-    CrawlBug,
-    CrawlBugPage,
-    CrawlPage,
-    CrawlSession,
-    SessionStatus,
-    Ticket,
-)
-from activities.crawl.records import record_page, refresh_counters
+from activities.crawl.models import CrawlBug, CrawlBugPage, CrawlPage, CrawlSession, Ticket
+from activities.crawl.records import record_page
 from activities.crawl.schemas import (
     BugKind,
     BugRef,
@@ -36,7 +30,6 @@ from activities.crawl.schemas import (
     PageVisit,
     ScreenshotRequest,
     ScreenshotResult,
-    SessionUpdate,
     Severity,
     StartInfo,
     StartRequest,
@@ -50,6 +43,7 @@ from activities.crawl.urls import normalize_url, origin_of, parse_robots
 from conveyor.errors import BadInput, ExternalServiceError, NotFound, Retryable
 from conveyor.heartbeat import HEARTBEAT_INTERVAL_S, ProgressBox
 from conveyor.logging import get_logger
+from conveyor.runs import RunStatus
 from conveyor.settings import Settings
 from conveyor.storage import BlobInfo, BlobStore
 
@@ -111,15 +105,13 @@ class CrawlActivities:
             raise NotFound(f"crawl session {session_id} not found", code="SESSION_NOT_FOUND")
         return crawl
 
-    @activity.defn(name="crawl.start_session")
+    @activity.defn(name=contract.START_SESSION)
     async def start_session(self, request: StartRequest) -> StartInfo:
         """Mark the session starting, check that the start URL answers, and read robots.txt."""
         async with self._sessions.begin() as session:
             crawl = await self._crawl(session, request.session_id)
-            crawl.status = SessionStatus.STARTING.value
+            crawl.set_status(RunStatus.RUNNING, stage="starting")
             crawl.workflow_id = request.workflow_id
-            crawl.started_at = crawl.started_at or datetime.now(UTC)
-            crawl.error_code = crawl.error_message = None
         start = normalize_url(request.config.url)
         if start is None:
             raise BadInput(f"not an http(s) URL: {request.config.url!r}", code="BAD_URL")
@@ -159,23 +151,7 @@ class CrawlActivities:
         text = response.content[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace")
         return parse_robots(text, self._settings.crawl_user_agent), response.status_code
 
-    @activity.defn(name="crawl.update_session")
-    async def update_session(self, update: SessionUpdate) -> None:
-        """Record a session's status, counters or outcome."""
-        async with self._sessions.begin() as session:
-            crawl = await session.get(CrawlSession, update.session_id)
-            if crawl is None:
-                return
-            changes = update.model_dump(exclude_none=True, exclude={"session_id"})
-            for name, value in changes.items():
-                setattr(crawl, name, value)
-            if update.status in TERMINAL_STATUSES:
-                crawl.completed_at = datetime.now(UTC)
-                if update.status != SessionStatus.FAILED:
-                    crawl.error_code = crawl.error_message = None
-                await refresh_counters(session, update.session_id)
-
-    @activity.defn(name="crawl.visit_page")
+    @activity.defn(name=contract.VISIT_PAGE)
     async def visit_page(self, visit: PageVisit) -> PageReport:
         """Run the page's QA graph (navigate, collect, triage, extract links) and store what it found."""
         box = ProgressBox({"stage": "queued", "url": visit.url})
@@ -213,7 +189,7 @@ class CrawlActivities:
             await record_page(session, visit, report, findings)
         return report
 
-    @activity.defn(name="crawl.upload_screenshot")
+    @activity.defn(name=contract.UPLOAD_SCREENSHOT)
     async def upload_screenshot(self, request: ScreenshotRequest) -> ScreenshotResult:
         """Capture a full-page screenshot of the bug's page and store it in the blob store."""
         key = screenshot_key(request.session_id, request.fingerprint)
@@ -266,7 +242,7 @@ class CrawlActivities:
             raise NotFound(f"bug {fingerprint} of session {session_id} not found", code="BUG_NOT_FOUND")
         return bug
 
-    @activity.defn(name="crawl.create_ticket")
+    @activity.defn(name=contract.CREATE_TICKET)
     async def create_ticket(self, request: TicketRequest) -> TicketResult:
         """File the bug's ticket (built-in tracker, or Linear when configured); once per fingerprint."""
         async with self._sessions.begin() as session:
@@ -306,14 +282,14 @@ class CrawlActivities:
             bug.ticket_error = None
             return TicketResult(provider=ticket.provider, key=ticket.key, url=ticket.url, created=created)
 
-    @activity.defn(name="crawl.record_ticket_error")
+    @activity.defn(name=contract.RECORD_TICKET_ERROR)
     async def record_ticket_error(self, failure: TicketFailure) -> None:
         """Note on the bug why its ticket could not be filed."""
         async with self._sessions.begin() as session:
             bug = await self._bug(session, failure.session_id, failure.fingerprint)
             bug.ticket_error = f"{failure.code}: {failure.message}"[:1000]
 
-    @activity.defn(name="crawl.cleanup_old_sessions")
+    @activity.defn(name=contract.CLEANUP_OLD_SESSIONS)
     async def cleanup_old_sessions(self, request: CleanupRequest) -> CleanupResult:
         """Delete sessions (with pages, bugs, tickets and screenshots) created more than the retention ago."""
         days = request.retention_days or self._settings.crawl_retention_days
@@ -364,9 +340,9 @@ def _reason(err: BaseException) -> str:
 def crawl_activities(acts: CrawlActivities, queue: str) -> list[Any]:
     """The activities served on one of the crawl pipeline's queues."""
     by_queue: dict[str, list[Any]] = {
-        "crawl": [acts.start_session, acts.update_session, acts.visit_page],
-        "media": [acts.upload_screenshot],
-        "tickets": [acts.create_ticket, acts.record_ticket_error],
-        "default": [acts.cleanup_old_sessions],
+        PAGES_QUEUE: [acts.start_session, acts.visit_page],
+        MEDIA_QUEUE: [acts.upload_screenshot],
+        TICKETS_QUEUE: [acts.create_ticket, acts.record_ticket_error],
+        DEFAULT_QUEUE: [acts.cleanup_old_sessions],
     }
     return by_queue[queue]

@@ -17,7 +17,7 @@ from conveyor.logging import get_logger
 
 log = get_logger(__name__)
 
-#: Flags that keep Chromium quiet and offline apart from the pages it is sent to (DESIGN.md).
+#: Flags that keep Chromium quiet and offline apart from the pages it is sent to.
 CHROMIUM_ARGS: tuple[str, ...] = (
     "--no-sandbox",
     "--disable-gpu",

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conveyor.db import Base
 from conveyor.models import utcnow
+from conveyor.records import RunColumns
+from conveyor.runs import RunUpdate
 
 
-class SessionStatus(StrEnum):
-    """Lifecycle of a crawl session (the seed's task lifecycle)."""
-
-    QUEUED = "queued"
-    STARTING = "starting"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-TERMINAL_STATUSES = frozenset({SessionStatus.COMPLETED, SessionStatus.FAILED, SessionStatus.CANCELLED})
-
-
-class CrawlSession(Base):
-    """One crawl of a site: its configuration, where it is, and how it ended."""
+class CrawlSession(RunColumns, Base):
+    """One crawl of a site: its configuration, where it is, and how it ended (``stage``: starting, crawling…)."""
 
     __tablename__ = "crawl_sessions"
 
@@ -36,20 +24,19 @@ class CrawlSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     url: Mapped[str] = mapped_column(Text)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    status: Mapped[str] = mapped_column(String(20), default=SessionStatus.QUEUED.value, index=True)
     pages_crawled: Mapped[int] = mapped_column(Integer, default=0)
     bugs_found: Mapped[int] = mapped_column(Integer, default=0)
     current_url: Mapped[str | None] = mapped_column(Text, nullable=True)
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     stop_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    workflow_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    async def after_record(self, session: AsyncSession, update: RunUpdate) -> None:
+        """A session that ends counts its pages and bugs from the stored rows."""
+        if self.finished:
+            from activities.crawl.records import refresh_counters
+
+            await refresh_counters(session, self.id)
 
 
 class CrawlPage(Base):

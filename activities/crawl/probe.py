@@ -33,11 +33,118 @@ DOM_SCRIPT = """() => {
   };
 }"""
 
-#: Load time of the navigation (ms from navigation start to the end of the load event).
-LOAD_TIME_SCRIPT = """() => {
+#: The Resource Timing entries of the load: the navigation's and each sub-resource's, on the page's timeline (ms).
+#: ``requestStart`` and ``responseEnd`` are stamped by Chromium's network stack (request sent, last byte received),
+#: not by the renderer, so a CPU-starved renderer does not stretch the time between them; ``startTime`` (when the
+#: page asked for the resource) and ``loadEventEnd`` are the renderer's and only place an entry on the load.
+RESPONSE_TIMING_SCRIPT = """() => {
+  const pick = e => ({
+    url: e.name, startTime: e.startTime,
+    requestStart: e.requestStart, responseStart: e.responseStart, responseEnd: e.responseEnd,
+  });
   const nav = performance.getEntriesByType('navigation')[0];
-  return nav ? Math.round(nav.loadEventEnd || nav.duration || 0) : 0;
+  return {
+    loadEventEnd: nav ? nav.loadEventEnd : 0,
+    navigation: nav ? pick(nav) : null,
+    resources: performance.getEntriesByType('resource').map(pick),
+  };
 }"""
+
+
+@dataclass(frozen=True)
+class ServerWait:
+    """One request of the page on the page's timeline: request sent (``start_ms``) to last byte (``end_ms``)."""
+
+    url: str
+    start_ms: float
+    end_ms: float
+
+    @property
+    def ms(self) -> float:
+        """How long the server (and the network) kept this request waiting."""
+        return max(0.0, self.end_ms - self.start_ms)
+
+
+@dataclass(frozen=True)
+class ServerTime:
+    """The server's share of a page load: the document's response time plus the slowest sub-resource's tail.
+
+    Critical path: sub-resources are found by parsing the document, so they hang off its response; they load
+    in parallel, so only the slowest of them extends the load (summing them all would count parallel waits
+    several times). Each wait runs from the request being sent to the last byte of the response, both stamped
+    by the network stack, so what the renderer does in between (parsing, scripts, layout: the part a busy
+    machine stretches) is left out. A sub-resource counts only past the document's last byte (a resource the
+    preload scanner fetched while the document still streamed does not count twice). Deeper chains (a
+    stylesheet's font) count as their slowest link; that underestimates, it never invents slowness.
+    """
+
+    document: ServerWait | None
+    resource: ServerWait | None
+    """The sub-resource whose wait went on longest past the document's last byte (None when none did)."""
+    document_ms: int
+    resource_ms: int
+    """The part of ``resource``'s wait that came after the document's last byte."""
+
+    @property
+    def total_ms(self) -> int:
+        """Milliseconds the server kept the load waiting (``load_ms`` of the page)."""
+        return self.document_ms + self.resource_ms
+
+
+def server_time(timing: dict[str, Any] | None, ttfb_ms: dict[str, float] | None = None) -> ServerTime:
+    """The server's share of a load from :data:`RESPONSE_TIMING_SCRIPT`'s answer (pure).
+
+    Only sub-resources requested before the load event ended count: they are the load's (a fetch a page makes
+    later, a poll, is not). An entry whose ``requestStart`` is hidden (a cross-origin resource without
+    ``Timing-Allow-Origin``) falls back to its time to first byte from ``ttfb_ms`` (Playwright's request timing,
+    also stamped by the network stack), ending at its ``responseEnd``; without one it is left out.
+    """
+    timing = timing or {}
+    ttfb_ms = ttfb_ms or {}
+    document = _wait(timing.get("navigation"), ttfb_ms)
+    load_end = _number(timing.get("loadEventEnd"))
+    doc_end = document.end_ms if document is not None else 0.0
+    slowest: ServerWait | None = None
+    tail = 0.0
+    for entry in timing.get("resources") or []:
+        if load_end > 0 and _number(entry.get("startTime")) > load_end:
+            continue
+        wait = _wait(entry, ttfb_ms)
+        if wait is None:
+            continue
+        past_document = wait.end_ms - max(wait.start_ms, doc_end)
+        if past_document > tail:
+            slowest, tail = wait, past_document
+    return ServerTime(
+        document=document,
+        resource=slowest,
+        document_ms=round(document.ms) if document is not None else 0,
+        resource_ms=round(tail),
+    )
+
+
+def confirmed_slow(first_ms: int, second_ms: int | None, threshold_ms: int) -> bool:
+    """Whether a page is slow: the load's server time and a second, independent measurement both exceed the
+    threshold (no second measurement, e.g. the re-request failed, confirms nothing)."""
+    return first_ms > threshold_ms and second_ms is not None and second_ms > threshold_ms
+
+
+def _wait(entry: dict[str, Any] | None, ttfb_ms: dict[str, float]) -> ServerWait | None:
+    """The request→last-byte wait of one Resource Timing entry, or None when it cannot be told."""
+    if not entry:
+        return None
+    url = str(entry.get("url") or "")
+    start, end = _number(entry.get("requestStart")), _number(entry.get("responseEnd"))
+    if end <= 0:
+        return None
+    if start > 0:
+        return ServerWait(url, start, max(start, end))
+    ttfb = ttfb_ms.get(url)
+    return ServerWait(url, max(0.0, end - ttfb), end) if ttfb is not None else None
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
 @dataclass
@@ -48,6 +155,9 @@ class PageProbe:
     signals: list[Signal] = field(default_factory=list)
     inflight: int = 0
     document_request: Request | None = None
+    ttfb_ms: dict[str, float] = field(default_factory=dict)
+    """Time to first byte of each finished request by URL (request sent → headers received), from Playwright's
+    request timing: both ends are stamped by the network stack (a fallback where Resource Timing hides them)."""
 
     def attach(self, page: Page) -> None:
         """Start listening to ``page``."""
@@ -86,6 +196,10 @@ class PageProbe:
 
     def _on_request_done(self, request: Request) -> None:
         self.inflight = max(0, self.inflight - 1)
+        timing = request.timing
+        sent, first_byte = timing["requestStart"], timing["responseStart"]
+        if sent >= 0 and first_byte >= sent:
+            self.ttfb_ms[request.url] = max(first_byte - sent, self.ttfb_ms.get(request.url, 0.0))
 
     def _on_request_failed(self, request: Request) -> None:
         self.inflight = max(0, self.inflight - 1)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.crawl.models import CrawlBug, CrawlBugPage, CrawlPage, CrawlSession, SessionStatus
+from activities.crawl.models import CrawlBug, CrawlBugPage, CrawlPage, CrawlSession
 from activities.crawl.schemas import Finding, PageReport, PageVisit
 from activities.crawl.urls import url_key
 from conveyor.db import dialect_insert
+from conveyor.runs import RunStatus
 
 
 async def record_page(session: AsyncSession, visit: PageVisit, report: PageReport, findings: list[Finding]) -> None:
@@ -17,7 +18,7 @@ async def record_page(session: AsyncSession, visit: PageVisit, report: PageRepor
     A visit that ends after its session was cancelled or failed stores nothing: the session's record is final.
     """
     status = await session.scalar(select(CrawlSession.status).where(CrawlSession.id == visit.session_id))
-    if status in (SessionStatus.CANCELLED, SessionStatus.FAILED):
+    if status in (RunStatus.CANCELLED, RunStatus.FAILED):
         return
     key = url_key(visit.url)
     values = {

@@ -248,22 +248,6 @@ class TicketFailure(BaseModel):
     message: str
 
 
-class SessionUpdate(BaseModel):
-    """Record a session's status, counters or outcome."""
-
-    session_id: str
-    status: str | None = None
-    current_url: str | None = None
-    pages_crawled: int | None = None
-    bugs_found: int | None = None
-    progress: float | None = None
-    truncated: bool | None = None
-    stop_reason: str | None = None
-    workflow_id: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-
-
 class CrawlResult(BaseModel):
     """How a session ended."""
 

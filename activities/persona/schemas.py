@@ -48,23 +48,6 @@ class CollectionOutcome(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-class JobResult(BaseModel):
-    """Record a job's end (the seed's CallbackTask on_success / on_failure)."""
-
-    job_id: str
-    outcome: CollectionOutcome | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-
-
-class PersonaStatusUpdate(BaseModel):
-    """Set a persona's status (and the reason when it failed)."""
-
-    persona_id: str
-    status: str
-    reason: str | None = None
-
-
 class IngestResult(BaseModel):
     """How an ingestion ended: the persona's status and each collection's outcome."""
 

@@ -10,39 +10,41 @@ on the job row (live percent, fps and ETA about once a second while it runs).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.video import contract
 from activities.video.captions import AnyCaptioner
-from activities.video.ffmpeg import FfmpegProgress, MediaInfo, StreamInfo, probe, run_ffmpeg
-from activities.video.models import FINISHED, JobStatus, Video, VideoJob, VideoStatus
+from activities.video.checks import resolve_timeline, stored_media
+from activities.video.contract import CAPTION_QUEUE, PREVIEW_QUEUE, RENDER_QUEUE, TRANSCODE_QUEUE
+from activities.video.ffmpeg import FfmpegProgress, MediaInfo, probe, run_ffmpeg
+from activities.video.models import Video, VideoJob
 from activities.video.preview import make_preview
 from activities.video.render import SourceMedia, plan_render
 from activities.video.schemas import (
     CaptionRun,
-    JobEnd,
     PreviewRun,
+    ProbeRequest,
+    ProbeResult,
     RenderRun,
     StepOutcome,
     TranscodeRun,
-    VideoEnd,
 )
 from activities.video.timeline import Timeline, check_timeline
 from activities.video.transcode import plan_transcode
 from conveyor.errors import BadInput, Cancelled, NotFound
 from conveyor.heartbeat import ProgressBox, run_blocking
 from conveyor.logging import get_logger
+from conveyor.records import row_writer
+from conveyor.runs import RunStatus
 from conveyor.settings import Settings
 from conveyor.storage import BlobStore
 
@@ -50,61 +52,6 @@ log = get_logger(__name__)
 
 #: How often a running step writes its progress to the job row, and heartbeats it to Temporal.
 PROGRESS_INTERVAL_S = 1.0
-
-
-@dataclass(frozen=True)
-class TimelineSources:
-    """Blob keys a timeline uses, resolved: one per clip, and the logo, music and subtitle files if any."""
-
-    clips: list[str]
-    logo: str | None
-    music: str | None
-    subtitles: str | None
-    media: dict[str, MediaInfo]
-    """What was probed when each file was stored, by blob key (saves probing it again)."""
-
-
-def stored_media(video: Video) -> MediaInfo | None:
-    """The probe facts saved on a video's row (an upload or a finished render), or None when it has none."""
-    if not video.duration_s or (video.video_codec is None and video.audio_codec is None):
-        return None
-    streams = tuple(
-        StreamInfo(kind, codec, video.width or 0, video.height or 0)
-        for kind, codec in (("video", video.video_codec), ("audio", video.audio_codec))
-        if codec is not None
-    )
-    return MediaInfo(duration_s=video.duration_s, format_name="", streams=streams)
-
-
-async def resolve_timeline(session: AsyncSession, user_id: int, timeline: Timeline) -> TimelineSources:
-    """Map every reference of a timeline to a blob key of one of the user's videos or uploads.
-
-    BadInput ``CLIP_NOT_FOUND`` names the first reference that is not a file of this user's.
-    """
-
-    media: dict[str, MediaInfo] = {}
-
-    async def key_of(what: str, key: str | None, video_id: str | None) -> str:
-        if video_id is not None:
-            row = await session.get(Video, video_id)
-            if row is None or row.user_id != user_id or not row.blob_key:
-                raise BadInput(f"{what}: video {video_id} does not exist or has no file yet", code="CLIP_NOT_FOUND")
-        else:
-            row = await session.scalar(select(Video).where(Video.blob_key == key, Video.user_id == user_id).limit(1))
-            if row is None or not row.blob_key:
-                raise BadInput(f"{what}: blob key {key!r} does not exist (upload it first)", code="CLIP_NOT_FOUND")
-        info = stored_media(row)
-        if info is not None:
-            media[row.blob_key] = info
-        return row.blob_key
-
-    clips = [await key_of(f"clip {i}", c.key, c.video_id) for i, c in enumerate(timeline.clips, start=1)]
-    logo = await key_of("logo", timeline.logo.key, None) if timeline.logo else None
-    music = await key_of("background audio", timeline.audio.key, None) if timeline.audio else None
-    subtitles = None
-    if timeline.subtitles is not None and timeline.subtitles.key:
-        subtitles = await key_of("subtitles", timeline.subtitles.key, None)
-    return TimelineSources(clips, logo, music, subtitles, media)
 
 
 def _progress_detail(stage: str, update: FfmpegProgress | None = None, percent: float | None = None) -> dict[str, Any]:
@@ -134,42 +81,16 @@ class VideoActivities:
         self._settings = settings
         self._captioner = captioner
 
-    # bookkeeping (local activities of the workflows) --------------------------------------------------------
-
-    @activity.defn(name="video.finish_job")
-    async def finish_job(self, end: JobEnd) -> None:
-        """Record a job that ended without its activity recording it: failed or cancelled, with the error."""
-        async with self._sessions.begin() as session:
-            job = await session.get(VideoJob, end.job_id)
-            if job is None or job.status == JobStatus.COMPLETED:
-                return
-            job.status = end.status
-            job.error_code = end.error_code
-            job.error_message = end.error_message
-            job.eta_s = None
-            job.completed_at = datetime.now(UTC)
-
-    @activity.defn(name="video.finish_video")
-    async def finish_video(self, end: VideoEnd) -> None:
-        """Record a rendered video that will not be ready: failed or cancelled, with the error."""
-        async with self._sessions.begin() as session:
-            video = await session.get(Video, end.video_id)
-            if video is None or video.status == VideoStatus.READY:
-                return
-            video.status = end.status
-            video.error_code = end.error_code
-            video.error_message = end.error_message
-
     # the seed's tasks -----------------------------------------------------------------------------------------
 
-    @activity.defn(name="video.render")
+    @activity.defn(name=contract.RENDER)
     async def render(self, run: RenderRun) -> StepOutcome:
         """Render a timeline to one file (queue ``render``, 1 h) and make it the video's file."""
         timeline = check_timeline(run.timeline)
         async with self._sessions.begin() as session:
             video = await self._video(session, run.video_id)
             sources = await resolve_timeline(session, video.user_id, timeline)
-            video.status = VideoStatus.RENDERING.value
+            video.set_status(RunStatus.RUNNING, stage="rendering")
 
         def work(folder: Path, cancel: threading.Event, report: Callable[[dict[str, Any]], None]) -> StepOutcome:
             clips = [
@@ -196,11 +117,10 @@ class VideoActivities:
             _apply_media(video, outcome.outputs)
             video.blob_key = str(outcome.outputs["file"])
             video.filename = Path(video.blob_key).name
-            video.status = VideoStatus.READY.value
-            video.error_code = video.error_message = None
+            video.set_status(RunStatus.COMPLETED, stage="rendered")
         return outcome
 
-    @activity.defn(name="video.preview")
+    @activity.defn(name=contract.PREVIEW)
     async def preview(self, run: PreviewRun) -> StepOutcome:
         """Frames at even intervals and a contact sheet (queue ``preview``, 5 min)."""
         key = await self._ready_file(run.video_id)
@@ -228,7 +148,7 @@ class VideoActivities:
 
         return await self._step(run.job_id, work)
 
-    @activity.defn(name="video.caption")
+    @activity.defn(name=contract.CAPTION)
     async def caption(self, run: CaptionRun) -> StepOutcome:
         """Speech to SRT with Whisper (queue ``caption``, 15 min): of the video, or of a timeline's speech track."""
         timeline = check_timeline(run.timeline) if run.timeline is not None else None
@@ -280,7 +200,7 @@ class VideoActivities:
 
         return await self._step(run.job_id, work)
 
-    @activity.defn(name="video.transcode")
+    @activity.defn(name=contract.TRANSCODE)
     async def transcode(self, run: TranscodeRun) -> StepOutcome:
         """One variant in another codec/container/size (queue ``transcode``, 30 min)."""
         key, known = await self._ready_video(run.video_id)
@@ -299,6 +219,24 @@ class VideoActivities:
 
         return await self._step(run.job_id, work)
 
+    @activity.defn(name=contract.PROBE_UPLOAD)
+    async def probe_upload(self, request: ProbeRequest) -> ProbeResult:
+        """Read every packet of an uploaded file (a truncated or disguised file is BadInput naming it)."""
+        if not self._blobs.exists(request.key):
+            raise BadInput(f"blob key {request.key!r} does not exist", code="FILE_NOT_FOUND")
+        with tempfile.TemporaryDirectory(prefix="conveyor-probe-") as tmp:
+            local = self._local(request.key, Path(tmp))
+            info = await run_blocking(lambda: probe(local, name=request.filename, verify=True))
+        audio = next((st for st in info.streams if st.kind == "audio"), None)
+        video = info.video
+        return ProbeResult(
+            duration_s=round(info.duration_s, 3) if info.duration_s else None,
+            width=video.width if video else None,
+            height=video.height if video else None,
+            video_codec=video.codec if video else None,
+            audio_codec=audio.codec if audio else None,
+        )
+
     # shared machinery -----------------------------------------------------------------------------------------
 
     async def _step(
@@ -312,10 +250,8 @@ class VideoActivities:
             job = await session.get(VideoJob, job_id)
             if job is None:
                 raise NotFound(f"video job {job_id} not found", code="JOB_NOT_FOUND")
-            job.status = JobStatus.RUNNING.value
+            job.set_status(RunStatus.RUNNING, stage="starting")
             job.attempt = info.attempt
-            job.started_at = job.started_at or datetime.now(UTC)
-            job.error_code = job.error_message = None
             job.progress = 0.0
         folder = self._settings.video_temp_dir_resolved / job_id
         shutil.rmtree(folder, ignore_errors=True)  # a killed earlier attempt's leftovers
@@ -323,48 +259,28 @@ class VideoActivities:
         box = ProgressBox(_progress_detail("starting"))
         cancel = threading.Event()
         started = time.monotonic()
-        writer = asyncio.create_task(self._write_progress(job_id, box))
         try:
             outcome = await run_blocking(
                 lambda: work(folder, cancel, box.set),
                 progress=box,
+                write=row_writer(self._sessions, contract.JOB_TABLE, job_id, _job_columns),
                 on_cancel=cancel.set,
                 interval=PROGRESS_INTERVAL_S,
             )
         finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
             await asyncio.to_thread(shutil.rmtree, folder, True)
         outcome = outcome.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
         async with self._sessions.begin() as session:
             job = await session.get(VideoJob, job_id)
             if job is not None:
-                job.status = JobStatus.COMPLETED.value
-                job.progress = 100.0
+                job.set_status(RunStatus.COMPLETED, stage="done")
                 job.eta_s = 0.0
                 job.outputs = {**outcome.outputs, "seconds": outcome.seconds}
                 job.encoder = outcome.encoder
                 reason = outcome.outputs.get("encoder_reason")
                 job.encoder_reason = str(reason) if reason else None
-                job.completed_at = datetime.now(UTC)
         log.info("video step done", job_id=job_id, kind=outcome.kind, seconds=outcome.seconds)
         return outcome
-
-    async def _write_progress(self, job_id: str, box: ProgressBox) -> None:
-        """Copy the latest progress onto the job row about once a second, so GET /api/videos/{id} moves."""
-        last: Any = None
-        while True:
-            detail = box.get()
-            if detail != last:
-                last = detail
-                async with self._sessions.begin() as session:
-                    job = await session.get(VideoJob, job_id)
-                    if job is not None and job.status not in FINISHED:
-                        job.progress = min(99.9, float(detail.get("percent") or 0.0))
-                        job.fps = detail.get("fps")
-                        job.eta_s = detail.get("eta_s")
-            await asyncio.sleep(PROGRESS_INTERVAL_S)
 
     async def _video(self, session: AsyncSession, video_id: str) -> Video:
         video = await session.get(Video, video_id)
@@ -380,7 +296,7 @@ class VideoActivities:
         """The blob key of a video that has its file, and its probed facts when the row has them."""
         async with self._sessions.begin() as session:
             video = await self._video(session, video_id)
-            if video.status != VideoStatus.READY or not video.blob_key:
+            if video.status != RunStatus.COMPLETED or not video.blob_key:
                 raise BadInput(f"video {video_id} has no file yet (status {video.status})", code="VIDEO_NOT_READY")
             return video.blob_key, stored_media(video)
 
@@ -434,6 +350,16 @@ class VideoActivities:
         return None
 
 
+def _job_columns(detail: dict[str, Any]) -> dict[str, Any]:
+    """A running step's heartbeat detail as its job row's columns (GET /api/videos/{id} moves with it)."""
+    return {
+        "progress": min(99.9, float(detail.get("percent") or 0.0)),
+        "stage": detail.get("stage"),
+        "fps": detail.get("fps"),
+        "eta_s": detail.get("eta_s"),
+    }
+
+
 def _media_facts(info: MediaInfo) -> dict[str, Any]:
     video = info.video
     audio = next((s for s in info.streams if s.kind == "audio"), None)
@@ -461,9 +387,9 @@ def _apply_media(video: Video, facts: dict[str, Any]) -> None:
 def video_activities(acts: VideoActivities, queue: str) -> list[Callable[..., Any]]:
     """The activities a video queue serves (bookkeeping runs where the workflows run: ``render``)."""
     by_queue: dict[str, list[Callable[..., Any]]] = {
-        "render": [acts.render, acts.finish_job, acts.finish_video],
-        "preview": [acts.preview],
-        "caption": [acts.caption],
-        "transcode": [acts.transcode],
+        RENDER_QUEUE: [acts.render],
+        PREVIEW_QUEUE: [acts.preview, acts.probe_upload],
+        CAPTION_QUEUE: [acts.caption],
+        TRANSCODE_QUEUE: [acts.transcode],
     }
     return by_queue[queue]

@@ -9,14 +9,20 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
 from sqlalchemy import delete
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.video.models import ResourceSample
-from activities.video.system import CleanupReport, ResourceSnapshot, cleanup_temp, sample_resources
+from activities.video.schemas import (
+    MonitorRequest,
+    ResourceReport,
+    ResourceSnapshot,
+    VideoCleanupRequest,
+    VideoCleanupResult,
+)
+from activities.video.system import CleanupReport, cleanup_temp, sample_resources
 from conveyor.heartbeat import ProgressBox, run_blocking
 from conveyor.logging import get_logger
 from conveyor.settings import Settings
@@ -28,55 +34,6 @@ BYTES_PER_GB = 1024**3
 SECONDS_PER_DAY = 86_400
 #: A result names at most this many failures (the rest are counted and logged).
 MAX_REPORTED_ERRORS = 20
-
-
-class VideoCleanupRequest(BaseModel):
-    """One pass over the video working folder; unset fields take the configured defaults."""
-
-    max_age_days: float | None = Field(None, gt=0)
-    """None: ``video_cleanup_age_days`` (seed CLEANUP_AGE_DAYS)."""
-    max_gb: float | None = Field(None, ge=0)
-    """None: ``video_max_temp_gb`` (seed MAX_TEMP_SIZE_GB)."""
-
-
-class VideoCleanupResult(BaseModel):
-    """What the cleanup removed from the working folder and what it left there."""
-
-    root: str
-    max_age_days: float
-    max_gb: float
-    files_removed: int = 0
-    bytes_freed: int = 0
-    dirs_removed: int = 0
-    bytes_remaining: int = 0
-    files_remaining: int = 0
-    error_count: int = 0
-    errors: list[str] = Field(default_factory=list)
-    """The first :data:`MAX_REPORTED_ERRORS` failures."""
-
-
-class MonitorRequest(BaseModel):
-    """One resource sample; unset fields take the configured defaults."""
-
-    warn_percent: float | None = Field(None, gt=0, le=100)
-    """None: ``resource_warn_percent``."""
-    retention_hours: float | None = Field(None, gt=0)
-    """None: ``resource_retention_hours``."""
-
-
-class ResourceReport(BaseModel):
-    """The stored sample (with its warnings) and how many expired samples were deleted."""
-
-    sample_id: int
-    sampled_at: datetime
-    snapshot: ResourceSnapshot
-    warn_percent: float
-    samples_pruned: int = 0
-
-    @property
-    def warnings(self) -> list[str]:
-        """Measures above the threshold."""
-        return self.snapshot.warnings
 
 
 class VideoMaintenanceActivities:

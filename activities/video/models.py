@@ -7,20 +7,13 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conveyor.db import Base
 from conveyor.models import utcnow
-
-
-class VideoStatus(StrEnum):
-    """Lifecycle of a video: an upload is ``ready`` at once; a render goes queued → rendering → ready | failed."""
-
-    QUEUED = "queued"
-    RENDERING = "rendering"
-    READY = "ready"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+from conveyor.records import RunColumns
+from conveyor.runs import RunUpdate
 
 
 class JobKind(StrEnum):
@@ -32,21 +25,11 @@ class JobKind(StrEnum):
     TRANSCODE = "transcode"
 
 
-class JobStatus(StrEnum):
-    """Lifecycle of a video job."""
+class Video(RunColumns, Base):
+    """A video file in the blob store: an upload (``completed`` at once), or a render's result.
 
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
-
-
-class Video(Base):
-    """A video file in the blob store: uploaded, or rendered from a timeline."""
+    A render goes ``queued`` → ``running`` (stage ``rendering``) → ``completed`` when its file is ready.
+    """
 
     __tablename__ = "videos"
 
@@ -55,7 +38,6 @@ class Video(Base):
     title: Mapped[str] = mapped_column(String(200), default="")
     origin: Mapped[str] = mapped_column(String(16))
     """``upload`` or ``render``."""
-    status: Mapped[str] = mapped_column(String(16), default=VideoStatus.QUEUED.value, index=True)
     blob_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
     filename: Mapped[str] = mapped_column(String(255), default="")
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -65,14 +47,9 @@ class Video(Base):
     video_codec: Mapped[str | None] = mapped_column(String(32), nullable=True)
     audio_codec: Mapped[str | None] = mapped_column(String(32), nullable=True)
     timeline: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    workflow_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
-class VideoJob(Base):
+class VideoJob(RunColumns, Base):
     """One step on a video (the seed's task): its parameters, live progress, encoder, outputs and error."""
 
     __tablename__ = "video_jobs"
@@ -80,21 +57,18 @@ class VideoJob(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     video_id: Mapped[str] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    progress: Mapped[float] = mapped_column(Float, default=0.0)
     fps: Mapped[float | None] = mapped_column(Float, nullable=True)
     eta_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     encoder: Mapped[str | None] = mapped_column(String(32), nullable=True)
     encoder_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    workflow_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    async def after_record(self, session: AsyncSession, update: RunUpdate) -> None:
+        """A job that ended has no time left to estimate."""
+        if self.finished:
+            self.eta_s = None if self.status != "completed" else 0.0
 
 
 class ResourceSample(Base):

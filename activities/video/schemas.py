@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -93,22 +95,21 @@ class StepOutcome(BaseModel):
     seconds: float = 0.0
 
 
-class JobEnd(BaseModel):
-    """How a job ended when its activity could not record it itself (failure or cancellation)."""
+class ProbeRequest(BaseModel):
+    """Check an uploaded file on a worker: FFmpeg reads every packet of it."""
 
-    job_id: str
-    status: str
-    error_code: str | None = None
-    error_message: str | None = None
+    key: str
+    filename: str
 
 
-class VideoEnd(BaseModel):
-    """A rendered video's end when the render did not finish (failed or cancelled)."""
+class ProbeResult(BaseModel):
+    """What FFmpeg found in an upload (None: the file has no such stream)."""
 
-    video_id: str
-    status: str
-    error_code: str | None = None
-    error_message: str | None = None
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
 
 
 class VideoJobResult(BaseModel):
@@ -118,3 +119,88 @@ class VideoJobResult(BaseModel):
     status: str
     outcomes: dict[str, StepOutcome] = Field(default_factory=dict)
     errors: dict[str, str] = Field(default_factory=dict)
+
+
+class VideoCleanupRequest(BaseModel):
+    """One pass over the video working folder; unset fields take the configured defaults."""
+
+    max_age_days: float | None = Field(None, gt=0)
+    """None: ``video_cleanup_age_days`` (seed CLEANUP_AGE_DAYS)."""
+    max_gb: float | None = Field(None, ge=0)
+    """None: ``video_max_temp_gb`` (seed MAX_TEMP_SIZE_GB)."""
+
+
+class MonitorRequest(BaseModel):
+    """One resource sample; unset fields take the configured defaults."""
+
+    warn_percent: float | None = Field(None, gt=0, le=100)
+    """None: ``resource_warn_percent``."""
+    retention_hours: float | None = Field(None, gt=0)
+    """None: ``resource_retention_hours``."""
+
+
+@dataclass(frozen=True)
+class GpuStat:
+    """One GPU as ``nvidia-smi`` reports it; a value the card does not report is None."""
+
+    index: int
+    name: str
+    utilization_percent: float | None
+    memory_used_mb: float | None
+    memory_total_mb: float | None
+    temperature_c: float | None
+
+    @property
+    def memory_percent(self) -> float | None:
+        """Share of the card's memory in use."""
+        if self.memory_used_mb is None or not self.memory_total_mb:
+            return None
+        return 100.0 * self.memory_used_mb / self.memory_total_mb
+
+
+@dataclass(frozen=True)
+class ResourceSnapshot:
+    """One look at the machine: CPU, memory, the disk holding the working folder, GPUs, and warnings."""
+
+    host: str
+    cpu_percent: float
+    memory_percent: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+    disk_path: str
+    disk_percent: float
+    disk_free_bytes: int
+    load_1m: float | None = None
+    gpus: list[GpuStat] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class VideoCleanupResult(BaseModel):
+    """What the cleanup removed from the working folder and what it left there."""
+
+    root: str
+    max_age_days: float
+    max_gb: float
+    files_removed: int = 0
+    bytes_freed: int = 0
+    dirs_removed: int = 0
+    bytes_remaining: int = 0
+    files_remaining: int = 0
+    error_count: int = 0
+    errors: list[str] = Field(default_factory=list)
+    """The first :data:`MAX_REPORTED_ERRORS` failures."""
+
+
+class ResourceReport(BaseModel):
+    """The stored sample (with its warnings) and how many expired samples were deleted."""
+
+    sample_id: int
+    sampled_at: datetime
+    snapshot: ResourceSnapshot
+    warn_percent: float
+    samples_pruned: int = 0
+
+    @property
+    def warnings(self) -> list[str]:
+        """Measures above the threshold."""
+        return self.snapshot.warnings

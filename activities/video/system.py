@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psutil
 
+from activities.video.schemas import GpuStat, ResourceSnapshot
+
 #: Files younger than this are never deleted to meet the size cap: a running FFmpeg may still write them.
 MIN_AGE_S = 3600.0
 #: The columns ``nvidia-smi`` is asked for, in the order :func:`parse_nvidia_smi` reads them.
@@ -180,42 +182,6 @@ def _rmdir_if_empty(path: Path, errors: list[str]) -> bool:
             errors.append(f"{path}: {err.strerror or err}")
         return False
     return True
-
-
-@dataclass(frozen=True)
-class GpuStat:
-    """One GPU as ``nvidia-smi`` reports it; a value the card does not report is None."""
-
-    index: int
-    name: str
-    utilization_percent: float | None
-    memory_used_mb: float | None
-    memory_total_mb: float | None
-    temperature_c: float | None
-
-    @property
-    def memory_percent(self) -> float | None:
-        """Share of the card's memory in use."""
-        if self.memory_used_mb is None or not self.memory_total_mb:
-            return None
-        return 100.0 * self.memory_used_mb / self.memory_total_mb
-
-
-@dataclass(frozen=True)
-class ResourceSnapshot:
-    """One look at the machine: CPU, memory, the disk holding the working folder, GPUs, and warnings."""
-
-    host: str
-    cpu_percent: float
-    memory_percent: float
-    memory_used_bytes: int
-    memory_total_bytes: int
-    disk_path: str
-    disk_percent: float
-    disk_free_bytes: int
-    load_1m: float | None = None
-    gpus: list[GpuStat] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
 
 
 def parse_nvidia_smi(text: str) -> list[GpuStat]:

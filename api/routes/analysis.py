@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
-from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from activities.analysis.catalog import TOOLS
 from activities.analysis.models import AnalysisTask
+from api.blobs import serve_blob
 from api.deps import BlobDep, CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.pages import Page, PageDep, page_of
+from api.runs import RunOut, context_settings, public
 from api.services import analysis as service
-from conveyor.errors import BadInput
+from conveyor.runs import RunStatus
 from conveyor.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["analysis"])
+
+
+class InputFileOut(BaseModel):
+    """A file the task was given."""
+
+    name: str
+    size: int
 
 
 class OutputOut(BaseModel):
@@ -26,41 +34,32 @@ class OutputOut(BaseModel):
     name: str
     size: int
     content_type: str
-    agent: str | None
+    agent: str | None = None
     url: str
 
 
-class TaskOut(BaseModel):
+class TaskOut(RunOut):
     """A task as its owner sees it."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     task_id: str
     tool_id: str
     agents: list[str]
-    status: str
-    progress: int
     current_agent: str | None
-    input_files: list[dict[str, Any]]
+    input_files: list[InputFileOut]
     params: dict[str, Any]
     outputs: list[OutputOut]
     result: dict[str, Any] | None
     credits_cost: int
-    workflow_id: str | None
-    workflow_url: str | None
-    error_code: str | None
-    error_message: str | None
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
 
-
-class TaskPage(BaseModel):
-    """One page of tasks."""
-
-    items: list[TaskOut]
-    total: int
-    limit: int
-    offset: int
+    @field_validator("outputs", mode="before")
+    @classmethod
+    def _download_links(cls, outputs: list[dict[str, Any]], info: ValidationInfo) -> list[dict[str, Any]]:
+        settings = context_settings(info)
+        task_id = info.data.get("task_id", "")
+        base = f"{settings.api_url if settings else ''}/api/tasks/{task_id}/outputs"
+        return [{**o, "url": o.get("url") or f"{base}/{o['name']}"} for o in outputs]
 
 
 class ProcessOut(BaseModel):
@@ -73,89 +72,36 @@ class ProcessOut(BaseModel):
     workflow_url: str
 
 
-class ToolOut(BaseModel):
-    """A tool and its agents."""
+class AgentOut(BaseModel):
+    """An agent of a tool: what it does, what it costs, how many files it needs."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     id: str
     description: str
-    agents: list[dict[str, Any]]
+    credits: int
+    min_files: int
+
+
+class ToolOut(BaseModel):
+    """A tool and its agents."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    description: str
+    agents: list[AgentOut]
 
 
 def task_out(task: AnalysisTask, settings: Settings) -> TaskOut:
     """The public form of a task, with download URLs."""
-    base = f"{settings.api_url}/api/tasks/{task.task_id}/outputs"
-    return TaskOut(
-        task_id=task.task_id,
-        tool_id=task.tool_id,
-        agents=list(task.agents),
-        status=task.status,
-        progress=task.progress,
-        current_agent=task.current_agent,
-        input_files=[{"name": f["name"], "size": f["size"]} for f in task.input_files],
-        params=task.params,
-        outputs=[
-            OutputOut(
-                name=o["name"],
-                size=o["size"],
-                content_type=o["content_type"],
-                agent=o.get("agent"),
-                url=f"{base}/{o['name']}",
-            )
-            for o in task.outputs
-        ],
-        result=task.result,
-        credits_cost=task.credits_cost,
-        workflow_id=task.workflow_id,
-        workflow_url=settings.workflow_ui_url(task.workflow_id) if task.workflow_id else None,
-        error_code=task.error_code,
-        error_message=task.error_message,
-        created_at=task.created_at,
-        updated_at=task.updated_at,
-        started_at=task.started_at,
-        completed_at=task.completed_at,
-    )
-
-
-def _parse_params(raw: str | None) -> dict[str, Any]:
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise BadInput(f"params is not valid JSON: {err.msg} at position {err.pos}", code="BAD_PARAMS") from err
-    if not isinstance(value, dict):
-        raise BadInput("params must be a JSON object keyed by agent id", code="BAD_PARAMS")
-    return value
-
-
-def _parse_agents(raw: str | None) -> list[str]:
-    if not raw:
-        return []
-    if raw.lstrip().startswith("["):
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise BadInput(f"agents is not valid JSON: {err.msg}", code="BAD_AGENTS") from err
-        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-            raise BadInput("agents must be a list of agent ids", code="BAD_AGENTS")
-        return value
-    return [a.strip() for a in raw.split(",") if a.strip()]
+    return public(TaskOut, task, settings)
 
 
 @router.get("/tools", response_model=list[ToolOut])
 async def list_tools() -> list[ToolOut]:
     """The analysis tools and their agents (with credit costs)."""
-    return [
-        ToolOut(
-            id=t.id,
-            description=t.description,
-            agents=[
-                {"id": a.id, "description": a.description, "credits": a.credits, "min_files": a.min_files}
-                for a in t.agents
-            ],
-        )
-        for t in TOOLS.values()
-    ]
+    return [ToolOut.model_validate(t) for t in TOOLS.values()]
 
 
 @router.post("/tasks", response_model=TaskOut, status_code=201)
@@ -177,8 +123,8 @@ async def create_task(
         settings,
         user,
         tool_id=tool_id,
-        agents=_parse_agents(agents),
-        params=_parse_params(params),
+        agents=service.parse_agents(agents),
+        params=service.parse_params(params),
         files=uploads,
     )
     return task_out(task, settings)
@@ -199,18 +145,18 @@ async def process_task(
     )
 
 
-@router.get("/tasks", response_model=TaskPage)
+@router.get("/tasks", response_model=Page[TaskOut])
 async def list_tasks(
     user: CurrentUser,
     session: SessionDep,
+    client: TemporalDep,
     settings: SettingsDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    status: str | None = None,
-) -> TaskPage:
+    window: PageDep,
+    status: RunStatus | None = None,
+) -> Page[TaskOut]:
     """Your tasks, newest first."""
-    rows, total = await service.list_tasks(session, user, limit=limit, offset=offset, status=status)
-    return TaskPage(items=[task_out(t, settings) for t in rows], total=total, limit=limit, offset=offset)
+    rows, total = await service.list_tasks(session, client, user, window, status=status)
+    return page_of([task_out(t, settings) for t in rows], total, window)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut)
@@ -218,24 +164,17 @@ async def get_task(
     task_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
 ) -> TaskOut:
     """Status, progress, current agent and outputs (with download URLs) of one of your tasks."""
-    task = await service.get_task(session, user, task_id)
-    task = await service.reconcile(session, client, task)
-    return task_out(task, settings)
+    return task_out(await service.get_task(session, client, user, task_id), settings)
 
 
 @router.get("/tasks/{task_id}/outputs/{name}", response_class=Response)
-async def download_output(task_id: str, name: str, user: CurrentUser, session: SessionDep, blobs: BlobDep) -> Response:
+async def download_output(
+    task_id: str, name: str, user: CurrentUser, session: SessionDep, client: TemporalDep, blobs: BlobDep
+) -> Response:
     """Download one output file of one of your tasks."""
-    task = await service.get_task(session, user, task_id)
+    task = await service.get_task(session, client, user, task_id)
     output = service.find_output(task, name)
-    local = blobs.local_path(output["key"])
-    if local is not None:
-        return FileResponse(local, media_type=output["content_type"], filename=name)
-    return StreamingResponse(
-        blobs.iter_chunks(output["key"]),
-        media_type=output["content_type"],
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return serve_blob(blobs, output["key"], media_type=output["content_type"], filename=name)
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskOut, status_code=202)
@@ -243,5 +182,4 @@ async def cancel_task(
     task_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
 ) -> TaskOut:
     """Cancel one of your tasks; finished agents' outputs are kept."""
-    task = await service.cancel_task(session, client, user, task_id)
-    return task_out(task, settings)
+    return task_out(await service.cancel_task(session, client, user, task_id), settings)

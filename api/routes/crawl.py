@@ -5,21 +5,29 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 from temporalio.client import Client
 
-from activities.crawl.models import TERMINAL_STATUSES, CrawlPage, CrawlSession, Ticket
+from activities.crawl.models import CrawlSession, Ticket
 from activities.crawl.schemas import CrawlConfig
+from api.blobs import serve_blob
 from api.deps import BlobDep, CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.pages import Page, PageDep, PageParams, page_of, page_params
+from api.runs import RunOut, public
 from api.services import crawl as service
-from api.services.workflows import query_progress
+from conveyor.client import query_progress
 from conveyor.errors import NotFound
 from conveyor.progress import Progress
+from conveyor.runs import RunStatus
 from conveyor.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["crawl"])
+
+#: Bugs and tickets come 100 to a page (500 at most), visited pages 200 (1000 at most).
+BugWindow = Annotated[PageParams, Depends(page_params(default=100, most=500))]
+PagesWindow = Annotated[PageParams, Depends(page_params(default=200, most=1000))]
 
 
 class CrawlCreate(BaseModel):
@@ -46,6 +54,8 @@ class CrawlStarted(BaseModel):
 class TicketOut(BaseModel):
     """A filed ticket."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     key: str
     provider: str
     url: str
@@ -55,40 +65,26 @@ class TicketOut(BaseModel):
     session_id: str
     fingerprint: str
     created_at: datetime
-    description: str | None = None
 
 
-class CrawlOut(BaseModel):
-    """A session as its owner sees it."""
+class TicketFull(TicketOut):
+    """A ticket with its description."""
 
-    session_id: str
+    description: str
+
+
+class CrawlOut(RunOut):
+    """A session as its owner sees it; ``live`` is the running workflow's own progress answer."""
+
+    session_id: str = Field(validation_alias="id")
     url: str
-    status: str
     config: dict[str, Any]
     pages_crawled: int
     bugs_found: int
     current_url: str | None
-    progress: float
-    live: Progress | None
+    live: Progress | None = None
     truncated: bool
     stop_reason: str | None
-    workflow_id: str | None
-    workflow_url: str | None
-    error_code: str | None
-    error_message: str | None
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-
-
-class CrawlPageList(BaseModel):
-    """One page of sessions."""
-
-    items: list[CrawlOut]
-    total: int
-    limit: int
-    offset: int
 
 
 class BugOut(BaseModel):
@@ -110,17 +106,10 @@ class BugOut(BaseModel):
     created_at: datetime
 
 
-class BugList(BaseModel):
-    """One page of a session's bugs."""
-
-    items: list[BugOut]
-    total: int
-    limit: int
-    offset: int
-
-
 class PageOut(BaseModel):
     """A visited page."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     url: str
     depth: int
@@ -133,79 +122,24 @@ class PageOut(BaseModel):
     visited_at: datetime
 
 
-class PageList(BaseModel):
-    """One page of visited pages."""
-
-    items: list[PageOut]
-    total: int
-    limit: int
-    offset: int
-
-
-class TicketList(BaseModel):
-    """One page of tickets."""
-
-    items: list[TicketOut]
-    total: int
-    limit: int
-    offset: int
-
-
-def ticket_out(ticket: Ticket, *, full: bool = False) -> TicketOut:
-    """The public form of a ticket."""
-    return TicketOut(
-        key=ticket.key,
-        provider=ticket.provider,
-        url=ticket.url,
-        title=ticket.title,
-        severity=ticket.severity,
-        status=ticket.status,
-        session_id=ticket.session_id,
-        fingerprint=ticket.fingerprint,
-        created_at=ticket.created_at,
-        description=ticket.description if full else None,
-    )
-
-
 def crawl_out(crawl: CrawlSession, settings: Settings, live: Progress | None = None) -> CrawlOut:
-    """The public form of a session; ``live`` is the running workflow's progress answer."""
-    return CrawlOut(
-        session_id=crawl.id,
-        url=crawl.url,
-        status=crawl.status,
-        config=crawl.config,
-        pages_crawled=crawl.pages_crawled,
-        bugs_found=crawl.bugs_found,
-        current_url=crawl.current_url,
-        progress=live.percent if live is not None and crawl.status not in TERMINAL_STATUSES else crawl.progress,
-        live=live,
-        truncated=crawl.truncated,
-        stop_reason=crawl.stop_reason,
-        workflow_id=crawl.workflow_id,
-        workflow_url=settings.workflow_ui_url(crawl.workflow_id) if crawl.workflow_id else None,
-        error_code=crawl.error_code,
-        error_message=crawl.error_message,
-        created_at=crawl.created_at,
-        updated_at=crawl.updated_at,
-        started_at=crawl.started_at,
-        completed_at=crawl.completed_at,
-    )
+    """The public form of a session; while it runs, ``progress`` is the workflow's live answer."""
+    out = public(CrawlOut, crawl, settings)
+    if live is not None and not crawl.finished:
+        out.live, out.progress = live, live.percent
+    return out
 
 
 def _started(crawl: CrawlSession, settings: Settings) -> CrawlStarted:
-    assert crawl.workflow_id is not None
-    return CrawlStarted(
-        session_id=crawl.id,
-        workflow_id=crawl.workflow_id,
-        status=crawl.status,
-        workflow_url=settings.workflow_ui_url(crawl.workflow_id),
-    )
+    workflow_id = crawl.workflow_id or ""
+    url = settings.workflow_ui_url(workflow_id)
+    return CrawlStarted(session_id=crawl.id, workflow_id=workflow_id, status=crawl.status, workflow_url=url)
 
 
 async def _live(client: Client, crawl: CrawlSession) -> Progress | None:
-    if crawl.status in TERMINAL_STATUSES or crawl.workflow_id is None:
+    if crawl.finished or crawl.workflow_id is None:
         return None
-    return await query_progress(client.get_workflow_handle(crawl.workflow_id))
+    return await query_progress(client, crawl.workflow_id)
 
 
 @router.post("/crawls", response_model=CrawlStarted, status_code=202)
@@ -217,18 +151,18 @@ async def start_crawl(
     return _started(crawl, settings)
 
 
-@router.get("/crawls", response_model=CrawlPageList)
+@router.get("/crawls", response_model=Page[CrawlOut])
 async def list_crawls(
     user: CurrentUser,
     session: SessionDep,
+    client: TemporalDep,
     settings: SettingsDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    status: str | None = None,
-) -> CrawlPageList:
+    window: PageDep,
+    status: RunStatus | None = None,
+) -> Page[CrawlOut]:
     """Your sessions, newest first."""
-    rows, total = await service.list_sessions(session, user, limit=limit, offset=offset, status=status)
-    return CrawlPageList(items=[crawl_out(c, settings) for c in rows], total=total, limit=limit, offset=offset)
+    rows, total = await service.list_sessions(session, client, user, window, status=status)
+    return page_of([crawl_out(c, settings) for c in rows], total, window)
 
 
 @router.get("/crawls/{session_id}", response_model=CrawlOut)
@@ -236,25 +170,24 @@ async def get_crawl(
     session_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
 ) -> CrawlOut:
     """Status, pages crawled, bugs found, the current URL and live progress of one of your sessions."""
-    crawl = await service.get_session(session, user, session_id)
-    crawl = await service.reconcile(session, client, crawl)
+    crawl = await service.get_session(session, client, user, session_id)
     return crawl_out(crawl, settings, await _live(client, crawl))
 
 
-@router.get("/crawls/{session_id}/bugs", response_model=BugList)
+@router.get("/crawls/{session_id}/bugs", response_model=Page[BugOut])
 async def list_bugs(
     session_id: str,
     user: CurrentUser,
     session: SessionDep,
+    client: TemporalDep,
     settings: SettingsDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    window: BugWindow,
     kind: str | None = None,
     severity: str | None = None,
-) -> BugList:
+) -> Page[BugOut]:
     """The session's bugs, most severe first, each with pages, evidence, screenshot URL and ticket."""
-    crawl = await service.get_session(session, user, session_id)
-    views, total = await service.list_bugs(session, crawl, limit=limit, offset=offset, kind=kind, severity=severity)
+    crawl = await service.get_session(session, client, user, session_id)
+    views, total = await service.list_bugs(session, crawl, window, kind=kind, severity=severity)
     base = f"{settings.api_url}/api/crawls/{crawl.id}/bugs"
     items = [
         BugOut(
@@ -269,56 +202,35 @@ async def list_bugs(
             occurrences=len(v.pages),
             evidence=v.bug.evidence,
             screenshot_url=f"{base}/{v.bug.id}/screenshot" if v.bug.screenshot_key else None,
-            ticket=ticket_out(v.ticket) if v.ticket is not None else None,
+            ticket=TicketOut.model_validate(v.ticket) if v.ticket is not None else None,
             ticket_error=v.bug.ticket_error,
             created_at=v.bug.created_at,
         )
         for v in views
     ]
-    return BugList(items=items, total=total, limit=limit, offset=offset)
+    return page_of(items, total, window)
 
 
 @router.get("/crawls/{session_id}/bugs/{bug_id}/screenshot", response_class=Response)
 async def bug_screenshot(
-    session_id: str, bug_id: int, user: CurrentUser, session: SessionDep, blobs: BlobDep
+    session_id: str, bug_id: int, user: CurrentUser, session: SessionDep, client: TemporalDep, blobs: BlobDep
 ) -> Response:
     """The full-page screenshot (PNG) of the page where the bug was first seen."""
-    crawl = await service.get_session(session, user, session_id)
+    crawl = await service.get_session(session, client, user, session_id)
     bug = await service.get_bug(session, crawl, bug_id)
     if not bug.screenshot_key:
         raise NotFound(f"bug {bug_id} has no screenshot", code="SCREENSHOT_NOT_FOUND")
-    local = blobs.local_path(bug.screenshot_key)
-    if local is not None:
-        return FileResponse(local, media_type="image/png")
-    return StreamingResponse(blobs.iter_chunks(bug.screenshot_key), media_type="image/png")
+    return serve_blob(blobs, bug.screenshot_key, media_type="image/png")
 
 
-@router.get("/crawls/{session_id}/pages", response_model=PageList)
+@router.get("/crawls/{session_id}/pages", response_model=Page[PageOut])
 async def list_pages(
-    session_id: str,
-    user: CurrentUser,
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> PageList:
+    session_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, window: PagesWindow
+) -> Page[PageOut]:
     """The pages the session visited, in visit order."""
-    crawl = await service.get_session(session, user, session_id)
-    rows, total = await service.list_pages(session, crawl, limit=limit, offset=offset)
-    return PageList(items=[_page_out(p) for p in rows], total=total, limit=limit, offset=offset)
-
-
-def _page_out(page: CrawlPage) -> PageOut:
-    return PageOut(
-        url=page.url,
-        depth=page.depth,
-        http_status=page.http_status,
-        load_ms=page.load_ms,
-        title=page.title,
-        links=page.links,
-        bugs=page.bugs,
-        error=page.error,
-        visited_at=page.visited_at,
-    )
+    crawl = await service.get_session(session, client, user, session_id)
+    rows, total = await service.list_pages(session, crawl, window)
+    return page_of([PageOut.model_validate(p) for p in rows], total, window)
 
 
 @router.post("/crawls/{session_id}/cancel", response_model=CrawlOut, status_code=202)
@@ -326,8 +238,7 @@ async def cancel_crawl(
     session_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
 ) -> CrawlOut:
     """Cancel one of your sessions; bugs found so far are kept."""
-    crawl = await service.cancel_session(session, client, user, session_id)
-    return crawl_out(crawl, settings)
+    return crawl_out(await service.cancel_session(session, client, user, session_id), settings)
 
 
 @router.post("/crawls/{session_id}/rerun", response_model=CrawlStarted, status_code=202)
@@ -335,23 +246,18 @@ async def rerun_crawl(
     session_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
 ) -> CrawlStarted:
     """Crawl a finished session again; known bugs merge by fingerprint and keep their tickets."""
-    crawl = await service.rerun_session(session, client, user, session_id)
-    return _started(crawl, settings)
+    return _started(await service.rerun_session(session, client, user, session_id), settings)
 
 
-@router.get("/tickets", response_model=TicketList)
-async def list_tickets(
-    user: CurrentUser,
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> TicketList:
+@router.get("/tickets", response_model=Page[TicketOut])
+async def list_tickets(user: CurrentUser, session: SessionDep, window: BugWindow) -> Page[TicketOut]:
     """Your tickets in the built-in tracker (and references to Linear issues), newest first."""
-    rows, total = await service.list_tickets(session, user, limit=limit, offset=offset)
-    return TicketList(items=[ticket_out(t) for t in rows], total=total, limit=limit, offset=offset)
+    rows, total = await service.list_tickets(session, user, window)
+    return page_of([TicketOut.model_validate(t) for t in rows], total, window)
 
 
-@router.get("/tickets/{key}", response_model=TicketOut)
-async def get_ticket(key: str, user: CurrentUser, session: SessionDep) -> TicketOut:
+@router.get("/tickets/{key}", response_model=TicketFull)
+async def get_ticket(key: str, user: CurrentUser, session: SessionDep) -> TicketFull:
     """One ticket with its full description."""
-    return ticket_out(await service.get_ticket(session, user, key), full=True)
+    ticket: Ticket = await service.get_ticket(session, user, key)
+    return TicketFull.model_validate(ticket)

@@ -16,6 +16,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
 from api.deps import StateDep
 from conveyor.errors import ConveyorError
+from workers.pipelines import all_queues
 
 router = APIRouter(prefix="/api", tags=["health"])
 
@@ -38,10 +39,8 @@ class Health(BaseModel):
 
 
 def served_queues() -> dict[str, bool]:
-    """Queues that have something registered, each with whether workflows run there (and need pollers)."""
-    from workers.registry import REGISTRY  # the registry imports activity modules; load it only here
-
-    return {name: bool(reg.workflows) for name, reg in REGISTRY.items()}
+    """Every pipeline's queues, each with whether workflows run there (and need workflow pollers)."""
+    return {name: bool(queue.workflows) for name, queue in all_queues().items()}
 
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})

@@ -1,4 +1,4 @@
-"""Personas over HTTP: create, ingest (202 with the three job ids), watch jobs, search (seed 002)."""
+"""Personas over HTTP: create, ingest (202 with the three job ids), watch jobs, cancel, search (seed 002)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from pydantic import BaseModel, Field
 from activities.persona.models import IngestionJob, Persona
 from activities.persona.schemas import Collection, SearchRequest, SearchResult
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.pages import Page, PageDep, page_of
+from api.runs import RunOut, public
 from api.services import persona as service
+from conveyor.runs import RunStatus
 from conveyor.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["persona"])
@@ -25,42 +28,28 @@ class PersonaCreate(BaseModel):
     description: str = ""
 
 
-class JobOut(BaseModel):
+class JobOut(RunOut):
     """An ingestion job (one collection of one run)."""
 
-    job_id: str
+    job_id: str = Field(validation_alias="id")
     persona_id: str
     collection: str
-    status: str
-    progress: int
     total_vectors: int
     added: int
     removed: int
     files_done: int
     files_total: int
     warnings: list[Any]
-    error_code: str | None
-    error_message: str | None
-    workflow_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
 
 
-class PersonaOut(BaseModel):
-    """A persona with its latest jobs."""
+class PersonaOut(RunOut):
+    """A persona (its run fields are its latest ingestion's) with that ingestion's jobs."""
 
     id: str
     name: str
     description: str
-    status: str
-    status_reason: str | None
-    workflow_id: str | None
-    workflow_url: str | None
-    jobs: list[JobOut]
-    created_at: datetime
-    updated_at: datetime
     last_ingested_at: datetime | None
+    jobs: list[JobOut]
 
 
 class IngestOut(BaseModel):
@@ -81,60 +70,41 @@ class SearchIn(BaseModel):
     collections: list[Collection] = Field(default_factory=lambda: list(Collection))
 
 
-def job_out(job: IngestionJob) -> JobOut:
-    """The public form of a job."""
-    return JobOut(
-        job_id=job.id,
-        persona_id=job.persona_id,
-        collection=job.collection,
-        status=job.status,
-        progress=job.progress,
-        total_vectors=job.total_vectors,
-        added=job.added,
-        removed=job.removed,
-        files_done=job.files_done,
-        files_total=job.files_total,
-        warnings=list(job.warnings),
-        error_code=job.error_code,
-        error_message=job.error_message,
-        workflow_id=job.workflow_id,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        completed_at=job.completed_at,
-    )
-
-
 def persona_out(persona: Persona, jobs: list[IngestionJob], settings: Settings) -> PersonaOut:
     """The public form of a persona."""
-    return PersonaOut(
-        id=persona.id,
-        name=persona.name,
-        description=persona.description,
-        status=persona.status,
-        status_reason=persona.status_reason,
-        workflow_id=persona.workflow_id,
-        workflow_url=settings.workflow_ui_url(persona.workflow_id) if persona.workflow_id else None,
-        jobs=[job_out(j) for j in jobs],
-        created_at=persona.created_at,
-        updated_at=persona.updated_at,
-        last_ingested_at=persona.last_ingested_at,
-    )
+    return public(PersonaOut, persona, settings, jobs=[public(JobOut, j, settings) for j in jobs])
 
 
 @router.post("/personas", response_model=PersonaOut, status_code=201)
 async def create_persona(
     body: PersonaCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> PersonaOut:
-    """Create a ``draft`` persona."""
+    """Create a persona (``created`` until ingested)."""
     persona = await service.create_persona(session, user, body.id, body.name, body.description)
     return persona_out(persona, [], settings)
 
 
+@router.get("/personas", response_model=Page[PersonaOut])
+async def list_personas(
+    user: CurrentUser,
+    session: SessionDep,
+    client: TemporalDep,
+    settings: SettingsDep,
+    window: PageDep,
+    status: RunStatus | None = None,
+) -> Page[PersonaOut]:
+    """Your personas, newest first (each persona's jobs are on its own page)."""
+    rows, total = await service.list_personas(session, client, user, window, status=status)
+    return page_of([persona_out(p, [], settings) for p in rows], total, window)
+
+
 @router.get("/personas/{persona_id}", response_model=PersonaOut)
-async def get_persona(persona_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> PersonaOut:
+async def get_persona(
+    persona_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
+) -> PersonaOut:
     """Status and latest jobs of one of your personas."""
-    persona = await service.get_persona(session, user, persona_id)
-    return persona_out(persona, await service.jobs_of(session, persona), settings)
+    persona = await service.get_persona(session, client, user, persona_id)
+    return persona_out(persona, await service.jobs_of(session, client, persona), settings)
 
 
 @router.post("/personas/{persona_id}/ingest", response_model=IngestOut, status_code=202)
@@ -152,10 +122,21 @@ async def ingest(
     )
 
 
+@router.post("/personas/{persona_id}/cancel", response_model=PersonaOut, status_code=202)
+async def cancel(
+    persona_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
+) -> PersonaOut:
+    """Cancel the persona's running ingestion: its unfinished jobs and the persona end ``cancelled``."""
+    persona = await service.cancel_ingestion(session, client, user, persona_id)
+    return persona_out(persona, await service.jobs_of(session, client, persona), settings)
+
+
 @router.get("/jobs/{job_id}", response_model=JobOut)
-async def get_job(job_id: str, user: CurrentUser, session: SessionDep) -> JobOut:
+async def get_job(
+    job_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
+) -> JobOut:
     """One ingestion job: status, progress, vectors, files, warnings, error."""
-    return job_out(await service.get_job(session, user, job_id))
+    return public(JobOut, await service.get_job(session, client, user, job_id), settings)
 
 
 @router.post("/personas/{persona_id}/search", response_model=SearchResult)
@@ -163,6 +144,6 @@ async def search(
     persona_id: str, body: SearchIn, user: CurrentUser, session: SessionDep, client: TemporalDep
 ) -> SearchResult:
     """The passages that best answer a question, with source file, collection and score."""
-    persona = await service.get_persona(session, user, persona_id)
+    persona = await service.get_persona(session, client, user, persona_id)
     request = SearchRequest(persona_id=persona.id, query=body.query, k=body.k, collections=body.collections)
     return await service.search(client, user, persona, request)

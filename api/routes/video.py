@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, Form, Query, UploadFile
-from fastapi.responses import FileResponse, Response, StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, model_validator
+from sqlalchemy import func, select
 
-from activities.video.models import JobKind, Video, VideoJob
+from activities.video.models import JobKind, ResourceSample, Video, VideoJob
 from activities.video.schemas import CaptionParams, PreviewParams
+from api.blobs import serve_blob
 from api.deps import BlobDep, CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.pages import Page, PageDep, page_of
+from api.runs import RunOut, public
 from api.services import video as service
 from conveyor.errors import NotFound
+from conveyor.runs import RunStatus
 from conveyor.settings import Settings
-from conveyor.storage import guess_content_type
 
-router = APIRouter(prefix="/api/videos", tags=["video"])
+videos = APIRouter(prefix="/api/videos", tags=["video"])
+resources_router = APIRouter(prefix="/api/system", tags=["video"])
 
 
 class RenderIn(BaseModel):
@@ -30,13 +35,11 @@ class RenderIn(BaseModel):
     transcodes: list[dict[str, Any]] = Field(default_factory=list, description="variants: codec, container, …")
 
 
-class JobOut(BaseModel):
+class JobOut(RunOut):
     """One step of a video with its live progress and results."""
 
-    job_id: str
+    job_id: str = Field(validation_alias="id")
     kind: str
-    status: str
-    progress: float
     fps: float | None
     eta_s: float | None
     attempt: int
@@ -44,38 +47,37 @@ class JobOut(BaseModel):
     encoder_reason: str | None
     params: dict[str, Any]
     outputs: dict[str, Any]
-    downloads: dict[str, str]
-    error_code: str | None
-    error_message: str | None
-    workflow_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
+    downloads: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _links(self) -> JobOut:
+        self.progress = round(self.progress, 1)
+        self.downloads = _downloads(self.outputs)
+        return self
 
 
-class VideoOut(BaseModel):
+class VideoOut(RunOut):
     """A video: its file, what is known about it, and every job run on it."""
 
-    video_id: str
+    video_id: str = Field(validation_alias="id")
     title: str
     origin: str
-    status: str
     filename: str
-    key: str | None
+    key: str | None = Field(validation_alias="blob_key")
     size_bytes: int
     duration_s: float | None
     width: int | None
     height: int | None
     video_codec: str | None
     audio_codec: str | None
-    download_url: str | None
-    error_code: str | None
-    error_message: str | None
-    workflow_id: str | None
-    workflow_url: str | None
-    jobs: list[JobOut]
-    created_at: datetime
-    updated_at: datetime
+    download_url: str | None = None
+    jobs: list[JobOut] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _download(self) -> VideoOut:
+        if self.key:
+            self.download_url = f"/api/videos/{self.video_id}/download"
+        return self
 
 
 class StartedOut(BaseModel):
@@ -87,77 +89,22 @@ class StartedOut(BaseModel):
     jobs: dict[str, str]
 
 
-class VideoList(BaseModel):
-    """A page of videos."""
-
-    items: list[VideoOut]
-    total: int
-
-
-def _file_url(video_id: str, key: str) -> str:
-    return f"/api/videos/{video_id}/files/{key}"
-
-
-def _downloads(video_id: str, outputs: dict[str, Any]) -> dict[str, str]:
+def _downloads(outputs: dict[str, Any]) -> dict[str, str]:
     """Download links of a job's files (``file``, ``sheet``, ``srt``, ``frames``)."""
     links: dict[str, str] = {}
-    prefix = f"{service.video_prefix(video_id)}/"
     for name, value in outputs.items():
         values = value if isinstance(value, list) else [value]
-        keys = [v for v in values if isinstance(v, str) and v.startswith(prefix)]
+        keys = [v for v in values if isinstance(v, str) and v.startswith("videos/")]
         for i, key in enumerate(keys, start=1):
-            links[name if len(keys) == 1 and not isinstance(value, list) else f"{name}-{i}"] = _file_url(video_id, key)
+            video_id = key.split("/", 2)[1]
+            label = name if len(keys) == 1 and not isinstance(value, list) else f"{name}-{i}"
+            links[label] = f"/api/videos/{video_id}/files/{key}"
     return links
-
-
-def job_out(job: VideoJob) -> JobOut:
-    """The public form of a job."""
-    return JobOut(
-        job_id=job.id,
-        kind=job.kind,
-        status=job.status,
-        progress=round(job.progress, 1),
-        fps=job.fps,
-        eta_s=job.eta_s,
-        attempt=job.attempt,
-        encoder=job.encoder,
-        encoder_reason=job.encoder_reason,
-        params=job.params,
-        outputs=job.outputs,
-        downloads=_downloads(job.video_id, job.outputs),
-        error_code=job.error_code,
-        error_message=job.error_message,
-        workflow_id=job.workflow_id,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        completed_at=job.completed_at,
-    )
 
 
 def video_out(video: Video, jobs: list[VideoJob], settings: Settings) -> VideoOut:
     """The public form of a video."""
-    return VideoOut(
-        video_id=video.id,
-        title=video.title,
-        origin=video.origin,
-        status=video.status,
-        filename=video.filename,
-        key=video.blob_key,
-        size_bytes=video.size_bytes,
-        duration_s=video.duration_s,
-        width=video.width,
-        height=video.height,
-        video_codec=video.video_codec,
-        audio_codec=video.audio_codec,
-        download_url=f"/api/videos/{video.id}/download" if video.blob_key else None,
-        error_code=video.error_code,
-        error_message=video.error_message,
-        workflow_id=video.workflow_id,
-        workflow_url=settings.workflow_ui_url(video.workflow_id) if video.workflow_id else None,
-        jobs=[job_out(j) for j in jobs],
-        created_at=video.created_at,
-        updated_at=video.updated_at,
-    )
+    return public(VideoOut, video, settings, jobs=[public(JobOut, j, settings) for j in jobs])
 
 
 def _started(started: service.Started, settings: Settings) -> StartedOut:
@@ -169,23 +116,24 @@ def _started(started: service.Started, settings: Settings) -> StartedOut:
     )
 
 
-@router.post("/upload", response_model=VideoOut, status_code=201)
+@videos.post("/upload", response_model=VideoOut, status_code=201)
 async def upload_video(
     file: Annotated[UploadFile, File(description="a video, audio, image or .srt file")],
     user: CurrentUser,
     session: SessionDep,
+    client: TemporalDep,
     blobs: BlobDep,
     settings: SettingsDep,
     title: Annotated[str, Form()] = "",
 ) -> VideoOut:
     """Store a file to render from or to process; its key can be used in timelines."""
     video = await service.upload(
-        session, blobs, settings, user, filename=file.filename or "upload", stream=file.file, title=title
+        session, client, blobs, settings, user, filename=file.filename or "upload", stream=file.file, title=title
     )
     return video_out(video, [], settings)
 
 
-@router.post("/render", response_model=StartedOut, status_code=202)
+@videos.post("/render", response_model=StartedOut, status_code=202)
 async def render(
     body: RenderIn, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
 ) -> StartedOut:
@@ -215,7 +163,7 @@ async def _step(
     return _started(await service.start_step(session, client, user, video_id, kind, params), settings)
 
 
-@router.post("/{video_id}/preview", response_model=StartedOut, status_code=202)
+@videos.post("/{video_id}/preview", response_model=StartedOut, status_code=202)
 async def preview(
     video_id: str,
     user: CurrentUser,
@@ -228,7 +176,7 @@ async def preview(
     return await _step(JobKind.PREVIEW, video_id, body.model_dump(), user, session, client, settings)
 
 
-@router.post("/{video_id}/caption", response_model=StartedOut, status_code=202)
+@videos.post("/{video_id}/caption", response_model=StartedOut, status_code=202)
 async def caption(
     video_id: str,
     user: CurrentUser,
@@ -241,7 +189,7 @@ async def caption(
     return await _step(JobKind.CAPTION, video_id, body.model_dump(), user, session, client, settings)
 
 
-@router.post("/{video_id}/transcode", response_model=StartedOut, status_code=202)
+@videos.post("/{video_id}/transcode", response_model=StartedOut, status_code=202)
 async def transcode(
     video_id: str,
     body: Annotated[dict[str, Any], Body(description="codec, container, crf or bitrate_kbps, width, height")],
@@ -254,29 +202,30 @@ async def transcode(
     return await _step(JobKind.TRANSCODE, video_id, body, user, session, client, settings)
 
 
-@router.get("", response_model=VideoList)
+@videos.get("", response_model=Page[VideoOut])
 async def list_videos(
     user: CurrentUser,
     session: SessionDep,
+    client: TemporalDep,
     settings: SettingsDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> VideoList:
+    window: PageDep,
+    status: RunStatus | None = None,
+) -> Page[VideoOut]:
     """Your videos, newest first (jobs are listed on each video's own page)."""
-    rows, total = await service.list_videos(session, user, limit=limit, offset=offset)
-    return VideoList(items=[video_out(v, [], settings) for v in rows], total=total)
+    rows, total = await service.list_videos(session, client, user, window, status=status)
+    return page_of([video_out(v, [], settings) for v in rows], total, window)
 
 
-@router.get("/{video_id}", response_model=VideoOut)
+@videos.get("/{video_id}", response_model=VideoOut)
 async def get_video(
     video_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
 ) -> VideoOut:
     """A video with every job: status, percent, fps, ETA, encoder, outputs and download links, errors."""
-    video = await service.get_video(session, user, video_id)
+    video = await service.get_video(session, client, user, video_id)
     return video_out(video, await service.jobs_of(session, client, video), settings)
 
 
-@router.post("/{video_id}/cancel", response_model=VideoOut, status_code=202)
+@videos.post("/{video_id}/cancel", response_model=VideoOut, status_code=202)
 async def cancel(
     video_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
 ) -> VideoOut:
@@ -285,25 +234,130 @@ async def cancel(
     return video_out(video, await service.jobs_of(session, client, video), settings)
 
 
-def _serve(blobs: BlobDep, key: str) -> Response:
-    local = blobs.local_path(key)
-    media_type = guess_content_type(key)
-    if local is not None:
-        return FileResponse(local, media_type=media_type, filename=key.rsplit("/", 1)[-1])
-    return StreamingResponse(blobs.iter_chunks(key), media_type=media_type)
-
-
-@router.get("/{video_id}/download", response_class=Response)
-async def download(video_id: str, user: CurrentUser, session: SessionDep, blobs: BlobDep) -> Response:
+@videos.get("/{video_id}/download", response_class=Response)
+async def download(
+    video_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, blobs: BlobDep
+) -> Response:
     """The video's file (the upload, or the rendered result)."""
-    video = await service.get_video(session, user, video_id)
+    video = await service.get_video(session, client, user, video_id)
     if not video.blob_key:
         raise NotFound(f"video {video_id} has no file yet (status {video.status})", code="FILE_NOT_FOUND")
-    return _serve(blobs, video.blob_key)
+    return serve_blob(blobs, video.blob_key, filename=video.blob_key.rsplit("/", 1)[-1])
 
 
-@router.get("/{video_id}/files/{key:path}", response_class=Response)
-async def file(video_id: str, key: str, user: CurrentUser, session: SessionDep, blobs: BlobDep) -> Response:
+@videos.get("/{video_id}/files/{key:path}", response_class=Response)
+async def file(
+    video_id: str, key: str, user: CurrentUser, session: SessionDep, client: TemporalDep, blobs: BlobDep
+) -> Response:
     """One of the video's outputs: a transcode, the contact sheet, a frame, the SRT."""
-    video = await service.get_video(session, user, video_id)
-    return _serve(blobs, service.file_key(video, key))
+    video = await service.get_video(session, client, user, video_id)
+    key = service.file_key(video, key)
+    return serve_blob(blobs, key, filename=key.rsplit("/", 1)[-1])
+
+
+#: The longest history one request returns (the samples are kept ``resource_retention_hours``).
+MAX_HISTORY_MINUTES = 1440
+
+
+class GpuOut(BaseModel):
+    """One GPU in a sample."""
+
+    index: int
+    name: str
+    utilization_percent: float | None
+    memory_used_mb: float | None
+    memory_total_mb: float | None
+    temperature_c: float | None
+
+
+class SampleOut(BaseModel):
+    """One stored look at a worker machine."""
+
+    id: int
+    host: str
+    sampled_at: datetime
+    cpu_percent: float
+    memory_percent: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+    disk_path: str
+    disk_percent: float
+    disk_free_bytes: int
+    load_1m: float | None
+    gpus: list[GpuOut]
+    warnings: list[str]
+
+
+class Thresholds(BaseModel):
+    """Use above ``warn_percent`` is logged as a warning and listed in the sample."""
+
+    warn_percent: float
+
+
+class ResourcesOut(BaseModel):
+    """The newest sample of each host and every sample of the last ``minutes``, oldest first."""
+
+    latest: list[SampleOut]
+    history: list[SampleOut]
+    thresholds: Thresholds
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; they are UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def sample_out(row: ResourceSample) -> SampleOut:
+    """The public form of a stored sample."""
+    return SampleOut(
+        id=row.id,
+        host=row.host,
+        sampled_at=_aware(row.sampled_at),
+        cpu_percent=row.cpu_percent,
+        memory_percent=row.memory_percent,
+        memory_used_bytes=row.memory_used_bytes,
+        memory_total_bytes=row.memory_total_bytes,
+        disk_path=row.disk_path,
+        disk_percent=row.disk_percent,
+        disk_free_bytes=row.disk_free_bytes,
+        load_1m=row.load_1m,
+        gpus=[GpuOut.model_validate(g) for g in row.gpus],
+        warnings=list(row.warnings),
+    )
+
+
+@resources_router.get("/resources", response_model=ResourcesOut)
+async def resources(
+    _user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    minutes: Annotated[int, Query(ge=1, le=MAX_HISTORY_MINUTES, description="How much history to return.")] = 60,
+) -> ResourcesOut:
+    """The latest stored sample per host and the last ``minutes`` of samples (the monitor schedule takes them)."""
+    newest = (
+        select(ResourceSample.host, func.max(ResourceSample.sampled_at).label("at"))
+        .group_by(ResourceSample.host)
+        .subquery()
+    )
+    latest_rows = await session.scalars(
+        select(ResourceSample)
+        .join(newest, (ResourceSample.host == newest.c.host) & (ResourceSample.sampled_at == newest.c.at))
+        .order_by(ResourceSample.host)
+    )
+    latest = list({row.host: sample_out(row) for row in latest_rows}.values())
+    since = datetime.now(UTC) - timedelta(minutes=minutes)
+    history_rows = await session.scalars(
+        select(ResourceSample)
+        .where(ResourceSample.sampled_at >= since)
+        .order_by(ResourceSample.sampled_at, ResourceSample.id)
+    )
+    history = [sample_out(row) for row in history_rows]
+    return ResourcesOut(
+        latest=latest, history=history, thresholds=Thresholds(warn_percent=settings.resource_warn_percent)
+    )
+
+
+#: The pipeline's routes: videos and the workers' resource samples.
+router = APIRouter()
+router.include_router(videos)
+router.include_router(resources_router)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from api.deps import CurrentUser, TemporalDep
-from api.services.workflows import WorkflowStatus, cancel, describe
+from conveyor.client import WorkflowStatus, cancel_workflow, describe
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"])
 
@@ -29,7 +29,7 @@ async def workflow_progress(workflow_id: str, user: CurrentUser, client: Tempora
 @router.post("/{workflow_id}/cancel", response_model=WorkflowStatus, status_code=202)
 async def workflow_cancel(workflow_id: str, user: CurrentUser, client: TemporalDep) -> WorkflowStatus:
     """Ask one of your workflows to cancel."""
-    return await cancel(client, workflow_id, owner=str(user.id))
+    return await cancel_workflow(client, workflow_id, owner=str(user.id))
 
 
 @router.get("/{workflow_id}/events", response_class=StreamingResponse)

@@ -3,34 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
+from activities.analysis import contract
 from activities.analysis.catalog import task_prefix, validate_plan
-from activities.analysis.models import TERMINAL_STATUSES, AnalysisTask, TaskStatus
+from activities.analysis.models import AnalysisTask
 from activities.analysis.schemas import AnalysisRequest
-from api.services.workflows import abnormal_end
-from conveyor.errors import BadInput, Conflict, ExternalServiceError, NotFound, TooLarge
+from api.pages import PageParams
+from api.runs import owned_run, owned_runs
+from conveyor.client import start_workflow
+from conveyor.errors import BadInput, ConveyorError, NotFound, TooLarge
 from conveyor.models import User
+from conveyor.reconcile import cancel_run
+from conveyor.runs import RunStatus
 from conveyor.settings import Settings
 from conveyor.storage import BlobStore
-from conveyor.temporal import OWNER_ATTR, PIPELINE_ATTR
-from workflows.analysis import TASK_QUEUE, AnalysisWorkflow, workflow_id_for
 
-#: Temporal's own backstop beyond the workflow's hard limit (it enforces that itself).
-EXECUTION_TIMEOUT = timedelta(minutes=40)
 _CHUNK = 1024 * 1024
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -106,7 +104,7 @@ async def create_task(
         user_id=user.id,
         tool_id=tool_id,
         agents=chosen,
-        status=TaskStatus.CREATED.value,
+        status=RunStatus.CREATED.value,
         input_files=stored,
         params=params,
         outputs=[],
@@ -116,91 +114,51 @@ async def create_task(
     return task
 
 
-async def get_task(session: AsyncSession, user: User, task_id: str) -> AnalysisTask:
-    """The user's task (another user's task is reported as not found)."""
-    task = await session.get(AnalysisTask, task_id)
-    if task is None or task.user_id != user.id:
-        raise NotFound(f"task {task_id} not found", code="TASK_NOT_FOUND")
-    return task
+async def get_task(session: AsyncSession, client: Client, user: User, task_id: str) -> AnalysisTask:
+    """The user's task, reconciled with Temporal (another user's task is reported as not found)."""
+    return await owned_run(session, client, AnalysisTask, task_id, user, what="task", code="TASK_NOT_FOUND")
 
 
 async def list_tasks(
-    session: AsyncSession, user: User, *, limit: int, offset: int, status: str | None = None
-) -> tuple[list[AnalysisTask], int]:
+    session: AsyncSession, client: Client, user: User, window: PageParams, *, status: RunStatus | None = None
+) -> tuple[Sequence[AnalysisTask], int]:
     """A page of the user's tasks, newest first, and the total count."""
-    where = [AnalysisTask.user_id == user.id]
-    if status:
-        where.append(AnalysisTask.status == status)
-    total = await session.scalar(select(func.count()).select_from(AnalysisTask).where(*where))
-    rows = await session.scalars(
-        select(AnalysisTask).where(*where).order_by(AnalysisTask.created_at.desc()).limit(limit).offset(offset)
-    )
-    return list(rows), int(total or 0)
+    return await owned_runs(session, client, AnalysisTask, user, window, status=status)
 
 
 async def process_task(session: AsyncSession, client: Client, user: User, task_id: str) -> ProcessResult:
     """Start the task's workflow once; a repeat call (or a concurrent one) starts nothing new."""
-    task = await get_task(session, user, task_id)
-    workflow_id = workflow_id_for(task.task_id)
-    if task.status in (TaskStatus.QUEUED, TaskStatus.PROCESSING, TaskStatus.COMPLETED):
+    task = await get_task(session, client, user, task_id)
+    workflow_id = contract.workflow_id_for(task.task_id)
+    if task.status in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED):
         return ProcessResult(task, workflow_id, started=False)
-    previous_status = task.status
-    task.status = TaskStatus.QUEUED.value
+    previous = task.status
+    task.set_status(RunStatus.QUEUED, stage="queued")
     task.workflow_id = workflow_id
-    task.error_code = task.error_message = None
     task.progress = 0
     await session.commit()
     try:
-        await client.start_workflow(
-            AnalysisWorkflow.run,
+        started = await start_workflow(
+            client,
+            contract.ANALYSIS_WORKFLOW,
             AnalysisRequest(task_id=task.task_id, user_id=user.id),
             id=workflow_id,
-            task_queue=TASK_QUEUE,
-            execution_timeout=EXECUTION_TIMEOUT,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(PIPELINE_ATTR, "analysis"), SearchAttributePair(OWNER_ATTR, str(user.id))]
-            ),
+            task_queue=contract.TASKS_QUEUE,
+            pipeline=contract.NAME,
+            owner=user.id,
+            execution_timeout=contract.EXECUTION_TIMEOUT,
         )
-    except WorkflowAlreadyStartedError:
-        return ProcessResult(task, workflow_id, started=False)
-    except RPCError as err:
-        task.status = previous_status
+    except ConveyorError:
+        task.status = previous
         await session.commit()
-        raise ExternalServiceError(f"could not start the workflow: {err.message}", code="TEMPORAL_UNAVAILABLE") from err
-    return ProcessResult(task, workflow_id, started=True)
+        raise
+    return ProcessResult(task, workflow_id, started=started)
 
 
 async def cancel_task(session: AsyncSession, client: Client, user: User, task_id: str) -> AnalysisTask:
-    """Cancel a task: a queued/processing one through its workflow, a never-started one at once."""
-    task = await get_task(session, user, task_id)
-    if task.status in TERMINAL_STATUSES:
-        raise Conflict(f"task {task_id} is already {task.status}", code="TASK_FINISHED")
-    if task.status == TaskStatus.CREATED or task.workflow_id is None:
-        task.status = TaskStatus.CANCELLED.value
-        task.completed_at = datetime.now(UTC)
-        await session.commit()
-        return task
-    try:
-        await client.get_workflow_handle(task.workflow_id).cancel()
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise
-        task.status = TaskStatus.CANCELLED.value
-        await session.commit()
-    return task
-
-
-async def reconcile(session: AsyncSession, client: Client, task: AnalysisTask) -> AnalysisTask:
-    """Fix a task whose workflow ended without its own bookkeeping (terminated or timed out by Temporal)."""
-    if task.status not in (TaskStatus.QUEUED, TaskStatus.PROCESSING) or task.workflow_id is None:
-        return task
-    end = await abnormal_end(client, task.workflow_id)
-    if end is not None:
-        task.error_code, task.error_message = end.code, end.message
-        task.status = TaskStatus.FAILED.value
-        task.completed_at = end.closed_at
-        await session.commit()
+    """Cancel a task: a queued or running one through its workflow, a never-started one at once."""
+    task = await get_task(session, client, user, task_id)
+    await cancel_run(session, client, task, what=f"task {task_id}", finished_code="TASK_FINISHED")
     return task
 
 
@@ -210,3 +168,31 @@ def find_output(task: AnalysisTask, name: str) -> dict[str, Any]:
         if output["name"] == name:
             return output
     raise NotFound(f"task {task.task_id} has no output named {name!r}", code="OUTPUT_NOT_FOUND")
+
+
+def parse_params(raw: str | None) -> dict[str, Any]:
+    """``params`` from the form or the command line: a JSON object keyed by agent id."""
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise BadInput(f"params is not valid JSON: {err.msg} at position {err.pos}", code="BAD_PARAMS") from err
+    if not isinstance(value, dict):
+        raise BadInput("params must be a JSON object keyed by agent id", code="BAD_PARAMS")
+    return value
+
+
+def parse_agents(raw: str | None) -> list[str]:
+    """``agents``: a comma-separated list or a JSON list of agent ids."""
+    if not raw:
+        return []
+    if raw.lstrip().startswith("["):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise BadInput(f"agents is not valid JSON: {err.msg}", code="BAD_AGENTS") from err
+        if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+            raise BadInput("agents must be a list of agent ids", code="BAD_AGENTS")
+        return value
+    return [a.strip() for a in raw.split(",") if a.strip()]

@@ -3,38 +3,29 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
-from activities.crawl.models import (
-    TERMINAL_STATUSES,
-    CrawlBug,
-    CrawlBugPage,
-    CrawlPage,
-    CrawlSession,
-    SessionStatus,
-    Ticket,
-)
+from activities.crawl import contract
+from activities.crawl.models import CrawlBug, CrawlBugPage, CrawlPage, CrawlSession, Ticket
 from activities.crawl.schemas import CrawlConfig, CrawlRequest
 from activities.crawl.urls import normalize_url
-from api.services.workflows import abnormal_end
-from conveyor.errors import BadInput, Conflict, ExternalServiceError, NotFound
+from api.pages import PageParams, paginate
+from api.runs import owned_run, owned_runs
+from conveyor.client import start_workflow
+from conveyor.errors import BadInput, Conflict, ConveyorError, NotFound
 from conveyor.models import User
-from conveyor.temporal import OWNER_ATTR, PIPELINE_ATTR
-from workflows.crawl import TASK_QUEUE, CrawlSessionWorkflow, workflow_id_for
+from conveyor.reconcile import cancel_run
+from conveyor.runs import RunError, RunStatus
 
 #: Most severe first when listing bugs.
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
-#: Room for winding down after the seed's hard limit before Temporal ends the run itself.
-WIND_DOWN = timedelta(minutes=2)
 
 
 @dataclass
@@ -65,9 +56,10 @@ async def start_session(session: AsyncSession, client: Client, user: User, confi
         user_id=user.id,
         url=config.url,
         config=config.model_dump(mode="json"),
-        status=SessionStatus.QUEUED.value,
+        status=RunStatus.QUEUED.value,
+        stage="queued",
     )
-    crawl.workflow_id = workflow_id_for(crawl.id)
+    crawl.workflow_id = contract.workflow_id_for(crawl.id)
     session.add(crawl)
     await session.commit()
     await _start_workflow(session, client, crawl, user.id)
@@ -77,74 +69,51 @@ async def start_session(session: AsyncSession, client: Client, user: User, confi
 async def _start_workflow(session: AsyncSession, client: Client, crawl: CrawlSession, user_id: int) -> bool:
     config = CrawlConfig.model_validate(crawl.config)
     try:
-        await client.start_workflow(
-            CrawlSessionWorkflow.run,
+        return await start_workflow(
+            client,
+            contract.SESSION_WORKFLOW,
             CrawlRequest(session_id=crawl.id, user_id=user_id, config=config),
-            id=workflow_id_for(crawl.id),
-            task_queue=TASK_QUEUE,
-            execution_timeout=timedelta(seconds=config.hard_limit_s) + WIND_DOWN,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(PIPELINE_ATTR, "crawl"), SearchAttributePair(OWNER_ATTR, str(user_id))]
-            ),
+            id=contract.workflow_id_for(crawl.id),
+            task_queue=contract.PAGES_QUEUE,
+            pipeline=contract.NAME,
+            owner=user_id,
+            execution_timeout=timedelta(seconds=config.hard_limit_s) + contract.WIND_DOWN,
         )
-    except WorkflowAlreadyStartedError:
-        return False
-    except RPCError as err:
-        crawl.status = SessionStatus.FAILED.value
-        crawl.error_code = "TEMPORAL_UNAVAILABLE"
-        crawl.error_message = f"could not start the workflow: {err.message}"
+    except ConveyorError as err:
+        crawl.set_status(RunStatus.FAILED, error=RunError(kind=err.kind.value, code=err.code, message=err.message))
         await session.commit()
-        raise ExternalServiceError(crawl.error_message, code="TEMPORAL_UNAVAILABLE") from err
-    return True
+        raise
 
 
-async def get_session(session: AsyncSession, user: User, session_id: str) -> CrawlSession:
-    """The user's session (another user's is reported as not found)."""
-    crawl = await session.get(CrawlSession, session_id)
-    if crawl is None or crawl.user_id != user.id:
-        raise NotFound(f"crawl session {session_id} not found", code="SESSION_NOT_FOUND")
-    return crawl
+async def get_session(session: AsyncSession, client: Client, user: User, session_id: str) -> CrawlSession:
+    """The user's session, reconciled with Temporal (another user's is reported as not found)."""
+    return await owned_run(
+        session, client, CrawlSession, session_id, user, what="crawl session", code="SESSION_NOT_FOUND"
+    )
 
 
 async def list_sessions(
-    session: AsyncSession, user: User, *, limit: int, offset: int, status: str | None = None
-) -> tuple[list[CrawlSession], int]:
+    session: AsyncSession, client: Client, user: User, window: PageParams, *, status: RunStatus | None = None
+) -> tuple[Sequence[CrawlSession], int]:
     """A page of the user's sessions, newest first, and the total count."""
-    where = [CrawlSession.user_id == user.id]
-    if status:
-        where.append(CrawlSession.status == status)
-    total = await session.scalar(select(func.count()).select_from(CrawlSession).where(*where))
-    rows = await session.scalars(
-        select(CrawlSession).where(*where).order_by(CrawlSession.created_at.desc()).limit(limit).offset(offset)
-    )
-    return list(rows), int(total or 0)
+    return await owned_runs(session, client, CrawlSession, user, window, status=status)
 
 
 async def cancel_session(session: AsyncSession, client: Client, user: User, session_id: str) -> CrawlSession:
     """Cancel a queued or running session; bugs found so far are kept."""
-    crawl = await get_session(session, user, session_id)
-    if crawl.status in TERMINAL_STATUSES:
-        raise Conflict(f"crawl session {session_id} is already {crawl.status}", code="SESSION_FINISHED")
-    try:
-        await client.get_workflow_handle(workflow_id_for(crawl.id)).cancel()
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise ExternalServiceError(f"could not cancel: {err.message}", code="TEMPORAL_UNAVAILABLE") from err
-        crawl.status = SessionStatus.CANCELLED.value
-        crawl.completed_at = datetime.now(UTC)
-        await session.commit()
+    crawl = await get_session(session, client, user, session_id)
+    await cancel_run(session, client, crawl, what=f"crawl session {session_id}", finished_code="SESSION_FINISHED")
     return crawl
 
 
 async def rerun_session(session: AsyncSession, client: Client, user: User, session_id: str) -> CrawlSession:
     """Crawl a finished session again: bugs merge by fingerprint and no ticket is filed twice."""
-    crawl = await get_session(session, user, session_id)
-    if crawl.status not in TERMINAL_STATUSES:
+    crawl = await get_session(session, client, user, session_id)
+    if not crawl.finished:
         raise Conflict(f"crawl session {session_id} is still {crawl.status}", code="SESSION_RUNNING")
-    crawl.status = SessionStatus.QUEUED.value
-    crawl.error_code = crawl.error_message = None
-    crawl.completed_at = None
+    crawl.set_status(RunStatus.QUEUED, stage="queued")
+    crawl.started_at = crawl.completed_at = None
+    crawl.progress = 0
     crawl.truncated = False
     crawl.stop_reason = None
     await session.commit()
@@ -152,25 +121,11 @@ async def rerun_session(session: AsyncSession, client: Client, user: User, sessi
     return crawl
 
 
-async def reconcile(session: AsyncSession, client: Client, crawl: CrawlSession) -> CrawlSession:
-    """Fix a session whose workflow ended without its own bookkeeping (terminated, or past the hard limit)."""
-    if crawl.status in TERMINAL_STATUSES or crawl.workflow_id is None:
-        return crawl
-    end = await abnormal_end(client, crawl.workflow_id)
-    if end is not None:
-        crawl.error_code, crawl.error_message = end.code, end.message
-        crawl.status = SessionStatus.FAILED.value
-        crawl.completed_at = end.closed_at
-        await session.commit()
-    return crawl
-
-
 async def list_bugs(
     session: AsyncSession,
     crawl: CrawlSession,
+    window: PageParams,
     *,
-    limit: int,
-    offset: int,
     kind: str | None = None,
     severity: str | None = None,
 ) -> tuple[list[BugView], int]:
@@ -180,11 +135,9 @@ async def list_bugs(
         where.append(CrawlBug.kind == kind)
     if severity:
         where.append(CrawlBug.severity == severity)
-    total = await session.scalar(select(func.count()).select_from(CrawlBug).where(*where))
     rank = case(SEVERITY_ORDER, value=CrawlBug.severity, else_=len(SEVERITY_ORDER))
-    bugs = list(
-        await session.scalars(select(CrawlBug).where(*where).order_by(rank, CrawlBug.id).limit(limit).offset(offset))
-    )
+    found, total = await paginate(session, select(CrawlBug).where(*where).order_by(rank, CrawlBug.id), window)
+    bugs = list(found)
     ids = [b.id for b in bugs]
     pages: dict[int, list[str]] = {i: [] for i in ids}
     tickets: dict[int, Ticket] = {}
@@ -195,7 +148,7 @@ async def list_bugs(
             pages[bug_id].append(url)
         for ticket in await session.scalars(select(Ticket).where(Ticket.bug_id.in_(ids))):
             tickets[ticket.bug_id] = ticket
-    return [BugView(b, pages[b.id], tickets.get(b.id)) for b in bugs], int(total or 0)
+    return [BugView(b, pages[b.id], tickets.get(b.id)) for b in bugs], total
 
 
 async def get_bug(session: AsyncSession, crawl: CrawlSession, bug_id: int) -> CrawlBug:
@@ -206,22 +159,15 @@ async def get_bug(session: AsyncSession, crawl: CrawlSession, bug_id: int) -> Cr
     return bug
 
 
-async def list_pages(
-    session: AsyncSession, crawl: CrawlSession, *, limit: int, offset: int
-) -> tuple[list[CrawlPage], int]:
+async def list_pages(session: AsyncSession, crawl: CrawlSession, window: PageParams) -> tuple[Sequence[CrawlPage], int]:
     """A page of the visited pages, in visit order."""
-    where = CrawlPage.session_id == crawl.id
-    total = await session.scalar(select(func.count()).select_from(CrawlPage).where(where))
-    rows = await session.scalars(select(CrawlPage).where(where).order_by(CrawlPage.id).limit(limit).offset(offset))
-    return list(rows), int(total or 0)
+    query = select(CrawlPage).where(CrawlPage.session_id == crawl.id).order_by(CrawlPage.id)
+    return await paginate(session, query, window)
 
 
-async def list_tickets(session: AsyncSession, user: User, *, limit: int, offset: int) -> tuple[list[Ticket], int]:
+async def list_tickets(session: AsyncSession, user: User, window: PageParams) -> tuple[Sequence[Ticket], int]:
     """The user's tickets, newest first."""
-    where = Ticket.user_id == user.id
-    total = await session.scalar(select(func.count()).select_from(Ticket).where(where))
-    rows = await session.scalars(select(Ticket).where(where).order_by(Ticket.id.desc()).limit(limit).offset(offset))
-    return list(rows), int(total or 0)
+    return await paginate(session, select(Ticket).where(Ticket.user_id == user.id).order_by(Ticket.id.desc()), window)
 
 
 async def get_ticket(session: AsyncSession, user: User, key: str) -> Ticket:

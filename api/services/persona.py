@@ -1,35 +1,29 @@
-"""Personas: create, read, ingest (one run at a time), jobs and search. Shared by the HTTP API and the CLI."""
+"""Personas: create, read, ingest (one run at a time), cancel, jobs and search. Shared by the HTTP API and the CLI."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.client import Client
 
-from activities.persona.models import IngestionJob, JobStatus, Persona, PersonaStatus
+from activities.persona import contract
+from activities.persona.models import IngestionJob, Persona
 from activities.persona.schemas import Collection, IngestRequest, SearchRequest, SearchResult
-from conveyor.errors import BadInput, Conflict, ExternalServiceError, NotFound
+from api.pages import PageParams
+from api.runs import owned_run, owned_runs
+from conveyor.client import execute_workflow, start_workflow
+from conveyor.errors import BadInput, Conflict, NotFound
 from conveyor.models import User
-from conveyor.temporal import OWNER_ATTR, PIPELINE_ATTR
-from workflows.persona import (
-    HARD_LIMIT,
-    TASK_QUEUE,
-    PersonaIngestionWorkflow,
-    PersonaSearchWorkflow,
-    workflow_id_for,
-)
+from conveyor.reconcile import cancel_run, reconcile
+from conveyor.runs import ACTIVE, RunStatus
 
 PERSONA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}[a-z0-9]$")
-SEARCH_TIMEOUT = timedelta(seconds=60)
 
 
 @dataclass
@@ -42,14 +36,8 @@ class IngestStarted:
     started: bool
 
 
-def _attrs(pipeline: str, user_id: int) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [SearchAttributePair(PIPELINE_ATTR, pipeline), SearchAttributePair(OWNER_ATTR, str(user_id))]
-    )
-
-
 async def create_persona(session: AsyncSession, user: User, persona_id: str, name: str, description: str) -> Persona:
-    """A new ``draft`` persona (ids are lower-case slugs: they name its data folders)."""
+    """A new persona, ``created`` until ingested (ids are lower-case slugs: they name its data folders)."""
     if not PERSONA_ID.match(persona_id):
         raise BadInput(
             f"persona id {persona_id!r} must be 3-64 lower-case letters, digits, '-' or '_'",
@@ -58,54 +46,59 @@ async def create_persona(session: AsyncSession, user: User, persona_id: str, nam
         )
     if await session.get(Persona, persona_id) is not None:
         raise Conflict(f"persona {persona_id} already exists", code="PERSONA_EXISTS")
-    persona = Persona(id=persona_id, user_id=user.id, name=name or persona_id, description=description, current_jobs={})
+    persona = Persona(
+        id=persona_id,
+        user_id=user.id,
+        name=name or persona_id,
+        description=description,
+        current_jobs={},
+        status=RunStatus.CREATED.value,
+    )
     session.add(persona)
     await session.commit()
     return persona
 
 
-async def get_persona(session: AsyncSession, user: User, persona_id: str) -> Persona:
-    """The user's persona (another user's is reported as not found)."""
-    persona = await session.get(Persona, persona_id)
-    if persona is None or persona.user_id != user.id:
-        raise NotFound(f"persona {persona_id} not found", code="PERSONA_NOT_FOUND")
-    return persona
+async def get_persona(session: AsyncSession, client: Client, user: User, persona_id: str) -> Persona:
+    """The user's persona, reconciled with Temporal (another user's is reported as not found)."""
+    return await owned_run(session, client, Persona, persona_id, user, what="persona", code="PERSONA_NOT_FOUND")
 
 
-async def jobs_of(session: AsyncSession, persona: Persona) -> list[IngestionJob]:
-    """The jobs of the persona's latest ingestion."""
+async def list_personas(
+    session: AsyncSession, client: Client, user: User, window: PageParams, *, status: RunStatus | None = None
+) -> tuple[Sequence[Persona], int]:
+    """A page of the user's personas, newest first, and how many there are."""
+    return await owned_runs(session, client, Persona, user, window, status=status)
+
+
+async def jobs_of(session: AsyncSession, client: Client, persona: Persona) -> list[IngestionJob]:
+    """The jobs of the persona's latest ingestion, reconciled with Temporal."""
     ids = list(persona.current_jobs.values())
     if not ids:
         return []
-    rows = await session.scalars(select(IngestionJob).where(IngestionJob.id.in_(ids)))
+    rows = list(await session.scalars(select(IngestionJob).where(IngestionJob.id.in_(ids))))
+    await reconcile(session, client, rows)
     order = {c.value: i for i, c in enumerate(Collection)}
     return sorted(rows, key=lambda j: order.get(j.collection, 9))
 
 
-async def get_job(session: AsyncSession, user: User, job_id: str) -> IngestionJob:
+async def get_job(session: AsyncSession, client: Client, user: User, job_id: str) -> IngestionJob:
     """One of the user's ingestion jobs."""
     job = await session.get(IngestionJob, job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found", code="JOB_NOT_FOUND")
-    await get_persona(session, user, job.persona_id)
+    await get_persona(session, client, user, job.persona_id)
+    await reconcile(session, client, [job])
     return job
-
-
-async def _running(client: Client, workflow_id: str) -> bool:
-    try:
-        desc = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError:
-        return False
-    return desc.status == WorkflowExecutionStatus.RUNNING
 
 
 async def start_ingestion(
     session: AsyncSession, client: Client, user: User, persona_id: str, data_root: Path
 ) -> IngestStarted:
     """Create the three jobs and start the ingestion; while one runs, answer with the running one."""
-    persona = await get_persona(session, user, persona_id)
-    workflow_id = workflow_id_for(persona.id)
-    if persona.status == PersonaStatus.INGESTING and await _running(client, workflow_id):
+    persona = await get_persona(session, client, user, persona_id)
+    workflow_id = contract.workflow_id_for(persona.id)
+    if persona.status in ACTIVE:
         return IngestStarted(persona, workflow_id, dict(persona.current_jobs), started=False)
     jobs = {c.value: str(uuid.uuid4()) for c in Collection}
     for collection, job_id in jobs.items():
@@ -114,50 +107,62 @@ async def start_ingestion(
                 id=job_id,
                 persona_id=persona.id,
                 collection=collection,
-                status=JobStatus.PENDING.value,
+                status=RunStatus.QUEUED.value,
                 warnings=[],
                 workflow_id=workflow_id,
             )
         )
-    previous = dict(persona.current_jobs)
+    previous = dict(persona.current_jobs), persona.status
     persona.current_jobs = jobs
     persona.workflow_id = workflow_id
+    persona.set_status(RunStatus.QUEUED, stage="queued")
     await session.commit()
-    try:
-        await client.start_workflow(
-            PersonaIngestionWorkflow.run,
-            IngestRequest(
-                persona_id=persona.id, job_ids={Collection(c): j for c, j in jobs.items()}, data_root=str(data_root)
-            ),
-            id=workflow_id,
-            task_queue=TASK_QUEUE,
-            execution_timeout=HARD_LIMIT,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            search_attributes=_attrs("persona", user.id),
-        )
-    except WorkflowAlreadyStartedError:
-        persona.current_jobs = previous  # a concurrent request won: report its jobs, drop ours
+    request = IngestRequest(
+        persona_id=persona.id, job_ids={Collection(c): j for c, j in jobs.items()}, data_root=str(data_root)
+    )
+    started = await start_workflow(
+        client,
+        contract.INGEST_WORKFLOW,
+        request,
+        id=workflow_id,
+        task_queue=contract.INGEST_QUEUE,
+        pipeline=contract.NAME,
+        owner=user.id,
+        execution_timeout=contract.HARD_LIMIT,
+    )
+    if not started:  # a concurrent request won: report its jobs, drop ours
+        persona.current_jobs, persona.status = previous[0], RunStatus.RUNNING.value
         for job_id in jobs.values():
             job = await session.get(IngestionJob, job_id)
             if job is not None:
                 await session.delete(job)
         await session.commit()
-        return IngestStarted(persona, workflow_id, previous, started=False)
-    except RPCError as err:
-        raise ExternalServiceError(f"could not start the workflow: {err.message}", code="TEMPORAL_UNAVAILABLE") from err
+        return IngestStarted(persona, workflow_id, previous[0], started=False)
     return IngestStarted(persona, workflow_id, jobs, started=True)
+
+
+async def cancel_ingestion(session: AsyncSession, client: Client, user: User, persona_id: str) -> Persona:
+    """Cancel the persona's running ingestion; its unfinished jobs and the persona end ``cancelled``."""
+    persona = await get_persona(session, client, user, persona_id)
+    if persona.status == RunStatus.CREATED:
+        raise Conflict(f"persona {persona_id} has never been ingested", code="NOT_INGESTING")
+    await cancel_run(session, client, persona, what=f"the ingestion of {persona_id}", finished_code="NOT_INGESTING")
+    return persona
 
 
 async def search(client: Client, user: User, persona: Persona, request: SearchRequest) -> SearchResult:
     """Ranked passages for a question, searched on a persona worker (where the vector store lives)."""
-    if persona.status not in (PersonaStatus.ACTIVE, PersonaStatus.INGESTING, PersonaStatus.FAILED):
+    if persona.status == RunStatus.CREATED:
         raise Conflict(f"persona {persona.id} has not been ingested yet", code="PERSONA_NOT_INGESTED")
-    result: SearchResult = await client.execute_workflow(
-        PersonaSearchWorkflow.run,
+    result: SearchResult = await execute_workflow(
+        client,
+        contract.SEARCH_WORKFLOW,
         request,
+        SearchResult,
         id=f"persona-search-{persona.id}-{uuid.uuid4().hex[:12]}",
-        task_queue=TASK_QUEUE,
-        execution_timeout=SEARCH_TIMEOUT,
-        search_attributes=_attrs("persona", user.id),
+        task_queue=contract.INGEST_QUEUE,
+        pipeline=contract.NAME,
+        owner=user.id,
+        execution_timeout=contract.SEARCH_TIMEOUT,
     )
     return result

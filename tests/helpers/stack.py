@@ -1,0 +1,91 @@
+"""A real stack in the test process: dev server, SQLite, local blobs, every pipeline's workers and the API."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from api.app import create_app
+from conveyor.auth import create_user
+from conveyor.db import migrate
+from conveyor.resources import WorkerResources, open_resources
+from conveyor.settings import Settings
+from conveyor.storage import BlobStore
+from conveyor.temporal import free_port
+from tests.helpers import TEST_CHROMIUM_ARGS
+from workers.pipelines import all_queues
+from workers.run import build_workers
+
+
+@dataclass
+class Stack:
+    """Handles on the running test stack."""
+
+    settings: Settings
+    client: Client
+    sessions: async_sessionmaker[AsyncSession]
+    blobs: BlobStore
+    api_url: str
+    resources: WorkerResources
+
+    async def new_user(self, credits: int = 100) -> tuple[int, str]:
+        """A fresh user with ``credits`` and its API key."""
+        async with self.sessions.begin() as session:
+            user, key = await create_user(session, f"user-{uuid.uuid4().hex[:8]}", credits)
+            return user.id, key
+
+    def http(self, key: str | None) -> httpx.AsyncClient:
+        """An API client sending ``key``."""
+        headers = {"X-API-Key": key} if key else {}
+        return httpx.AsyncClient(base_url=self.api_url, headers=headers, timeout=30)
+
+
+def stack_settings(var: Path, temporal_address: str, **overrides: Any) -> Settings:
+    """Settings of a test stack under ``var`` (small upload cap, JSON logs, Chromium kept on loopback)."""
+    values: dict[str, Any] = {
+        "var_dir": var,
+        "temporal_address": temporal_address,
+        "api_port": free_port(),
+        "max_upload_bytes": 2_000_000,
+        "log_json": True,
+        "chromium_args": TEST_CHROMIUM_ARGS,
+        "worker_legacy_queues": False,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def run_stack(client: Client, settings: Settings) -> AsyncIterator[Stack]:
+    """Workers for every queue and the API on a real port, until the block ends."""
+    await migrate(settings.database_url_resolved)
+    async with open_resources(settings) as resources:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
+            workers = build_workers(client, resources, list(all_queues()), executor)
+            runs = [asyncio.create_task(w.run()) for w in workers]
+            port = settings.api_port
+            server = uvicorn.Server(
+                uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
+            )
+            serving = asyncio.create_task(server.serve())
+            while not server.started:
+                await asyncio.sleep(0.05)
+            try:
+                url = f"http://127.0.0.1:{port}"
+                yield Stack(settings, client, resources.sessions, resources.blobs, url, resources)
+            finally:
+                server.should_exit = True
+                await serving
+                await asyncio.gather(*(w.shutdown() for w in workers))
+                await asyncio.gather(*runs, return_exceptions=True)

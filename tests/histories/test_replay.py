@@ -1,0 +1,61 @@
+"""Replay saved and fresh histories so a non-deterministic workflow change fails CI.
+
+``tests/histories/*.json`` are runs recorded with the current workflows (``python -m tests.histories.record``);
+``tests/histories/before-run-lifecycle/*.json`` were recorded before the kernel's run lifecycle replaced each
+pipeline's own bookkeeping activity, and must keep replaying: runs started then may still be running.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import replayer
+
+HISTORIES = Path(__file__).resolve().parent
+#: Histories of runs started before the kernel's run lifecycle (each pipeline's own bookkeeping activity).
+BEFORE_RUN_LIFECYCLE = HISTORIES / "before-run-lifecycle"
+SAVED = sorted([*HISTORIES.glob("*.json"), *BEFORE_RUN_LIFECYCLE.glob("*.json")])
+
+
+@pytest.mark.parametrize("folder", [HISTORIES, BEFORE_RUN_LIFECYCLE], ids=lambda p: p.name)
+def test_saved_histories_exist(folder: Path) -> None:
+    names = sorted(p.name for p in folder.glob("*.json"))
+    for pipeline in ("analysis", "crawl", "persona", "video"):
+        for outcome in ("completed", "failed", "cancelled"):
+            assert f"{pipeline}-{outcome}.json" in names, names
+
+
+def _local_activities_and_patches(path: Path) -> set[str]:
+    """The local activity types and patch ids a saved history recorded (from its markers)."""
+    found: set[str] = set()
+    for event in json.loads(path.read_text())["events"]:
+        marker = event.get("markerRecordedEventAttributes")
+        for detail in (marker or {}).get("details", {}).values():
+            for payload in detail.get("payloads", []):
+                if "data" not in payload:  # an empty result
+                    continue
+                data = json.loads(base64.b64decode(payload["data"]))
+                if isinstance(data, dict):
+                    found.add(str(data.get("activity_type") or data.get("id")))
+    return found
+
+
+@pytest.mark.parametrize("pipeline", ["analysis", "crawl", "persona"])
+def test_old_histories_use_the_old_bookkeeping_and_new_ones_the_kernels(pipeline: str) -> None:
+    old = _local_activities_and_patches(BEFORE_RUN_LIFECYCLE / f"{pipeline}-completed.json")
+    new = _local_activities_and_patches(HISTORIES / f"{pipeline}-completed.json")
+    assert old and all(name.startswith(f"{pipeline}.") for name in old), old
+    assert "conveyor.record_run" in new and "conveyor-record-run" in new, new  # the activity and its patch
+
+
+@pytest.mark.parametrize("path", SAVED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+async def test_saved_history_replays(path: Path) -> None:
+    from temporalio.client import WorkflowHistory
+
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    result = await replayer().replay_workflow(history)
+    assert result.replay_failure is None
