@@ -4,16 +4,18 @@ reads every pipeline's routes share: one of a user's runs, or a page of them, al
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.pages import PageParams, paginate
+from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.pages import Page, PageDep, PageParams, page_of, paginate
 from conveyor.errors import NotFound
 from conveyor.models import User
 from conveyor.reconcile import reconcile
@@ -99,3 +101,31 @@ async def owned_runs(
     rows, total = await paginate(session, query.order_by(model.created_at.desc(), *tie_break), window)
     await reconcile(session, client, rows)
     return rows, total
+
+
+def add_listing(
+    router: APIRouter,
+    path: str,
+    model: type[R],
+    response_model: type[M],
+    out: Callable[[R, Settings], M],
+    *,
+    name: str,
+    description: str,
+) -> None:
+    """Add ``GET path`` to ``router``: a page of the user's runs of ``model`` (``?status=`` to filter), newest first,
+    each read through :func:`owned_runs` (so reconciled with Temporal) and shown as ``out(row, settings)``."""
+
+    async def listing(
+        user: CurrentUser,
+        session: SessionDep,
+        client: TemporalDep,
+        settings: SettingsDep,
+        window: PageDep,
+        status: RunStatus | None = None,
+    ) -> Page[Any]:
+        rows, total = await owned_runs(session, client, model, user, window, status=status)
+        return page_of([out(row, settings) for row in rows], total, window)
+
+    page_model: Any = Page[response_model]  # type: ignore[valid-type]  # a generic page of a class given at run time
+    router.add_api_route(path, listing, methods=["GET"], response_model=page_model, name=name, description=description)

@@ -54,7 +54,7 @@ async def run_ingest(
                 waiter.result()
         async with cli.sessions() as session:
             persona = await service.get_persona(session, cli.client, cli.user, persona_id)
-            return persona_out(persona, await service.jobs_of(session, cli.client, persona), settings).model_dump(
+            return persona_out(persona, settings, await service.jobs_of(session, cli.client, persona)).model_dump(
                 mode="json"
             )
 

@@ -156,7 +156,7 @@ async def run_video(
         async with cli.sessions() as session:
             video = await service.get_video(session, cli.client, cli.user, started.video.id)
             jobs = await service.jobs_of(session, cli.client, video)
-            out = video_out(video, [j for j in jobs if j.id in started.jobs], settings).model_dump(mode="json")
+            out = video_out(video, settings, [j for j in jobs if j.id in started.jobs]).model_dump(mode="json")
             out["workflow_id"] = started.workflow_id
             out["workflow_url"] = settings.workflow_ui_url(started.workflow_id)
             return out

@@ -23,11 +23,12 @@ from temporalio.client import (
     WorkflowQueryFailedError,
     WorkflowQueryRejectedError,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.errors import Conflict, ExternalServiceError, NotFound, RateLimited, failure_info
+from conveyor.pipeline import Launch
 from conveyor.progress import PROGRESS_QUERY, Progress
 from conveyor.temporal import OWNER_ATTR, PIPELINE_ATTR
 
@@ -57,59 +58,45 @@ def search_attributes(pipeline: str, owner: int | str) -> TypedSearchAttributes:
     )
 
 
+def _start_options(launch: Launch, id: str, owner: int | str, execution_timeout: timedelta | None) -> dict[str, Any]:
+    return {
+        "id": id,
+        "task_queue": launch.queue,
+        "execution_timeout": execution_timeout or launch.execution_timeout,
+        "id_reuse_policy": launch.id_reuse,
+        "search_attributes": search_attributes(launch.pipeline, owner),
+    }
+
+
 async def start_workflow(
     client: Client,
-    workflow: str,
+    launch: Launch,
     arg: BaseModel,
     *,
     id: str,
-    task_queue: str,
-    pipeline: str,
     owner: int | str,
     execution_timeout: timedelta | None = None,
-    id_reuse_policy: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE,
 ) -> bool:
-    """Start ``workflow`` (its type name) with ``arg``; False when a run with ``id`` is already running."""
+    """Start the workflow ``launch`` names with ``arg``; False when a run with ``id`` is already running.
+
+    ``execution_timeout`` overrides the launch's where a run's limit depends on its input (a crawl's hard limit).
+    """
     try:
         with temporal_errors(f"could not start workflow {id}"):
-            await client.start_workflow(
-                workflow,
-                arg,
-                id=id,
-                task_queue=task_queue,
-                execution_timeout=execution_timeout,
-                id_reuse_policy=id_reuse_policy,
-                search_attributes=search_attributes(pipeline, owner),
-            )
+            await client.start_workflow(launch.workflow, arg, **_start_options(launch, id, owner, execution_timeout))
     except WorkflowAlreadyStartedError:
         return False
     return True
 
 
 async def execute_workflow(
-    client: Client,
-    workflow: str,
-    arg: BaseModel,
-    result_type: type[Any],
-    *,
-    id: str,
-    task_queue: str,
-    pipeline: str,
-    owner: int | str,
-    execution_timeout: timedelta,
+    client: Client, launch: Launch, arg: BaseModel, result_type: type[Any], *, id: str, owner: int | str
 ) -> Any:
     """Run a short workflow to its end and return its result (a search, a probe); its failure as the taxonomy's."""
+    options = _start_options(launch, id, owner, None)
     try:
         with temporal_errors(f"workflow {id}"):
-            return await client.execute_workflow(
-                workflow,
-                arg,
-                id=id,
-                task_queue=task_queue,
-                result_type=result_type,
-                execution_timeout=execution_timeout,
-                search_attributes=search_attributes(pipeline, owner),
-            )
+            return await client.execute_workflow(launch.workflow, arg, result_type=result_type, **options)
     except WorkflowFailureError as err:
         raise failure_info(err).to_error() from err
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from temporalio.client import ScheduleOverlapPolicy
+from temporalio.common import WorkflowIDReusePolicy
 
 if TYPE_CHECKING:
     from conveyor.resources import WorkerResources
@@ -61,6 +62,22 @@ class Queue:
     def load_workflows(self) -> list[type]:
         """The workflow classes that run here."""
         return [load(ref) for ref in self.workflow_refs]
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How one of a pipeline's workflows is started: its type name, task queue, time limit and id reuse."""
+
+    workflow: str
+    queue: str
+    execution_timeout: timedelta | None = None
+    """Temporal's own backstop: the run is ended (and reconciled as ``TIMEOUT``) past it."""
+    id_reuse: WorkflowIDReusePolicy = WorkflowIDReusePolicy.ALLOW_DUPLICATE
+
+    @property
+    def pipeline(self) -> str:
+        """The pipeline the workflow belongs to (its queue's prefix)."""
+        return self.queue.partition(".")[0]
 
 
 @dataclass(frozen=True)

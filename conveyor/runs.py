@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ChildWorkflowError, is_cancelled_exception
 
-from conveyor.errors import NON_RETRYABLE_ERROR_TYPES, FailureInfo, failure_info
+from conveyor.errors import FailureInfo, failure_info
+from conveyor.steps import retries
 
 T = TypeVar("T")
 
@@ -100,9 +100,7 @@ RECORD_RUN = "conveyor.record_run"
 #: histories replay (and the runs carry on) with that name, new runs use :data:`RECORD_RUN`.
 RECORD_RUN_PATCH = "conveyor-record-run"
 BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
-BOOKKEEPING_RETRY = RetryPolicy(
-    maximum_attempts=5, maximum_interval=timedelta(seconds=10), non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES
-)
+BOOKKEEPING_RETRY = retries(5, most=timedelta(seconds=10))
 
 
 async def record(update: RunUpdate, *, legacy: str | None = None) -> None:

@@ -18,7 +18,23 @@ from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
 from temporalio.workflow import ActivityCancellationType
 
+from conveyor.errors import NON_RETRYABLE_ERROR_TYPES
+
 T = TypeVar("T")
+
+
+def retries(
+    attempts: int, *, first: timedelta = timedelta(seconds=1), most: timedelta | None = None, backoff: float = 2.0
+) -> RetryPolicy:
+    """``attempts`` attempts in all, ``first`` apart and growing by ``backoff`` up to ``most``; never retrying the
+    taxonomy's permanent errors (bad input, not found, conflict, … are not worth a second try)."""
+    return RetryPolicy(
+        initial_interval=first,
+        backoff_coefficient=backoff,
+        maximum_interval=most,
+        maximum_attempts=attempts,
+        non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
+    )
 
 
 @dataclass(frozen=True)
@@ -51,27 +67,17 @@ class Step:
 
     def start(self, arg: Any, result_type: type[T]) -> workflow.ActivityHandle[T]:
         """Start the activity and return its handle at once, to await among others (workflow code only)."""
-        return workflow.start_activity(
-            self.activity,
-            arg,
-            result_type=result_type,
-            task_queue=self.queue,
-            start_to_close_timeout=self.timeout,
-            heartbeat_timeout=self.heartbeat,
-            retry_policy=self.retry,
-            priority=self.priority,
-            cancellation_type=self.cancellation,
-        )
+        return workflow.start_activity(self.activity, arg, result_type=result_type, **self._options())
 
     async def _execute(self, arg: Any, result_type: type[Any] | None) -> Any:
-        return await workflow.execute_activity(
-            self.activity,
-            arg,
-            result_type=result_type,
-            task_queue=self.queue,
-            start_to_close_timeout=self.timeout,
-            heartbeat_timeout=self.heartbeat,
-            retry_policy=self.retry,
-            priority=self.priority,
-            cancellation_type=self.cancellation,
-        )
+        return await workflow.execute_activity(self.activity, arg, result_type=result_type, **self._options())
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "task_queue": self.queue,
+            "start_to_close_timeout": self.timeout,
+            "heartbeat_timeout": self.heartbeat,
+            "retry_policy": self.retry,
+            "priority": self.priority,
+            "cancellation_type": self.cancellation,
+        }

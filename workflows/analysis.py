@@ -12,7 +12,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -32,10 +31,10 @@ with workflow.unsafe.imports_passed_through():
         TaskPlan,
     )
     from conveyor import runs
-    from conveyor.errors import NON_RETRYABLE_ERROR_TYPES, ErrorKind
+    from conveyor.errors import ErrorKind
     from conveyor.progress import PROGRESS_QUERY, Progress
     from conveyor.runs import RunEnd, RunError, RunStatus, RunUpdate
-    from conveyor.steps import Step
+    from conveyor.steps import Step, retries
 
 TASK_QUEUE = contract.TASKS_QUEUE
 TASK = contract.TASK_TABLE
@@ -46,13 +45,7 @@ PREPARE_TIMEOUT = timedelta(minutes=10)
 PUBLISH_TIMEOUT = timedelta(minutes=10)
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 #: Seed: autoretry_for=(ConnectionError, TimeoutError), max_retries=3, retry_backoff, retry_backoff_max=300.
-RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=300),
-    maximum_attempts=4,
-    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
-)
+RETRY_POLICY = retries(4, first=timedelta(seconds=2), most=timedelta(seconds=300))
 LOAD = Step(contract.LOAD_TASK, BOOKKEEPING_TIMEOUT, RETRY_POLICY)
 PREPARE = Step(contract.PREPARE_INPUTS, PREPARE_TIMEOUT, RETRY_POLICY, heartbeat=HEARTBEAT_TIMEOUT)
 HOLD = Step(contract.HOLD_CREDITS, BOOKKEEPING_TIMEOUT, RETRY_POLICY)
@@ -198,7 +191,7 @@ def _agent_params(params: dict[str, object], agent_id: str) -> dict[str, object]
 PURGE = Step(
     contract.PURGE_WORK,
     timedelta(minutes=30),
-    RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES),
+    retries(3),
     heartbeat=timedelta(seconds=60),
 )
 

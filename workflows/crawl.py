@@ -42,10 +42,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.crawl.urls import should_visit, url_key
     from conveyor import runs
-    from conveyor.errors import NON_RETRYABLE_ERROR_TYPES, ErrorKind, failure_info
+    from conveyor.errors import ErrorKind, failure_info
     from conveyor.progress import PROGRESS_QUERY, Progress
-    from conveyor.runs import RunEnd, RunError, RunStatus, RunUpdate
-    from conveyor.steps import Step
+    from conveyor.runs import BOOKKEEPING_RETRY, RunEnd, RunError, RunStatus, RunUpdate
+    from conveyor.steps import Step, retries
 
 TASK_QUEUE = contract.PAGES_QUEUE
 SESSION = contract.SESSION_TABLE
@@ -62,23 +62,10 @@ TICKET_TIMEOUT = timedelta(minutes=1)
 PAGE_MAX_ATTEMPTS = 4
 PAGE_MAX_INTERVAL = timedelta(minutes=10)
 #: Seed: create_linear_ticket max_retries=5, retry delay 30 s, exponential backoff.
-TICKET_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=30),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=10),
-    maximum_attempts=6,
-    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
-)
+TICKET_RETRY = retries(6, first=timedelta(seconds=30), most=timedelta(minutes=10))
 #: Seed: upload_screenshot max_retries=3 with the default delay.
-SCREENSHOT_RETRY = RetryPolicy(maximum_attempts=4, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES)
-BOOKKEEPING_RETRY = RetryPolicy(
-    maximum_attempts=5, maximum_interval=timedelta(seconds=10), non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES
-)
-START_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_attempts=3,
-    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
-)
+SCREENSHOT_RETRY = retries(4)
+START_RETRY = retries(3, first=timedelta(seconds=2))
 #: Seed queue priorities: crawl high, tickets medium, media low (1 is the highest priority key).
 CRAWL_PRIORITY = Priority(priority_key=1)
 TICKETS_PRIORITY = Priority(priority_key=3)
@@ -98,13 +85,7 @@ workflow_id_for = contract.workflow_id_for
 
 def page_retry(config: CrawlConfig) -> RetryPolicy:
     """The page visits' retry policy."""
-    return RetryPolicy(
-        initial_interval=timedelta(seconds=config.page_retry_initial_s),
-        backoff_coefficient=2.0,
-        maximum_interval=PAGE_MAX_INTERVAL,
-        maximum_attempts=PAGE_MAX_ATTEMPTS,
-        non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
-    )
+    return retries(PAGE_MAX_ATTEMPTS, first=timedelta(seconds=config.page_retry_initial_s), most=PAGE_MAX_INTERVAL)
 
 
 @workflow.defn(name=contract.SESSION_WORKFLOW)
@@ -361,7 +342,7 @@ class CrawlSessionWorkflow:
 CLEANUP = Step(
     contract.CLEANUP_OLD_SESSIONS,
     timedelta(minutes=30),
-    RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES),
+    retries(3),
     heartbeat=timedelta(seconds=60),
 )
 

@@ -14,7 +14,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -29,23 +28,17 @@ with workflow.unsafe.imports_passed_through():
         SearchResult,
     )
     from conveyor import runs
-    from conveyor.errors import NON_RETRYABLE_ERROR_TYPES, failure_info
+    from conveyor.errors import failure_info
     from conveyor.progress import PROGRESS_QUERY, Progress
     from conveyor.runs import RunEnd, RunError, RunStatus, RunUpdate
-    from conveyor.steps import Step
+    from conveyor.steps import Step, retries
 
 TASK_QUEUE = contract.INGEST_QUEUE
 HARD_LIMIT = contract.HARD_LIMIT
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 SEARCH_TIMEOUT = contract.SEARCH_TIMEOUT
-INGEST_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-    maximum_attempts=4,
-    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
-)
-SEARCH_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES)
+INGEST_RETRY = retries(4, first=timedelta(seconds=5), most=timedelta(minutes=5))
+SEARCH_RETRY = retries(3)
 #: A collection may use what is left of the soft limit (its timeout is set per call).
 INGEST = Step(contract.INGEST_COLLECTION, HARD_LIMIT, INGEST_RETRY, heartbeat=HEARTBEAT_TIMEOUT)
 SEARCH = Step(contract.SEARCH, SEARCH_TIMEOUT, SEARCH_RETRY)

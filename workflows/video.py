@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import Priority, RetryPolicy
+from temporalio.common import Priority
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -40,62 +40,39 @@ with workflow.unsafe.imports_passed_through():
         VideoJobResult,
     )
     from conveyor import runs
-    from conveyor.errors import NON_RETRYABLE_ERROR_TYPES, failure_info
+    from conveyor.errors import failure_info
     from conveyor.progress import PROGRESS_QUERY, Progress
     from conveyor.runs import RunError, RunStatus, RunUpdate
-    from conveyor.steps import Step
+    from conveyor.steps import Step, retries
 
 TASK_QUEUE = contract.RENDER_QUEUE
-#: The queue of each step.
-QUEUES = {
-    "render": contract.RENDER_QUEUE,
-    "preview": contract.PREVIEW_QUEUE,
-    "transcode": contract.TRANSCODE_QUEUE,
-    "caption": contract.CAPTION_QUEUE,
-}
-#: Seed 004 time limits per task.
-TIME_LIMITS = {
-    "render": timedelta(hours=1),
-    "preview": timedelta(minutes=5),
-    "transcode": timedelta(minutes=30),
-    "caption": timedelta(minutes=15),
-}
-#: Seed queue priorities (render 10 > transcode 7 > caption 6 > preview 5) as Temporal priority keys (1 first).
-PRIORITIES = {
-    "render": Priority(priority_key=1),
-    "transcode": Priority(priority_key=2),
-    "caption": Priority(priority_key=3),
-    "preview": Priority(priority_key=4),
-}
 #: Steps heartbeat every second; a worker that stops answering is given up on after this.
 HEARTBEAT_TIMEOUT = timedelta(seconds=20)
 EXECUTION_TIMEOUT = contract.EXECUTION_TIMEOUT
-STEP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=5),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=3,
-    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
-)
-#: The activity of each step.
-ACTIVITIES = {
-    "render": contract.RENDER,
-    "preview": contract.PREVIEW,
-    "transcode": contract.TRANSCODE,
-    "caption": contract.CAPTION,
-}
-#: Each step on its seed queue with its limit and priority; cancelling waits for FFmpeg to be stopped.
-STEPS = {
-    kind: Step(
-        ACTIVITIES[kind],
-        TIME_LIMITS[kind],
+STEP_RETRY = retries(3, first=timedelta(seconds=5), most=timedelta(minutes=1))
+
+
+def _step(activity: str, queue: str, limit: timedelta, priority_key: int) -> Step:
+    """A step on its seed queue with its seed time limit and priority, heartbeating; cancelling it waits until
+    FFmpeg is stopped and its partial files are gone."""
+    return Step(
+        activity,
+        limit,
         STEP_RETRY,
         heartbeat=HEARTBEAT_TIMEOUT,
-        queue=QUEUES[kind],
-        priority=PRIORITIES[kind],
+        queue=queue,
+        priority=Priority(priority_key=priority_key),
         cancellation=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     )
-    for kind in ACTIVITIES
+
+
+#: Seed 004 time limits (render 1 h, preview 5 min, transcode 30 min, caption 15 min) and queue priorities
+#: (render 10 > transcode 7 > caption 6 > preview 5) as Temporal priority keys (1 first).
+STEPS = {
+    "render": _step(contract.RENDER, contract.RENDER_QUEUE, timedelta(hours=1), 1),
+    "transcode": _step(contract.TRANSCODE, contract.TRANSCODE_QUEUE, timedelta(minutes=30), 2),
+    "caption": _step(contract.CAPTION, contract.CAPTION_QUEUE, timedelta(minutes=15), 3),
+    "preview": _step(contract.PREVIEW, contract.PREVIEW_QUEUE, timedelta(minutes=5), 4),
 }
 PROBE = Step(
     contract.PROBE_UPLOAD,
@@ -103,7 +80,7 @@ PROBE = Step(
     STEP_RETRY,
     heartbeat=HEARTBEAT_TIMEOUT,
     queue=contract.PREVIEW_QUEUE,
-    priority=PRIORITIES["preview"],
+    priority=STEPS["preview"].priority,
 )
 
 
@@ -277,14 +254,14 @@ class VideoProbeWorkflow:
 CLEANUP = Step(
     contract.CLEANUP_TEMP,
     timedelta(minutes=30),
-    RetryPolicy(maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES),
+    retries(3),
     heartbeat=timedelta(seconds=60),
 )
 #: Seed 004 ``monitor_resources_task`` runs every minute: a sample must finish well inside it.
 MONITOR = Step(
     contract.MONITOR_RESOURCES,
     timedelta(seconds=50),
-    RetryPolicy(maximum_attempts=2, non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES),
+    retries(2),
 )
 
 

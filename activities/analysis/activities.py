@@ -37,6 +37,7 @@ from activities.analysis.schemas import (
     PurgeResult,
     TaskPlan,
 )
+from activities.analysis.sql import qstr
 from conveyor import credits
 from conveyor.errors import BadInput, NotFound
 from conveyor.heartbeat import ProgressBox, run_blocking
@@ -232,9 +233,9 @@ class AnalysisActivities:
     def _store_dataset(self, key: str, dataset: Dataset, scratch: Path) -> DatasetRef:
         con = duckdb.connect()
         try:
-            path = str(dataset.path).replace("'", "''")
-            rows_row = con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone()
-            columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()]
+            path = qstr(str(dataset.path))
+            rows_row = con.execute(f"SELECT count(*) FROM read_parquet({path})").fetchone()
+            columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({path})").fetchall()]
         finally:
             con.close()
         self._keep(key, dataset.path, "application/vnd.apache.parquet", scratch)
@@ -283,8 +284,8 @@ class AnalysisActivities:
                     continue
                 local = self._readable(ref.key, tmp / f"final-{i}.parquet")
                 out = tmp / name
-                src, dst = str(local).replace("'", "''"), str(out).replace("'", "''")
-                con.execute(f"COPY (SELECT * FROM read_parquet('{src}')) TO '{dst}' (HEADER, DELIMITER ',')")
+                src, dst = qstr(str(local)), qstr(str(out))
+                con.execute(f"COPY (SELECT * FROM read_parquet({src})) TO {dst} (HEADER, DELIMITER ',')")
                 files.append(self._store_output(request.task_id, name, out, tmp, agent=None))
         finally:
             con.close()

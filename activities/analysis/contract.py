@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from activities.analysis.schemas import PurgeRequest
-from conveyor.pipeline import Pipeline, Queue, Schedule
+from conveyor.pipeline import Launch, Pipeline, Queue, Schedule
 
 NAME = "analysis"
 #: Seed: CELERY_WORKER_CONCURRENCY=4.
@@ -19,6 +19,7 @@ ANALYSIS_WORKFLOW = "AnalysisWorkflow"
 PURGE_WORKFLOW = "PurgeAnalysisWorkWorkflow"
 #: Temporal's own backstop beyond the workflow's hard limit (seed: 30 min; the workflow enforces that itself).
 EXECUTION_TIMEOUT = timedelta(minutes=40)
+ANALYSIS_START = Launch(ANALYSIS_WORKFLOW, TASKS_QUEUE, EXECUTION_TIMEOUT)
 
 LOAD_TASK = "analysis.load_task"
 PREPARE_INPUTS = "analysis.prepare_inputs"

@@ -33,6 +33,7 @@ import polars as pl
 from charset_normalizer import from_bytes
 from charset_normalizer.utils import is_multi_byte_encoding
 
+from activities.analysis.sql import qident, qstr
 from conveyor.errors import BadInput, TooLarge
 
 SAMPLE_BYTES = 64 * 1024
@@ -114,14 +115,6 @@ def _fail(code: str, message: str) -> BadInput:
     return BadInput(message, code=code)
 
 
-def _sql_str(value: str) -> str:
-    """A SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _sql_ident(value: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + value.replace('"', '""') + '"'
 
 
 def clean_column_names(raw: Sequence[str]) -> list[str]:
@@ -324,7 +317,7 @@ def _connect(workdir: Path) -> duckdb.DuckDBPyConnection:
 
 def _copy_to_parquet(con: duckdb.DuckDBPyConnection, select: str, out: Path) -> int:
     """Write a SELECT to a Parquet file; the number of rows written."""
-    row = con.execute(f"COPY ({select}) TO {_sql_str(str(out))} (FORMAT parquet)").fetchone()
+    row = con.execute(f"COPY ({select}) TO {qstr(str(out))} (FORMAT parquet)").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -341,14 +334,14 @@ def _output_expr(column: str, type_name: str) -> str:
     UTC timestamps instead (the instant is kept).
     """
     if type_name == "TIMESTAMP WITH TIME ZONE":
-        return f"timezone('UTC', {_sql_ident(column)})"
-    return _sql_ident(column)
+        return f"timezone('UTC', {qident(column)})"
+    return qident(column)
 
 
 def _renaming_select(source: str, schema: Sequence[tuple[str, str]], names: Sequence[str]) -> str:
     """``SELECT col AS clean_name, …`` over a table function."""
     pairs = zip(schema, names, strict=True)
-    parts = ", ".join(f"{_output_expr(column, kind)} AS {_sql_ident(name)}" for (column, kind), name in pairs)
+    parts = ", ".join(f"{_output_expr(column, kind)} AS {qident(name)}" for (column, kind), name in pairs)
     return f"SELECT {parts} FROM {source}"
 
 
@@ -432,9 +425,9 @@ def _prepare_text(src: Path, name: str, workdir: Path, *, native: Iterable[str],
 
 def _csv_source(path: Path, delimiter: str, names: Sequence[str]) -> str:
     """The ``read_csv`` call: fixed dialect, header skipped, every column VARCHAR, ragged rows errors."""
-    columns = "{" + ", ".join(f"{_sql_str(n)}: 'VARCHAR'" for n in names) + "}"
+    columns = "{" + ", ".join(f"{qstr(n)}: 'VARCHAR'" for n in names) + "}"
     return (
-        f"read_csv({_sql_str(str(path))}, auto_detect=false, header=true, delim={_sql_str(delimiter)}, "
+        f"read_csv({qstr(str(path))}, auto_detect=false, header=true, delim={qstr(delimiter)}, "
         f"quote='\"', escape='\"', columns={columns}, strict_mode=true)"
     )
 
@@ -467,7 +460,7 @@ def _convert_csv_text(text: _Text, src: Path, name: str, out: Path, workdir: Pat
 
 def _json_source(path: Path, fmt: str, records: str) -> str:
     """The ``read_json`` call (whole file sampled so no key or type is missed)."""
-    return f"read_json({_sql_str(str(path))}, format='{fmt}', records={records}, sample_size=-1)"
+    return f"read_json({qstr(str(path))}, format='{fmt}', records={records}, sample_size=-1)"
 
 
 def _check_json_ends(path: Path, name: str) -> None:
@@ -578,7 +571,7 @@ def _check_parquet(src: Path, name: str) -> None:
 def _convert_parquet(src: Path, name: str, out: Path, workdir: Path) -> IngestedFile:
     """Parquet → Parquet (rewritten: validates every page and cleans the column names)."""
     _check_parquet(src, name)
-    source = f"read_parquet({_sql_str(str(src))})"
+    source = f"read_parquet({qstr(str(src))})"
     with _connect(workdir) as con:
         try:
             schema = _schema(con, source)

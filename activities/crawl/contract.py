@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from activities.crawl.schemas import CleanupRequest
-from conveyor.pipeline import Pipeline, Queue, Schedule
+from conveyor.pipeline import Launch, Pipeline, Queue, Schedule
 
 NAME = "crawl"
 #: The seed's four queues and their worker concurrency: crawl 2 (high), tickets 4, media 8, default 2 (low).
@@ -18,6 +18,8 @@ SESSION_WORKFLOW = "CrawlSessionWorkflow"
 CLEANUP_WORKFLOW = "CleanupCrawlSessionsWorkflow"
 #: Room for winding down after the seed's hard limit before Temporal ends the run itself.
 WIND_DOWN = timedelta(minutes=2)
+#: A session's execution timeout is its config's hard limit plus :data:`WIND_DOWN` (given when it starts).
+SESSION_START = Launch(SESSION_WORKFLOW, PAGES_QUEUE)
 
 START_SESSION = "crawl.start_session"
 VISIT_PAGE = "crawl.visit_page"

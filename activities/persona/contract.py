@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from conveyor.pipeline import Pipeline, Queue
+from conveyor.pipeline import Launch, Pipeline, Queue
 
 NAME = "persona"
 INGEST_QUEUE = "persona.ingest"
@@ -14,6 +14,8 @@ SEARCH_WORKFLOW = "PersonaSearchWorkflow"
 #: Seed: time_limit=7200 s (hard), soft_time_limit=6900 s.
 HARD_LIMIT = timedelta(hours=2)
 SEARCH_TIMEOUT = timedelta(seconds=60)
+INGEST_START = Launch(INGEST_WORKFLOW, INGEST_QUEUE, HARD_LIMIT)
+SEARCH_START = Launch(SEARCH_WORKFLOW, INGEST_QUEUE, SEARCH_TIMEOUT)
 
 INGEST_COLLECTION = "persona.ingest_collection"
 SEARCH = "persona.search"

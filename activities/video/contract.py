@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from temporalio.common import WorkflowIDReusePolicy
+
 from activities.video.schemas import MonitorRequest, VideoCleanupRequest
-from conveyor.pipeline import Pipeline, Queue, Schedule
+from conveyor.pipeline import Launch, Pipeline, Queue, Schedule
 
 NAME = "video"
 #: The seed's queues with their worker concurrency (render 2, preview 4, transcode 2, caption 1).
@@ -23,6 +25,9 @@ MONITOR_WORKFLOW = "MonitorResourcesWorkflow"
 EXECUTION_TIMEOUT = timedelta(hours=3)
 #: An upload's check on a worker: FFmpeg reads every packet of the file.
 PROBE_TIMEOUT = timedelta(minutes=5)
+#: A render and its follow-ups, or one step; an id is never reused (each job has its own).
+JOB_START = Launch(JOB_WORKFLOW, RENDER_QUEUE, EXECUTION_TIMEOUT, WorkflowIDReusePolicy.REJECT_DUPLICATE)
+PROBE_START = Launch(PROBE_WORKFLOW, RENDER_QUEUE, PROBE_TIMEOUT)
 
 RENDER = "video.render"
 PREVIEW = "video.preview"

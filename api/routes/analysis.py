@@ -12,10 +12,8 @@ from activities.analysis.catalog import TOOLS
 from activities.analysis.models import AnalysisTask
 from api.blobs import serve_blob
 from api.deps import BlobDep, CurrentUser, SessionDep, SettingsDep, TemporalDep
-from api.pages import Page, PageDep, page_of
-from api.runs import RunOut, context_settings, public
+from api.runs import RunOut, add_listing, context_settings, public
 from api.services import analysis as service
-from conveyor.runs import RunStatus
 from conveyor.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["analysis"])
@@ -98,6 +96,11 @@ def task_out(task: AnalysisTask, settings: Settings) -> TaskOut:
     return public(TaskOut, task, settings)
 
 
+add_listing(
+    router, "/tasks", AnalysisTask, TaskOut, task_out, name="list_tasks", description="Your tasks, newest first."
+)
+
+
 @router.get("/tools", response_model=list[ToolOut])
 async def list_tools() -> list[ToolOut]:
     """The analysis tools and their agents (with credit costs)."""
@@ -143,20 +146,6 @@ async def process_task(
         started=result.started,
         workflow_url=settings.workflow_ui_url(result.workflow_id),
     )
-
-
-@router.get("/tasks", response_model=Page[TaskOut])
-async def list_tasks(
-    user: CurrentUser,
-    session: SessionDep,
-    client: TemporalDep,
-    settings: SettingsDep,
-    window: PageDep,
-    status: RunStatus | None = None,
-) -> Page[TaskOut]:
-    """Your tasks, newest first."""
-    rows, total = await service.list_tasks(session, client, user, window, status=status)
-    return page_of([task_out(t, settings) for t in rows], total, window)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut)

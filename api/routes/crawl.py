@@ -14,13 +14,12 @@ from activities.crawl.models import CrawlSession, Ticket
 from activities.crawl.schemas import CrawlConfig
 from api.blobs import serve_blob
 from api.deps import BlobDep, CurrentUser, SessionDep, SettingsDep, TemporalDep
-from api.pages import Page, PageDep, PageParams, page_of, page_params
-from api.runs import RunOut, public
+from api.pages import Page, PageParams, page_of, page_params
+from api.runs import RunOut, add_listing, public
 from api.services import crawl as service
 from conveyor.client import query_progress
 from conveyor.errors import NotFound
 from conveyor.progress import Progress
-from conveyor.runs import RunStatus
 from conveyor.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["crawl"])
@@ -130,6 +129,11 @@ def crawl_out(crawl: CrawlSession, settings: Settings, live: Progress | None = N
     return out
 
 
+add_listing(
+    router, "/crawls", CrawlSession, CrawlOut, crawl_out, name="list_crawls", description="Your sessions, newest first."
+)
+
+
 def _started(crawl: CrawlSession, settings: Settings) -> CrawlStarted:
     workflow_id = crawl.workflow_id or ""
     url = settings.workflow_ui_url(workflow_id)
@@ -149,20 +153,6 @@ async def start_crawl(
     """Queue a crawl session; answers at once with the session and workflow ids."""
     crawl = await service.start_session(session, client, user, CrawlConfig(**body.model_dump()))
     return _started(crawl, settings)
-
-
-@router.get("/crawls", response_model=Page[CrawlOut])
-async def list_crawls(
-    user: CurrentUser,
-    session: SessionDep,
-    client: TemporalDep,
-    settings: SettingsDep,
-    window: PageDep,
-    status: RunStatus | None = None,
-) -> Page[CrawlOut]:
-    """Your sessions, newest first."""
-    rows, total = await service.list_sessions(session, client, user, window, status=status)
-    return page_of([crawl_out(c, settings) for c in rows], total, window)
 
 
 @router.get("/crawls/{session_id}", response_model=CrawlOut)

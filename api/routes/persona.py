@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,10 +12,8 @@ from pydantic import BaseModel, Field
 from activities.persona.models import IngestionJob, Persona
 from activities.persona.schemas import Collection, SearchRequest, SearchResult
 from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep
-from api.pages import Page, PageDep, page_of
-from api.runs import RunOut, public
+from api.runs import RunOut, add_listing, public
 from api.services import persona as service
-from conveyor.runs import RunStatus
 from conveyor.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["persona"])
@@ -70,9 +69,14 @@ class SearchIn(BaseModel):
     collections: list[Collection] = Field(default_factory=lambda: list(Collection))
 
 
-def persona_out(persona: Persona, jobs: list[IngestionJob], settings: Settings) -> PersonaOut:
+def persona_out(persona: Persona, settings: Settings, jobs: Sequence[IngestionJob] = ()) -> PersonaOut:
     """The public form of a persona."""
     return public(PersonaOut, persona, settings, jobs=[public(JobOut, j, settings) for j in jobs])
+
+
+add_listing(
+    router, "/personas", Persona, PersonaOut, persona_out, name="list_personas", description="Your personas, newest."
+)
 
 
 @router.post("/personas", response_model=PersonaOut, status_code=201)
@@ -81,21 +85,7 @@ async def create_persona(
 ) -> PersonaOut:
     """Create a persona (``created`` until ingested)."""
     persona = await service.create_persona(session, user, body.id, body.name, body.description)
-    return persona_out(persona, [], settings)
-
-
-@router.get("/personas", response_model=Page[PersonaOut])
-async def list_personas(
-    user: CurrentUser,
-    session: SessionDep,
-    client: TemporalDep,
-    settings: SettingsDep,
-    window: PageDep,
-    status: RunStatus | None = None,
-) -> Page[PersonaOut]:
-    """Your personas, newest first (each persona's jobs are on its own page)."""
-    rows, total = await service.list_personas(session, client, user, window, status=status)
-    return page_of([persona_out(p, [], settings) for p in rows], total, window)
+    return persona_out(persona, settings)
 
 
 @router.get("/personas/{persona_id}", response_model=PersonaOut)
@@ -104,7 +94,7 @@ async def get_persona(
 ) -> PersonaOut:
     """Status and latest jobs of one of your personas."""
     persona = await service.get_persona(session, client, user, persona_id)
-    return persona_out(persona, await service.jobs_of(session, client, persona), settings)
+    return persona_out(persona, settings, await service.jobs_of(session, client, persona))
 
 
 @router.post("/personas/{persona_id}/ingest", response_model=IngestOut, status_code=202)
@@ -128,7 +118,7 @@ async def cancel(
 ) -> PersonaOut:
     """Cancel the persona's running ingestion: its unfinished jobs and the persona end ``cancelled``."""
     persona = await service.cancel_ingestion(session, client, user, persona_id)
-    return persona_out(persona, await service.jobs_of(session, client, persona), settings)
+    return persona_out(persona, settings, await service.jobs_of(session, client, persona))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -14,11 +15,9 @@ from activities.video.models import JobKind, ResourceSample, Video, VideoJob
 from activities.video.schemas import CaptionParams, PreviewParams
 from api.blobs import serve_blob
 from api.deps import BlobDep, CurrentUser, SessionDep, SettingsDep, TemporalDep
-from api.pages import Page, PageDep, page_of
-from api.runs import RunOut, public
+from api.runs import RunOut, add_listing, public
 from api.services import video as service
 from conveyor.errors import NotFound
-from conveyor.runs import RunStatus
 from conveyor.settings import Settings
 
 videos = APIRouter(prefix="/api/videos", tags=["video"])
@@ -102,9 +101,12 @@ def _downloads(outputs: dict[str, Any]) -> dict[str, str]:
     return links
 
 
-def video_out(video: Video, jobs: list[VideoJob], settings: Settings) -> VideoOut:
+def video_out(video: Video, settings: Settings, jobs: Sequence[VideoJob] = ()) -> VideoOut:
     """The public form of a video."""
     return public(VideoOut, video, settings, jobs=[public(JobOut, j, settings) for j in jobs])
+
+
+add_listing(videos, "", Video, VideoOut, video_out, name="list_videos", description="Your videos, newest first.")
 
 
 def _started(started: service.Started, settings: Settings) -> StartedOut:
@@ -130,7 +132,7 @@ async def upload_video(
     video = await service.upload(
         session, client, blobs, settings, user, filename=file.filename or "upload", stream=file.file, title=title
     )
-    return video_out(video, [], settings)
+    return video_out(video, settings)
 
 
 @videos.post("/render", response_model=StartedOut, status_code=202)
@@ -202,27 +204,13 @@ async def transcode(
     return await _step(JobKind.TRANSCODE, video_id, body, user, session, client, settings)
 
 
-@videos.get("", response_model=Page[VideoOut])
-async def list_videos(
-    user: CurrentUser,
-    session: SessionDep,
-    client: TemporalDep,
-    settings: SettingsDep,
-    window: PageDep,
-    status: RunStatus | None = None,
-) -> Page[VideoOut]:
-    """Your videos, newest first (jobs are listed on each video's own page)."""
-    rows, total = await service.list_videos(session, client, user, window, status=status)
-    return page_of([video_out(v, [], settings) for v in rows], total, window)
-
-
 @videos.get("/{video_id}", response_model=VideoOut)
 async def get_video(
     video_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
 ) -> VideoOut:
     """A video with every job: status, percent, fps, ETA, encoder, outputs and download links, errors."""
     video = await service.get_video(session, client, user, video_id)
-    return video_out(video, await service.jobs_of(session, client, video), settings)
+    return video_out(video, settings, await service.jobs_of(session, client, video))
 
 
 @videos.post("/{video_id}/cancel", response_model=VideoOut, status_code=202)
@@ -231,7 +219,7 @@ async def cancel(
 ) -> VideoOut:
     """Cancel the video's unfinished jobs: FFmpeg is stopped and no partial file is kept."""
     video = await service.cancel(session, client, user, video_id)
-    return video_out(video, await service.jobs_of(session, client, video), settings)
+    return video_out(video, settings, await service.jobs_of(session, client, video))
 
 
 @videos.get("/{video_id}/download", response_class=Response)

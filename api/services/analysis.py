@@ -7,7 +7,6 @@ import json
 import re
 import tempfile
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,8 +18,7 @@ from activities.analysis import contract
 from activities.analysis.catalog import task_prefix, validate_plan
 from activities.analysis.models import AnalysisTask
 from activities.analysis.schemas import AnalysisRequest
-from api.pages import PageParams
-from api.runs import owned_run, owned_runs
+from api.runs import owned_run
 from conveyor.client import start_workflow
 from conveyor.errors import BadInput, ConveyorError, NotFound, TooLarge
 from conveyor.models import User
@@ -119,13 +117,6 @@ async def get_task(session: AsyncSession, client: Client, user: User, task_id: s
     return await owned_run(session, client, AnalysisTask, task_id, user, what="task", code="TASK_NOT_FOUND")
 
 
-async def list_tasks(
-    session: AsyncSession, client: Client, user: User, window: PageParams, *, status: RunStatus | None = None
-) -> tuple[Sequence[AnalysisTask], int]:
-    """A page of the user's tasks, newest first, and the total count."""
-    return await owned_runs(session, client, AnalysisTask, user, window, status=status)
-
-
 async def process_task(session: AsyncSession, client: Client, user: User, task_id: str) -> ProcessResult:
     """Start the task's workflow once; a repeat call (or a concurrent one) starts nothing new."""
     task = await get_task(session, client, user, task_id)
@@ -138,16 +129,8 @@ async def process_task(session: AsyncSession, client: Client, user: User, task_i
     task.progress = 0
     await session.commit()
     try:
-        started = await start_workflow(
-            client,
-            contract.ANALYSIS_WORKFLOW,
-            AnalysisRequest(task_id=task.task_id, user_id=user.id),
-            id=workflow_id,
-            task_queue=contract.TASKS_QUEUE,
-            pipeline=contract.NAME,
-            owner=user.id,
-            execution_timeout=contract.EXECUTION_TIMEOUT,
-        )
+        request = AnalysisRequest(task_id=task.task_id, user_id=user.id)
+        started = await start_workflow(client, contract.ANALYSIS_START, request, id=workflow_id, owner=user.id)
     except ConveyorError:
         task.status = previous
         await session.commit()

@@ -17,7 +17,7 @@ from activities.crawl.models import CrawlBug, CrawlBugPage, CrawlPage, CrawlSess
 from activities.crawl.schemas import CrawlConfig, CrawlRequest
 from activities.crawl.urls import normalize_url
 from api.pages import PageParams, paginate
-from api.runs import owned_run, owned_runs
+from api.runs import owned_run
 from conveyor.client import start_workflow
 from conveyor.errors import BadInput, Conflict, ConveyorError, NotFound
 from conveyor.models import User
@@ -71,11 +71,9 @@ async def _start_workflow(session: AsyncSession, client: Client, crawl: CrawlSes
     try:
         return await start_workflow(
             client,
-            contract.SESSION_WORKFLOW,
+            contract.SESSION_START,
             CrawlRequest(session_id=crawl.id, user_id=user_id, config=config),
             id=contract.workflow_id_for(crawl.id),
-            task_queue=contract.PAGES_QUEUE,
-            pipeline=contract.NAME,
             owner=user_id,
             execution_timeout=timedelta(seconds=config.hard_limit_s) + contract.WIND_DOWN,
         )
@@ -90,13 +88,6 @@ async def get_session(session: AsyncSession, client: Client, user: User, session
     return await owned_run(
         session, client, CrawlSession, session_id, user, what="crawl session", code="SESSION_NOT_FOUND"
     )
-
-
-async def list_sessions(
-    session: AsyncSession, client: Client, user: User, window: PageParams, *, status: RunStatus | None = None
-) -> tuple[Sequence[CrawlSession], int]:
-    """A page of the user's sessions, newest first, and the total count."""
-    return await owned_runs(session, client, CrawlSession, user, window, status=status)
 
 
 async def cancel_session(session: AsyncSession, client: Client, user: User, session_id: str) -> CrawlSession:

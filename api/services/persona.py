@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +14,7 @@ from temporalio.client import Client
 from activities.persona import contract
 from activities.persona.models import IngestionJob, Persona
 from activities.persona.schemas import Collection, IngestRequest, SearchRequest, SearchResult
-from api.pages import PageParams
-from api.runs import owned_run, owned_runs
+from api.runs import owned_run
 from conveyor.client import execute_workflow, start_workflow
 from conveyor.errors import BadInput, Conflict, NotFound
 from conveyor.models import User
@@ -62,13 +60,6 @@ async def create_persona(session: AsyncSession, user: User, persona_id: str, nam
 async def get_persona(session: AsyncSession, client: Client, user: User, persona_id: str) -> Persona:
     """The user's persona, reconciled with Temporal (another user's is reported as not found)."""
     return await owned_run(session, client, Persona, persona_id, user, what="persona", code="PERSONA_NOT_FOUND")
-
-
-async def list_personas(
-    session: AsyncSession, client: Client, user: User, window: PageParams, *, status: RunStatus | None = None
-) -> tuple[Sequence[Persona], int]:
-    """A page of the user's personas, newest first, and how many there are."""
-    return await owned_runs(session, client, Persona, user, window, status=status)
 
 
 async def jobs_of(session: AsyncSession, client: Client, persona: Persona) -> list[IngestionJob]:
@@ -120,16 +111,7 @@ async def start_ingestion(
     request = IngestRequest(
         persona_id=persona.id, job_ids={Collection(c): j for c, j in jobs.items()}, data_root=str(data_root)
     )
-    started = await start_workflow(
-        client,
-        contract.INGEST_WORKFLOW,
-        request,
-        id=workflow_id,
-        task_queue=contract.INGEST_QUEUE,
-        pipeline=contract.NAME,
-        owner=user.id,
-        execution_timeout=contract.HARD_LIMIT,
-    )
+    started = await start_workflow(client, contract.INGEST_START, request, id=workflow_id, owner=user.id)
     if not started:  # a concurrent request won: report its jobs, drop ours
         persona.current_jobs, persona.status = previous[0], RunStatus.RUNNING.value
         for job_id in jobs.values():
@@ -154,15 +136,8 @@ async def search(client: Client, user: User, persona: Persona, request: SearchRe
     """Ranked passages for a question, searched on a persona worker (where the vector store lives)."""
     if persona.status == RunStatus.CREATED:
         raise Conflict(f"persona {persona.id} has not been ingested yet", code="PERSONA_NOT_INGESTED")
+    search_id = f"persona-search-{persona.id}-{uuid.uuid4().hex[:12]}"
     result: SearchResult = await execute_workflow(
-        client,
-        contract.SEARCH_WORKFLOW,
-        request,
-        SearchResult,
-        id=f"persona-search-{persona.id}-{uuid.uuid4().hex[:12]}",
-        task_queue=contract.INGEST_QUEUE,
-        pipeline=contract.NAME,
-        owner=user.id,
-        execution_timeout=contract.SEARCH_TIMEOUT,
+        client, contract.SEARCH_START, request, SearchResult, id=search_id, owner=user.id
     )
     return result

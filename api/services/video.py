@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -18,7 +17,6 @@ from typing import Any, BinaryIO
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
 
 from activities.video import contract
 from activities.video.checks import check_step, media_container, resolve_timeline
@@ -34,8 +32,7 @@ from activities.video.schemas import (
 )
 from activities.video.timeline import check_timeline, layout
 from activities.video.transcode import check_spec
-from api.pages import PageParams
-from api.runs import owned_run, owned_runs
+from api.runs import owned_run
 from api.services.analysis import copy_limited, safe_filename
 from conveyor.client import execute_workflow, start_workflow
 from conveyor.errors import BadInput, Conflict, ConveyorError, NotFound
@@ -93,17 +90,9 @@ async def upload(
     facts = ProbeResult()
     if not is_srt:
         try:
-            facts = await execute_workflow(
-                client,
-                contract.PROBE_WORKFLOW,
-                ProbeRequest(key=key, filename=name),
-                ProbeResult,
-                id=f"video-probe-{video_id}",
-                task_queue=contract.RENDER_QUEUE,
-                pipeline=contract.NAME,
-                owner=user.id,
-                execution_timeout=contract.PROBE_TIMEOUT,
-            )
+            probe = ProbeRequest(key=key, filename=name)
+            probe_id = f"video-probe-{video_id}"
+            facts = await execute_workflow(client, contract.PROBE_START, probe, ProbeResult, id=probe_id, owner=user.id)
         except ConveyorError:
             await asyncio.to_thread(blobs.delete, key)
             raise
@@ -177,18 +166,9 @@ async def start_render(
     jobs: dict[str, str] = {}
 
     def job(kind: JobKind, params: dict[str, Any]) -> str:
-        row = VideoJob(
-            id=str(uuid.uuid4()),
-            video_id=video.id,
-            kind=kind.value,
-            params=params,
-            workflow_id=workflow_id,
-            outputs={},
-            status=RunStatus.QUEUED.value,
-        )
-        session.add(row)
-        jobs[row.id] = kind.value
-        return row.id
+        job_id = _queue_job(session, video, kind, params, workflow_id)
+        jobs[job_id] = kind.value
+        return job_id
 
     render_job = job(JobKind.RENDER, {"output": timeline.output.model_dump(mode="json")})
     caption_job = job(JobKind.CAPTION, caption.model_dump(mode="json")) if caption is not None else None
@@ -228,39 +208,41 @@ async def start_step(
         request.caption_job_id, request.caption = job_id, checked
     else:
         request.transcodes = [TranscodeJob(job_id=job_id, spec=checked)]
-    stored = checked.model_dump(mode="json")
     workflow_id = contract.step_workflow_id(kind.value, job_id)
-    session.add(
-        VideoJob(
-            id=job_id,
-            video_id=video.id,
-            kind=kind.value,
-            params=stored,
-            workflow_id=workflow_id,
-            outputs={},
-            status=RunStatus.QUEUED.value,
-        )
-    )
+    _queue_job(session, video, kind, checked.model_dump(mode="json"), workflow_id, job_id=job_id)
     await session.commit()
     await _start(session, client, user, video, workflow_id, request)
     return Started(video, {job_id: kind.value}, workflow_id)
+
+
+def _queue_job(
+    session: AsyncSession,
+    video: Video,
+    kind: JobKind,
+    params: dict[str, Any],
+    workflow_id: str,
+    *,
+    job_id: str | None = None,
+) -> str:
+    """Add a queued job of ``kind`` for ``video``, run by ``workflow_id``; its id."""
+    row = VideoJob(
+        id=job_id or str(uuid.uuid4()),
+        video_id=video.id,
+        kind=kind.value,
+        params=params,
+        workflow_id=workflow_id,
+        outputs={},
+        status=RunStatus.QUEUED.value,
+    )
+    session.add(row)
+    return row.id
 
 
 async def _start(
     session: AsyncSession, client: Client, user: User, video: Video, workflow_id: str, request: VideoJobInput
 ) -> None:
     try:
-        await start_workflow(
-            client,
-            contract.JOB_WORKFLOW,
-            request,
-            id=workflow_id,
-            task_queue=contract.RENDER_QUEUE,
-            pipeline=contract.NAME,
-            owner=user.id,
-            execution_timeout=contract.EXECUTION_TIMEOUT,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
+        await start_workflow(client, contract.JOB_START, request, id=workflow_id, owner=user.id)
     except ConveyorError as err:
         error = RunError(kind=err.kind.value, code=err.code, message=err.message)
         for job in await session.scalars(select(VideoJob).where(VideoJob.workflow_id == workflow_id)):
@@ -274,13 +256,6 @@ async def _start(
 async def get_video(session: AsyncSession, client: Client, user: User, video_id: str) -> Video:
     """The user's video, reconciled with Temporal (another user's is reported as not found)."""
     return await owned_run(session, client, Video, video_id, user, what="video", code="VIDEO_NOT_FOUND")
-
-
-async def list_videos(
-    session: AsyncSession, client: Client, user: User, window: PageParams, *, status: RunStatus | None = None
-) -> tuple[Sequence[Video], int]:
-    """The user's videos, newest first, and how many there are."""
-    return await owned_runs(session, client, Video, user, window, status=status)
 
 
 async def jobs_of(session: AsyncSession, client: Client, video: Video) -> list[VideoJob]:

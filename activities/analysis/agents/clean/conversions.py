@@ -30,10 +30,9 @@ from activities.analysis.agents.clean.sql import (
     _values,
     clean_text,
     null_like,
-    qident,
-    qstr,
     write_parquet,
 )
+from activities.analysis.sql import qident, qstr
 
 _TRUE = ("true", "yes", "y", "t", "1")
 

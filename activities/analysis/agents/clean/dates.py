@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from activities.analysis.agents.clean.sql import _one_of, _rx, qstr
+from activities.analysis.agents.clean.sql import _one_of, _rx
+from activities.analysis.sql import qstr
 
 _TIME = r"(?:,?[t ]+(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?\s*([ap]m)?)?"
 

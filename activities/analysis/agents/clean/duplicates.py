@@ -8,9 +8,10 @@ from typing import Any
 from activities.analysis.agents.base import AgentContext, AgentResult
 from activities.analysis.agents.clean.params import _missing, _Params
 from activities.analysis.agents.clean.running import _Job, _run, _schemas
-from activities.analysis.agents.clean.sql import _row, _rx, _temp_table, qstr, write_parquet
+from activities.analysis.agents.clean.sql import _row, _rx, _temp_table, write_parquet
 from activities.analysis.agents.clean.standardize import _collapse_ws
 from activities.analysis.agents.clean.summaries import clip
+from activities.analysis.sql import qstr
 
 _PUNCT = r"\p{P}+"
 

@@ -18,9 +18,9 @@ from activities.analysis.agents.clean.sql import (
     _rx,
     _values,
     clean_text,
-    qident,
     write_parquet,
 )
+from activities.analysis.sql import qident
 
 #: Built-in disposable e-mail domains (a subdomain of one counts too).
 DISPOSABLE_DOMAINS: frozenset[str] = frozenset(

@@ -21,10 +21,10 @@ from activities.analysis.agents.clean.sql import (
     _nest,
     clean_text,
     null_like,
-    qstr,
     write_parquet,
 )
 from activities.analysis.agents.clean.summaries import _share, clip
+from activities.analysis.sql import qstr
 
 
 @dataclass(frozen=True)

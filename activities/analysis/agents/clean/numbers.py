@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.analysis.agents.clean.sql import Stage, _rx, qstr
+from activities.analysis.agents.clean.sql import Stage, _rx
+from activities.analysis.sql import qstr
 
 _CURRENCY = r"\s*(?:[$€£¥₹]|(?i:\b(?:usd|eur|gbp|chf|jpy|inr|cad|aud)\b))\s*"
 

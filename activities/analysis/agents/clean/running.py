@@ -12,9 +12,10 @@ from typing import Any
 import duckdb
 
 from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
-from activities.analysis.agents.clean.sql import Col, _describe, _temp_table, qident, qstr
+from activities.analysis.agents.clean.sql import Col, _describe, _temp_table
 from activities.analysis.agents.common import jsonable
 from activities.analysis.agents.common import unique_names as _unique_names
+from activities.analysis.sql import qident, qstr
 
 Report = Callable[[float, str], None]
 

@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 
 from activities.analysis.agents.clean.summaries import EXAMPLES, clip
+from activities.analysis.sql import qident, qstr
 
 Stage = Callable[[str], str]
 """One SQL rewriting step: the expression of a column's value in, the rewritten expression out."""
@@ -37,14 +38,6 @@ _INT_TYPES = frozenset("TINYINT SMALLINT INTEGER BIGINT HUGEINT UTINYINT USMALLI
 _FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE", "REAL"})
 
 
-def qident(name: str) -> str:
-    """Quote an SQL identifier (column names may contain spaces or quotes)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def qstr(text: str) -> str:
-    """Quote an SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _sql_list(values: Iterable[str]) -> str:

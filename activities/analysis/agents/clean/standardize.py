@@ -22,9 +22,9 @@ from activities.analysis.agents.clean.sql import (
     _nest,
     _pairs,
     _rx,
-    qstr,
     write_parquet,
 )
+from activities.analysis.sql import qstr
 
 _CASES = ("keep", "lower", "upper", "title")
 

@@ -6,14 +6,15 @@ from typing import Any
 
 import duckdb
 
-from activities.analysis.agents.master.common import _one, _q
+from activities.analysis.agents.master.common import _one
 from activities.analysis.agents.master.match_params import _MatchParams
 from activities.analysis.agents.master.scoring import _ADDRESS_WEIGHT, _name_floor
+from activities.analysis.sql import qident
 
 
 def _name_sql(groups: list[list[str]]) -> str:
     """SQL for a record's normalised name: the first name group that is not blank ('' when none is)."""
-    parts = [f"trim(concat_ws(' ', {', '.join(f'__mm_text({_q(c)})' for c in g)}))" for g in groups]
+    parts = [f"trim(concat_ws(' ', {', '.join(f'__mm_text({qident(c)})' for c in g)}))" for g in groups]
     return parts[0] if len(parts) == 1 else f"coalesce(list_filter([{', '.join(parts)}], lambda v: v <> '')[1], '')"
 
 
@@ -21,7 +22,7 @@ def _address_sql(columns: list[str]) -> str:
     """SQL for a record's normalised address ('' when it has none)."""
     if not columns:
         return "''"
-    return f"trim(concat_ws(' ', {', '.join(f'__mm_address({_q(c)})' for c in columns)}))"
+    return f"trim(concat_ws(' ', {', '.join(f'__mm_address({qident(c)})' for c in columns)}))"
 
 
 def _block_keys(p: _MatchParams) -> str:

@@ -8,9 +8,10 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from activities.analysis.agents.master.common import _lit, _one, _q
+from activities.analysis.agents.master.common import _one
 from activities.analysis.agents.master.match_params import _MatchParams
 from activities.analysis.agents.master.records import _Union
+from activities.analysis.sql import qident, qstr
 
 
 def _components(lefts: list[int], rights: list[int]) -> dict[int, int]:
@@ -58,7 +59,7 @@ def _cluster_stats(con: duckdb.DuckDBPyConnection, p: _MatchParams) -> dict[str,
         "coalesce(max(n), 0) FROM (SELECT cluster_id, count(*) AS n FROM __mm_cid GROUP BY cluster_id)",
     )
     shown = list(dict.fromkeys(p.match_keys + p.name_columns + p.address_columns))[:6]
-    values = "".join(f", left(CAST({_q(c)} AS VARCHAR), 60) AS {_q(c)}" for c in shown)
+    values = "".join(f", left(CAST({qident(c)} AS VARCHAR), 60) AS {qident(c)}" for c in shown)
     rows = con.execute(
         f"""
         WITH top AS (
@@ -86,11 +87,11 @@ def _cluster_stats(con: duckdb.DuckDBPyConnection, p: _MatchParams) -> dict[str,
 
 def _write_matched(con: duckdb.DuckDBPyConnection, u: _Union, workdir: Path) -> tuple[Path, Path]:
     matched, matches = workdir / "matched.parquet", workdir / "matches.csv"
-    cols = "".join(f", r.{_q(c)}" for c in u.names)
+    cols = "".join(f", r.{qident(c)}" for c in u.names)
     con.execute(
-        f"COPY (SELECT r.{_q('source')}, r.source_row, c.cluster_id{cols} FROM __mm_records r "
+        f"COPY (SELECT r.{qident('source')}, r.source_row, c.cluster_id{cols} FROM __mm_records r "
         "JOIN __mm_cid c ON c.rid = r.__mm_rid ORDER BY c.cluster_id, r.__mm_rid) "
-        f"TO {_lit(str(matched))} (FORMAT parquet)"
+        f"TO {qstr(str(matched))} (FORMAT parquet)"
     )
     con.execute(
         f"""
@@ -99,7 +100,7 @@ def _write_matched(con: duckdb.DuckDBPyConnection, u: _Union, workdir: Path) -> 
                    b.source_row AS right_row, p.rule, p.score, c.cluster_id
             FROM __mm_final p JOIN __mm_records a ON a.__mm_rid = p.l JOIN __mm_records b ON b.__mm_rid = p.r
             JOIN __mm_cid c ON c.rid = p.l ORDER BY c.cluster_id, p.l, p.r
-        ) TO {_lit(str(matches))} (HEADER, DELIMITER ',')
+        ) TO {qstr(str(matches))} (HEADER, DELIMITER ',')
         """
     )
     return matched, matches

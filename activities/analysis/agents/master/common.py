@@ -10,24 +10,17 @@ from typing import Any
 import duckdb
 
 from activities.analysis.agents.base import Dataset
+from activities.analysis.sql import qident, qstr
 
 Report = Callable[[float, str], None]
 """A progress callback: fraction done (0-1) and a message."""
 
 
-def _q(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _lit(value: str) -> str:
-    """A quoted SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _parquet(path: Path, *, row_numbers: bool = False) -> str:
     extra = ", file_row_number = true" if row_numbers else ""
-    return f"read_parquet({_lit(str(path))}{extra})"
+    return f"read_parquet({qstr(str(path))}{extra})"
 
 
 def _schema(con: duckdb.DuckDBPyConnection, path: Path) -> list[tuple[str, str]]:
@@ -49,7 +42,7 @@ def _present(col_sql: str) -> str:
 
 def _drop(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> None:
     for table in tables:
-        con.execute(f"DROP TABLE IF EXISTS {_q(table)}")
+        con.execute(f"DROP TABLE IF EXISTS {qident(table)}")
 
 
 def _labels(datasets: Sequence[Dataset]) -> list[str]:

@@ -7,9 +7,10 @@ from typing import Any
 import duckdb
 
 from activities.analysis.agents.master.columns import _key_kind
-from activities.analysis.agents.master.common import _drop, _lit, _q
+from activities.analysis.agents.master.common import _drop
 from activities.analysis.agents.master.match_params import _MatchParams
 from activities.analysis.agents.master.normalise import _normalised
+from activities.analysis.sql import qident, qstr
 
 
 def _exact_pairs(con: duckdb.DuckDBPyConnection, column: str, priority: int, p: _MatchParams) -> dict[str, Any]:
@@ -17,7 +18,7 @@ def _exact_pairs(con: duckdb.DuckDBPyConnection, column: str, priority: int, p: 
 
     Groups larger than ``max_block_size`` are skipped (usually placeholder values) and reported.
     """
-    norm = _normalised(_q(column), _key_kind(column))
+    norm = _normalised(qident(column), _key_kind(column))
     sources = "" if p.within_sources else " AND mixed"
     con.execute(
         # no WHERE on the key: the filter would normalise every value twice (null keys never join anyway)
@@ -40,7 +41,7 @@ def _exact_pairs(con: duckdb.DuckDBPyConnection, column: str, priority: int, p: 
                    min(k.rid) FILTER (WHERE k.src <> ok.a_src) AS a2
             FROM ok JOIN __mm_k k USING (key) GROUP BY ok.key
         )
-        SELECT least({anchor}, k.rid), greatest({anchor}, k.rid), {_lit("exact:" + column)}, 100.0, {priority}
+        SELECT least({anchor}, k.rid), greatest({anchor}, k.rid), {qstr("exact:" + column)}, 100.0, {priority}
         FROM __mm_k k JOIN g USING (key) WHERE k.rid <> g.a
         """
     )

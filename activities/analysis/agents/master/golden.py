@@ -10,11 +10,12 @@ from typing import Any
 import duckdb
 
 from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
-from activities.analysis.agents.master.common import _drop, _lit, _one, _parquet, _present, _q, _schema
+from activities.analysis.agents.master.common import _drop, _one, _parquet, _present, _schema
 from activities.analysis.agents.master.match_params import _match_params
 from activities.analysis.agents.master.matching import _match
 from activities.analysis.agents.master.params import _bad, _resolve_columns, _str_list_param, _str_param
 from activities.analysis.agents.master.records import _MATCH_COLUMNS, _fresh_name, _union
+from activities.analysis.sql import qident, qstr
 
 GOLDEN_AGENT = "golden-record-builder"
 
@@ -114,20 +115,20 @@ def _is_matched(con: duckdb.DuckDBPyConnection, current: list[Dataset]) -> bool:
 def _recency_sql(column: str | None, typ: str) -> str:
     if column is None:
         return "CAST(NULL AS DOUBLE)"
-    c = _q(column)
+    c = qident(column)
     upper = typ.upper()
     if upper.startswith(("DATE", "TIMESTAMP")):
         return f"epoch(CAST({c} AS TIMESTAMP))"
     if upper.startswith(_NUMERIC_TYPES):
         return f"CAST({c} AS DOUBLE)"
-    formats = ", ".join(_lit(f) for f in _DATE_FORMATS)
+    formats = ", ".join(qstr(f) for f in _DATE_FORMATS)
     text = f"trim(CAST({c} AS VARCHAR))"
     return f"epoch(coalesce(TRY_CAST({text} AS TIMESTAMP), try_strptime({text}, [{formats}])))"
 
 
 def _golden_value(column: str, typ: str) -> str:
     """A column as it enters survivorship: text trimmed, blank text as null."""
-    c = _q(column)
+    c = qident(column)
     return f"nullif(trim({c}), '') AS {c}" if typ.upper() == "VARCHAR" else c
 
 
@@ -141,12 +142,12 @@ def _load_golden_base(
     """``__mm_gbase``: the matched records with recency, source rank and filled-column count."""
     types = dict(schema)
     columns = list(gp.rules)
-    ranks = " ".join(f"WHEN {_lit(s)} THEN {i}" for i, s in enumerate(sources))
-    priority = f"CASE {_q('source')} {ranks} ELSE {len(sources)} END" if sources else "0"
-    filled = " + ".join(f"CAST({_present(_q(c))} AS INTEGER)" for c in columns) or "0"
+    ranks = " ".join(f"WHEN {qstr(s)} THEN {i}" for i, s in enumerate(sources))
+    priority = f"CASE {qident('source')} {ranks} ELSE {len(sources)} END" if sources else "0"
+    filled = " + ".join(f"CAST({_present(qident(c))} AS INTEGER)" for c in columns) or "0"
     recency = _recency_sql(gp.recency_column, types.get(gp.recency_column or "", "VARCHAR"))
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE __mm_gbase AS SELECT cluster_id, {_q('source')} AS __mm_source, "
+        f"CREATE OR REPLACE TEMP TABLE __mm_gbase AS SELECT cluster_id, {qident('source')} AS __mm_source, "
         f"{recency} AS __mm_rec, {priority} AS __mm_prio, {filled} AS __mm_filled"
         + "".join(f", {_golden_value(c, types.get(c, ''))}" for c in columns)
         + f" FROM {_parquet(path)}"
@@ -155,7 +156,7 @@ def _load_golden_base(
         return {}
     present, parsed = _one(
         con,
-        f"SELECT count(*) FILTER (WHERE {_present(_q(gp.recency_column))}), count(__mm_rec) FROM __mm_gbase",
+        f"SELECT count(*) FILTER (WHERE {_present(qident(gp.recency_column))}), count(__mm_rec) FROM __mm_gbase",
     )
     if present and not parsed:
         raise _bad(GOLDEN_AGENT, f"param 'recency_column' names {gp.recency_column!r}, which has no parseable dates")
@@ -180,7 +181,7 @@ def _golden_sql(columns: list[str], rules: dict[str, str], names: dict[str, str]
     single = ["b.cluster_id", "CAST(1 AS BIGINT) AS record_count", "b.__mm_source AS sources"]
     joins: list[str] = []
     for i, col in enumerate(columns):
-        c = _q(col)
+        c = qident(col)
         ctes.append(
             f"v{i} AS (SELECT cluster_id, {c} AS v, count(*) AS f, length(CAST({c} AS VARCHAR)) AS len, "
             f"CAST({c} AS VARCHAR) AS sv, coalesce(max(__mm_rec), -1e300) AS rec, min(__mm_prio) AS pr, "
@@ -190,8 +191,8 @@ def _golden_sql(columns: list[str], rules: dict[str, str], names: dict[str, str]
             f"g{i} AS (SELECT cluster_id, arg_max(v, ({_ORDERINGS[rules[col]]})) AS v, count(*) AS nv "
             f"FROM v{i} GROUP BY cluster_id)"
         )
-        picks += [f"g{i}.v AS {_q(names[col])}", f"coalesce(g{i}.nv, 0) AS __mm_nv{i}"]
-        single += [f"b.{c} AS {_q(names[col])}", f"0 AS __mm_nv{i}"]
+        picks += [f"g{i}.v AS {qident(names[col])}", f"coalesce(g{i}.nv, 0) AS __mm_nv{i}"]
+        single += [f"b.{c} AS {qident(names[col])}", f"0 AS __mm_nv{i}"]
         joins.append(f"LEFT JOIN g{i} USING (cluster_id)")
     return (
         f"WITH {', '.join(ctes)} SELECT {', '.join(picks)} FROM base {' '.join(joins)} "
@@ -223,9 +224,9 @@ def _build_golden(
         row = _one(con, f"SELECT {counts} FROM __mm_gout")
         conflicts = {names[c]: int(n) for c, n in zip(columns, row, strict=True) if n}
     parquet, csv = workdir / "golden_records.parquet", workdir / "golden_records.csv"
-    select = ", ".join(_q(c) for c in [*_GOLDEN_COLUMNS, *names.values()])
-    con.execute(f"COPY (SELECT {select} FROM __mm_gout ORDER BY cluster_id) TO {_lit(str(parquet))} (FORMAT parquet)")
-    con.execute(f"COPY (SELECT {select} FROM {_parquet(parquet)}) TO {_lit(str(csv))} (HEADER, DELIMITER ',')")
+    select = ", ".join(qident(c) for c in [*_GOLDEN_COLUMNS, *names.values()])
+    con.execute(f"COPY (SELECT {select} FROM __mm_gout ORDER BY cluster_id) TO {qstr(str(parquet))} (FORMAT parquet)")
+    con.execute(f"COPY (SELECT {select} FROM {_parquet(parquet)}) TO {qstr(str(csv))} (HEADER, DELIMITER ',')")
     (clusters,) = _one(con, "SELECT count(*) FROM __mm_gout")
     stats = {
         "golden_records": int(clusters),
@@ -258,7 +259,7 @@ def golden_record_builder(ctx: AgentContext) -> AgentResult:
     schema = _schema(con, matched.path)
     sources = [
         str(r[0])
-        for r in con.execute(f"SELECT DISTINCT {_q('source')} FROM {_parquet(matched.path)} ORDER BY 1").fetchall()
+        for r in con.execute(f"SELECT DISTINCT {qident('source')} FROM {_parquet(matched.path)} ORDER BY 1").fetchall()
     ]
     priority = _resolve_sources(gp.source_priority, sources)
     try:

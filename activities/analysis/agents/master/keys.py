@@ -14,9 +14,10 @@ from rapidfuzz import fuzz
 
 from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
 from activities.analysis.agents.master.columns import _is_id_like, _key_kind, _name_tokens
-from activities.analysis.agents.master.common import _drop, _labels, _one, _parquet, _present, _q, _schema, _write_json
+from activities.analysis.agents.master.common import _drop, _labels, _one, _parquet, _present, _schema, _write_json
 from activities.analysis.agents.master.normalise import _install_macros, _normalised
 from activities.analysis.agents.master.params import _int_param, _number_param
+from activities.analysis.sql import qident
 
 KEY_AGENT = "key-identifier"
 
@@ -77,7 +78,7 @@ def _column_stats(con: duckdb.DuckDBPyConnection, ds: Dataset) -> list[_ColumnSt
     schema = _schema(con, ds.path)
     parts = ["count(*)"]
     for col, _ in schema:
-        c, ok = _q(col), _present(_q(col))
+        c, ok = qident(col), _present(qident(col))
         text = f"trim(CAST({c} AS VARCHAR))"
         parts += [
             f"count(*) FILTER (WHERE {ok})",
@@ -123,9 +124,9 @@ def _pair_candidates(
         return []
     parts: list[str] = []
     for a, b in pairs:
-        both = f"{_present(_q(a.name))} AND {_present(_q(b.name))}"
+        both = f"{_present(qident(a.name))} AND {_present(qident(b.name))}"
         parts += [
-            f"count(DISTINCT ({_q(a.name)}, {_q(b.name)})) FILTER (WHERE {both})",
+            f"count(DISTINCT ({qident(a.name)}, {qident(b.name)})) FILTER (WHERE {both})",
             f"count(*) FILTER (WHERE {both})",
         ]
     row = _one(con, f"SELECT {', '.join(parts)} FROM {_parquet(ds.path)}")
@@ -185,8 +186,8 @@ def _value_samples(con: duckdb.DuckDBPyConnection, datasets: Sequence[Dataset], 
         cols = [(j, s) for j, s in enumerate(ss) if s.joinable]
         if not cols:
             continue
-        exprs = ", ".join(f"{_normalised(_q(s.name), _key_kind(s.name))} AS {_q(str(j))}" for j, s in cols)
-        names = ", ".join(_q(str(j)) for j, _ in cols)
+        exprs = ", ".join(f"{_normalised(qident(s.name), _key_kind(s.name))} AS {qident(str(j))}" for j, s in cols)
+        names = ", ".join(qident(str(j)) for j, _ in cols)
         selects.append(
             f"SELECT {i} AS ds, CAST(col AS INTEGER) AS col, v "
             f"FROM (SELECT {exprs} FROM {_parquet(ds.path)}) UNPIVOT (v FOR col IN ({names}))"

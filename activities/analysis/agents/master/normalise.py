@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from activities.analysis.agents.master.common import _lit
+from activities.analysis.sql import qstr
 
 _NULLISH = ("", "null", "none", "n/a", "na", "nan", "nil", "-", "--", "?", "unknown")
 
@@ -22,7 +22,7 @@ _DESIGNATORS = (
 )
 
 
-_NULLISH_SQL = ", ".join(_lit(v) for v in _NULLISH)
+_NULLISH_SQL = ", ".join(qstr(v) for v in _NULLISH)
 _SOUNDEX_MAP = ("aeiouybfpvcgjkqsxzdtlmnrhw", "000000111122222222334556")
 _MACROS = (
     f"__mm_nullish(s) AS CASE WHEN lower(trim(CAST(s AS VARCHAR))) IN ({_NULLISH_SQL}) THEN NULL "

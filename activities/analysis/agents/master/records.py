@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import duckdb
 
 from activities.analysis.agents.base import Dataset
-from activities.analysis.agents.master.common import _labels, _lit, _one, _parquet, _q, _schema
+from activities.analysis.agents.master.common import _labels, _one, _parquet, _schema
+from activities.analysis.sql import qident, qstr
 
 _MATCH_COLUMNS = ("source", "source_row", "cluster_id")
 
@@ -83,11 +84,11 @@ def _load_records(con: duckdb.DuckDBPyConnection, u: _Union) -> None:
             if actual is None:
                 expr = f"CAST(NULL AS {typ})"
             else:
-                expr = _q(actual[0]) if actual[1] == typ else f"CAST({_q(actual[0])} AS {typ})"
-            cols.append(f"{expr} AS {_q(out)}")
+                expr = qident(actual[0]) if actual[1] == typ else f"CAST({qident(actual[0])} AS {typ})"
+            cols.append(f"{expr} AS {qident(out)}")
         selects.append(
             f"SELECT CAST({offset} + file_row_number AS BIGINT) AS __mm_rid, {i} AS __mm_src, "
-            f"{_lit(u.labels[i])} AS {_q('source')}, CAST(file_row_number + 1 AS BIGINT) AS source_row"
+            f"{qstr(u.labels[i])} AS {qident('source')}, CAST(file_row_number + 1 AS BIGINT) AS source_row"
             + "".join(f", {c}" for c in cols)
             + f" FROM {_parquet(ds.path, row_numbers=True)}"
         )

@@ -24,8 +24,8 @@ from activities.analysis.agents.profile.sql import (
     _one,
     _sql_list,
     _trimmed,
-    qstr,
 )
+from activities.analysis.sql import qstr
 
 #: Quantiles reported for numeric columns.
 QUANTILES: tuple[tuple[str, float], ...] = (

@@ -10,6 +10,7 @@ import duckdb
 
 from activities.analysis.agents.base import Dataset
 from activities.analysis.agents.profile.patterns import REGEX
+from activities.analysis.sql import qident, qstr
 
 _WS = "' ' || chr(9) || chr(10) || chr(13)"
 
@@ -35,14 +36,6 @@ class _Col:
         return qident(self.name)
 
 
-def qident(name: str) -> str:
-    """Quote an SQL identifier (column names may contain spaces or quotes)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def qstr(text: str) -> str:
-    """Quote an SQL string literal."""
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _source(ds: Dataset) -> str:
