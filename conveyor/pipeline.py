@@ -99,8 +99,8 @@ class Pipeline:
     """One pipeline, declared once.
 
     Its modules follow one naming convention, so a manifest names them only where it departs from it: the
-    activity factory ``activities.<name>.worker:activities``, the router ``api.routes.<name>:router``, the CLI
-    commands ``cli.<name>:register`` and the demo's part ``cli.<name>:demo``.
+    tables ``activities.<name>.models``, the activity factory ``activities.<name>.worker:activities``, the router
+    ``api.routes.<name>:router``, the CLI commands ``cli.<name>:register`` and the demo's part ``cli.<name>:demo``.
     """
 
     name: str
@@ -117,6 +117,8 @@ class Pipeline:
     """``"module:function"`` that adds the pipeline's commands to the CLI (``register(app)``)."""
     demo: str = ""
     """``"module:function"`` of the pipeline's part of ``conveyor demo``."""
+    models: str = ""
+    """The module of the pipeline's tables (importing it registers its run tables with the kernel)."""
 
     def __post_init__(self) -> None:
         conventional = {
@@ -124,6 +126,7 @@ class Pipeline:
             "router": f"api.routes.{self.name}:router",
             "cli": f"cli.{self.name}:register",
             "demo": f"cli.{self.name}:demo",
+            "models": f"activities.{self.name}.models",
         }
         for attribute, ref in conventional.items():
             if not getattr(self, attribute):
@@ -146,6 +149,10 @@ class Pipeline:
             if queue.name == name:
                 return queue
         raise KeyError(name)
+
+    def load_models(self) -> None:
+        """Import the pipeline's tables, so the kernel's bookkeeping knows its run tables."""
+        importlib.import_module(self.models)
 
     def load_activities(self) -> ActivityFactory:
         """The activity factory (imports the worker side)."""

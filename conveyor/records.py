@@ -126,8 +126,10 @@ async def apply_update(session: AsyncSession, update: RunUpdate) -> RunColumns |
     row = await session.get(model, update.id, populate_existing=True)
     if row is None:
         return None
-    if row.finished and (update.status is None or update.status not in TERMINAL):
-        return row  # a late write never reopens a finished run
+    if row.finished:
+        # The first end wins: a late progress write never reopens a finished run, and a bookkeeping activity run
+        # a second time (local activities run at least once) never turns one end into another.
+        return row
     for name, value in update.fields.items():
         setattr(row, name, value)
     if update.stage is not None:

@@ -67,7 +67,7 @@ class RunUpdate(BaseModel):
 
     ``table`` names the run's table, ``id`` its primary key. Unset fields are left as they are; ``fields``
     sets pipeline-specific columns of the same row (``truncated``, ``current_agent``…). A row that reached a
-    terminal status ignores later non-terminal updates, so a late write never reopens a finished run.
+    terminal status ignores every later update: a run ends once (a rerun is queued by its service, not here).
     """
 
     table: str

@@ -56,7 +56,8 @@ def queue_activities(resources: WorkerResources, name: str) -> list[Callable[...
     """What a worker on queue ``name`` registers: the pipeline's activities, and run bookkeeping with workflows."""
     pipeline = pipeline_of_queue(name)
     acts = pipeline.load_activities()(resources, name)
-    if pipeline.queue(name).workflows:
+    if pipeline.queue(name).workflows:  # workflows record their runs through the kernel's bookkeeping activity
+        pipeline.load_models()
         acts += RunBook(resources.sessions).activities(pipeline.legacy_bookkeeping)
     return acts
 

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from activities.analysis.catalog import TOOLS
+from activities.analysis.catalog import TOOLS, AgentSpec, ToolSpec
 from activities.analysis.models import AnalysisTask
 from api.blobs import serve_blob
 from api.deps import BlobDep, CurrentUser, SessionDep, SettingsDep, TemporalDep
@@ -71,24 +71,40 @@ class ProcessOut(BaseModel):
 
 
 class AgentOut(BaseModel):
-    """An agent of a tool: what it does, what it costs, how many files it needs."""
-
-    model_config = ConfigDict(from_attributes=True)
+    """An agent of a tool: what it does, what it costs, how many files it needs, its params."""
 
     id: str
     description: str
     credits: int
     min_files: int
+    params: dict[str, Any] = Field(
+        description="JSON Schema of the agent's params (pass them as params: {agent_id: {param: value}}); each "
+        "property's description documents it. Unknown names are refused."
+    )
+
+    @classmethod
+    def of(cls, spec: AgentSpec) -> AgentOut:
+        """The public form of an agent, with its params' schema."""
+        return cls(
+            id=spec.id,
+            description=spec.description,
+            credits=spec.credits,
+            min_files=spec.min_files,
+            params=spec.params.model_json_schema(),
+        )
 
 
 class ToolOut(BaseModel):
     """A tool and its agents."""
 
-    model_config = ConfigDict(from_attributes=True)
-
     id: str
     description: str
     agents: list[AgentOut]
+
+    @classmethod
+    def of(cls, tool: ToolSpec) -> ToolOut:
+        """The public form of a tool."""
+        return cls(id=tool.id, description=tool.description, agents=[AgentOut.of(a) for a in tool.agents])
 
 
 def task_out(task: AnalysisTask, settings: Settings) -> TaskOut:
@@ -103,8 +119,8 @@ add_listing(
 
 @router.get("/tools", response_model=list[ToolOut])
 async def list_tools() -> list[ToolOut]:
-    """The analysis tools and their agents (with credit costs)."""
-    return [ToolOut.model_validate(t) for t in TOOLS.values()]
+    """The analysis tools and their agents (with credit costs and the JSON Schema of their params)."""
+    return [ToolOut.of(t) for t in TOOLS.values()]
 
 
 @router.post("/tasks", response_model=TaskOut, status_code=201)

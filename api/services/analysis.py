@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from activities.analysis import contract
-from activities.analysis.catalog import task_prefix, validate_plan
+from activities.analysis.catalog import task_prefix, validate_params, validate_plan
 from activities.analysis.models import AnalysisTask
 from activities.analysis.schemas import AnalysisRequest
 from api.runs import owned_run
@@ -81,10 +81,11 @@ async def create_task(
     params: dict[str, Any],
     files: list[Upload],
 ) -> AnalysisTask:
-    """Validate the request, store the files and record a ``created`` task (nothing runs yet)."""
+    """Validate the request (params too), store the files and record a ``created`` task (nothing runs yet)."""
     if len(files) > settings.max_files_per_task:
         raise BadInput(f"at most {settings.max_files_per_task} files per task, got {len(files)}", code="TOO_MANY_FILES")
     chosen = validate_plan(tool_id, agents, len(files))
+    validate_params(tool_id, params)
     task_id = str(uuid.uuid4())
     stored: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="conveyor-upload-") as tmp:

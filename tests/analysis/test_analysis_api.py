@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from activities.analysis.catalog import tool_cost
+from activities.analysis.catalog import AGENT_PARAMS, tool_cost
 from activities.analysis.contract import TASKS_QUEUE
+from activities.analysis.models import AnalysisTask
 from conveyor.models import CreditLedgerEntry, User
 from tests.helpers import assert_eventually
 from tests.helpers.stack import Stack
@@ -146,6 +148,12 @@ async def test_latin1_semicolon_file_is_read_correctly(stack: Stack) -> None:
         ({"tool_id": "profile-my-data"}, [("empty.csv", b"")], 400, "EMPTY_FILE"),
         ({"tool_id": "profile-my-data"}, [("big.csv", b"a,b\n" + b"1,2\n" * 600_000)], 413, "FILE_TOO_LARGE"),
         ({"tool_id": "profile-my-data", "params": "{not json"}, [("a.csv", b"a\n1\n")], 400, "BAD_PARAMS"),
+        (
+            {"tool_id": "profile-my-data", "params": '{"unified-profiler": {"top_n": 0}}'},
+            [("a.csv", b"a\n1\n")],
+            400,
+            "BAD_PARAMS",
+        ),
     ],
 )
 async def test_bad_requests_are_refused_at_once(
@@ -159,6 +167,67 @@ async def test_bad_requests_are_refused_at_once(
     assert resp.json()["error"]["code"] == code
     assert listed["total"] == 0
     assert await _balance_and_charges(stack, user_id) == (20, 0)
+
+
+async def test_bad_params_are_refused_before_any_file_is_stored(stack: Stack) -> None:
+    user_id, key = await stack.new_user(credits=20)
+    name = f"params-{uuid.uuid4().hex[:8]}.csv"
+    bad = {
+        "null-handler": {"strategy": "avg"},
+        "type-fixer": {"min_parse_rate": 0.5, "dates": "dmy"},
+        "golden-record-builder": {},
+    }
+    async with stack.http(key) as http:
+        answers = [
+            await _create(http, "clean-my-data", [(name, b"a\n1\n")], params=json.dumps({agent: raw}))
+            for agent, raw in bad.items()
+        ]
+        listed = (await http.get("/api/tasks")).json()
+    errors = [a.json()["error"] for a in answers]
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    assert {e["code"] for e in errors} == {"BAD_PARAMS"}
+    assert errors[0]["message"] == (
+        "null-handler: param 'strategy' must be one of keep, drop_rows, fill, drop_columns_over, got 'avg'"
+    )
+    assert errors[0]["details"] == {"agent": "null-handler", "param": "strategy", "value": "'avg'"}
+    assert errors[1]["message"].startswith("type-fixer: unknown param 'dates'; known params: min_parse_rate")
+    assert "unknown agent 'golden-record-builder'" in errors[2]["message"]
+    assert listed["total"] == 0
+    async with stack.sessions() as session:
+        rows = await session.scalars(select(AnalysisTask).where(AnalysisTask.user_id == user_id))
+        assert list(rows) == []
+    assert not [b.key for b in stack.blobs.list("analysis") if b.key.endswith(name)]
+    assert await _balance_and_charges(stack, user_id) == (20, 0)
+
+
+async def test_good_params_are_kept_and_used(stack: Stack) -> None:
+    _, key = await stack.new_user()
+    params = {"unified-profiler": {"top_n": 1}}
+    async with stack.http(key) as http:
+        task = await _run(
+            http, "profile-my-data", [_sample("orders_2024.csv")], agents="unified-profiler", params=json.dumps(params)
+        )
+        profile = (await http.get(f"/api/tasks/{task['task_id']}/outputs/profile.json")).json()
+    assert task["status"] == "completed", task
+    assert task["params"] == params and profile["top_n"] == 1
+
+
+async def test_tools_list_each_agents_params_as_json_schema(stack: Stack) -> None:
+    async with stack.http(None) as http:
+        resp = await http.get("/api/tools")
+    assert resp.status_code == 200, resp.text
+    agents = {a["id"]: a for t in resp.json() for a in t["agents"]}
+    assert set(agents) == set(AGENT_PARAMS)
+    for agent_id, agent in agents.items():
+        schema = agent["params"]
+        assert schema == AGENT_PARAMS[agent_id].model_json_schema()
+        assert schema["type"] == "object" and schema["additionalProperties"] is False
+        assert schema["properties"] and all(p["description"] for p in schema["properties"].values()), agent_id
+    strategy = agents["null-handler"]["params"]["properties"]["strategy"]
+    assert strategy["enum"] == ["keep", "drop_rows", "fill", "drop_columns_over"] and strategy["default"] == "keep"
+    top_n = agents["unified-profiler"]["params"]["properties"]["top_n"]
+    assert (top_n["type"], top_n["minimum"], top_n["maximum"], top_n["default"]) == ("integer", 1, 100, 5)
+    assert "top values" in top_n["description"]
 
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
@@ -185,8 +254,6 @@ async def test_bad_files_fail_the_task_clearly_and_charge_nothing(
     assert await _balance_and_charges(stack, user_id) == (20, 0)
     assert tasks["items"][0]["input_files"] == [{"name": name, "size": len(data)}]  # the upload is kept
     async with stack.sessions() as session:
-        from activities.analysis.models import AnalysisTask
-
         row = await session.get(AnalysisTask, task["task_id"])
         assert row is not None and stack.blobs.get_bytes(row.input_files[0]["key"]) == data
 

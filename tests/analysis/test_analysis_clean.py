@@ -12,14 +12,12 @@ import duckdb
 import pytest
 
 from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
-from activities.analysis.agents.clean import (
-    duplicate_resolver,
-    email_validator,
-    field_standardizer,
-    null_handler,
-    outlier_flagger,
-    type_fixer,
-)
+from activities.analysis.agents.clean.conversions import type_fixer
+from activities.analysis.agents.clean.duplicates import duplicate_resolver
+from activities.analysis.agents.clean.emails import email_validator
+from activities.analysis.agents.clean.nulls import null_handler
+from activities.analysis.agents.clean.outliers import outlier_flagger
+from activities.analysis.agents.clean.standardize import field_standardizer
 from conveyor.errors import BadInput
 
 Agent = Callable[[AgentContext], AgentResult]

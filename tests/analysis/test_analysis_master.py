@@ -11,7 +11,9 @@ import duckdb
 import pytest
 
 from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
-from activities.analysis.agents.master import entity_matcher, golden_record_builder, key_identifier
+from activities.analysis.agents.master.golden import golden_record_builder
+from activities.analysis.agents.master.keys import key_identifier
+from activities.analysis.agents.master.matching import entity_matcher
 from conveyor.errors import BadInput
 
 COLUMNS = "id VARCHAR, name VARCHAR, email VARCHAR, phone VARCHAR, address VARCHAR, updated_at VARCHAR"
@@ -305,7 +307,7 @@ def test_golden_records_source_priority(tmp_path: Path, customers: list[Dataset]
         ("matcher", {"threshold": 150}, "threshold"),
         ("matcher", {"max_block_size": "big"}, "max_block_size"),
         ("golden", {"recency_column": "modified"}, "modified"),
-        ("golden", {"column_rules": {"colour": "most_recent"}}, "colour"),
+        ("golden", {"column_rules": {"colour": "most_frequent"}}, "colour"),
         ("golden", {"column_rules": {"name": "loudest"}}, "loudest"),
         ("golden", {"rule": "most_recent"}, "recency_column"),
         ("golden", {"source_priority": ["erp.csv"]}, "erp.csv"),

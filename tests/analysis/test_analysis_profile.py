@@ -11,7 +11,9 @@ import duckdb
 import pytest
 
 from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
-from activities.analysis.agents.profile import drift_detector, score_risk, unified_profiler
+from activities.analysis.agents.profile.drift import drift_detector
+from activities.analysis.agents.profile.profiler import unified_profiler
+from activities.analysis.agents.profile.risk import score_risk
 from conveyor.errors import BadInput
 
 

@@ -26,8 +26,8 @@ from activities.analysis.schemas import (
 )
 from conveyor.errors import BadInput, ErrorKind, InsufficientCredits
 from conveyor.progress import PROGRESS_QUERY, Progress
-from conveyor.runs import RECORD_RUN, RunStatus, RunUpdate
-from tests.helpers import NewWorker, assert_eventually, replayer
+from conveyor.runs import RunStatus, RunUpdate
+from tests.helpers import NewWorker, assert_eventually, record_run_fake, replayer
 from workflows.analysis import AnalysisWorkflow
 
 
@@ -109,9 +109,7 @@ class Fakes:
             fakes.calls.append("release_credits")
             return True
 
-        @activity.defn(name=RECORD_RUN)
-        async def record_run(update: RunUpdate) -> None:
-            fakes.updates.append(update)
+        record_run = record_run_fake(fakes.updates.append)
 
         return [
             load_task,

@@ -44,9 +44,9 @@ from activities.crawl.schemas import (
     TicketResult,
 )
 from activities.crawl.urls import url_key
-from conveyor.runs import RECORD_RUN, RunUpdate
+from conveyor.runs import RunUpdate
 from conveyor.temporal import DATA_CONVERTER
-from tests.helpers import assert_eventually, replayer
+from tests.helpers import assert_eventually, record_run_fake, replayer
 from tests.helpers import test_server_path as temporal_test_server  # aliased: pytest would collect test_*
 from workflows.crawl import MEDIA_QUEUE, TICKETS_QUEUE, CrawlSessionWorkflow, workflow_id_for
 
@@ -145,10 +145,11 @@ class Fakes:
                 raise fakes.start_error
             return StartInfo(start_url=f"{HOST}/", origin=HOST, robots=fakes.robots, robots_status=200)
 
-        @activity.defn(name=RECORD_RUN)
-        async def record_run(update: RunUpdate) -> None:
+        def record(update: RunUpdate) -> None:
             assert update.table == contract.SESSION_TABLE, update
             fakes.updates.append(update)
+
+        record_run = record_run_fake(record)
 
         @activity.defn(name=contract.VISIT_PAGE)
         async def visit_page(visit: PageVisit) -> PageReport:

@@ -14,9 +14,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Replayer, Worker
 
+from conveyor.runs import RECORD_RUN, RunUpdate
 from conveyor.temporal import DATA_CONVERTER, free_port, start_ephemeral_server
 from workers.pipelines import PIPELINES
 
@@ -33,6 +35,7 @@ __all__ = [
     "assert_eventually",
     "free_port",
     "make_worker",
+    "record_run_fake",
     "replayer",
     "start_dev_server",
     "test_server_path",
@@ -51,6 +54,27 @@ def test_server_path() -> str:
 
 
 test_server_path.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test, wherever it is imported
+
+
+def record_run_fake(record: Callable[[RunUpdate], None]) -> Callable[..., Any]:
+    """A fake of the kernel's bookkeeping activity (``conveyor.record_run``) that hands ``record`` each update once.
+
+    A local activity runs at least once: a workflow task that times out (on a busy machine, or when the
+    time-skipping server skips ahead while a local activity runs, which it cannot see) runs its local activities
+    again. The real bookkeeping is idempotent; the fake keeps the first run of each local activity, by workflow
+    run and activity id, so tests see each update the workflow made exactly once.
+    """
+    seen: set[tuple[str, str]] = set()
+
+    @activity.defn(name=RECORD_RUN)
+    async def record_run(update: RunUpdate) -> None:
+        info = activity.info()
+        key = (info.workflow_run_id or "", info.activity_id)
+        if key not in seen:
+            seen.add(key)
+            record(update)
+
+    return record_run
 
 
 def replayer() -> Replayer:

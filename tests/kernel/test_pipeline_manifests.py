@@ -44,7 +44,7 @@ def test_queue_names_are_unique_and_the_seeds_default_queues_cannot_collide() ->
 
 @pytest.mark.parametrize("pipeline", PIPELINES, ids=lambda p: p.name)
 def test_every_reference_of_a_manifest_resolves(pipeline: Pipeline) -> None:
-    for ref in (pipeline.activities, pipeline.router, pipeline.cli, pipeline.demo):
+    for ref in (pipeline.activities, pipeline.router, pipeline.cli, pipeline.demo, pipeline.models):
         module, _, attribute = ref.partition(":")
         assert importlib.util.find_spec(module) is not None, ref  # the worker side is not imported here
     assert load(pipeline.router).routes

@@ -22,8 +22,8 @@ from activities.persona.schemas import (
 )
 from conveyor.errors import BadInput
 from conveyor.progress import PROGRESS_QUERY, Progress
-from conveyor.runs import RECORD_RUN, RunUpdate
-from tests.helpers import NewWorker, assert_eventually
+from conveyor.runs import RunUpdate
+from tests.helpers import NewWorker, assert_eventually, record_run_fake
 from workflows.persona import PersonaIngestionWorkflow, PersonaSearchWorkflow
 
 VECTORS = {Collection.PROFILE: 7, Collection.WORKS: 40, Collection.QUOTES: 50}
@@ -42,7 +42,7 @@ class Fakes:
 
     @property
     def statuses(self) -> list[RunUpdate]:
-        """What the workflow recorded on the persona's row (the kernel's ``conveyor.record_run``)."""
+        """What the workflow recorded on the persona's row (the kernel's ``conveyor.record_run``), in order."""
         return [r for r in self.records if r.table == contract.PERSONA_TABLE]
 
     @property
@@ -55,9 +55,7 @@ class Fakes:
     def activities(self) -> list[object]:
         fakes = self
 
-        @activity.defn(name=RECORD_RUN)
-        async def record_run(update: RunUpdate) -> None:
-            fakes.records.append(update)
+        record_run = record_run_fake(fakes.records.append)
 
         @activity.defn(name=contract.INGEST_COLLECTION)
         async def ingest_collection(run: CollectionRun) -> CollectionOutcome:

@@ -27,8 +27,8 @@ from activities.video.schemas import (
 from activities.video.transcode import TranscodeSpec
 from conveyor.errors import BadInput
 from conveyor.progress import PROGRESS_QUERY, Progress
-from conveyor.runs import RECORD_RUN, RunUpdate
-from tests.helpers import NewWorker, assert_eventually
+from conveyor.runs import RunUpdate
+from tests.helpers import NewWorker, assert_eventually, record_run_fake
 from workers.run import HEARTBEAT_THROTTLE
 from workflows.video import VideoJobWorkflow
 
@@ -80,11 +80,7 @@ class Fakes:
     def bookkeeping(self) -> list[object]:
         fakes = self
 
-        @activity.defn(name=RECORD_RUN)
-        async def record_run(update: RunUpdate) -> None:
-            fakes.records.append(update)
-
-        return [record_run]
+        return [record_run_fake(fakes.records.append)]
 
     def steps(self) -> dict[str, list[object]]:
         fakes = self

@@ -34,7 +34,7 @@ class AgentContext:
     current: list[Dataset]
     """The chained datasets: the previous transforming agent's output, or ``inputs`` for the first."""
     params: dict[str, Any]
-    """This agent's parameters (already validated as a JSON object; unknown keys are ignored)."""
+    """This agent's raw parameters; the agent validates them with ``parse_params`` and its params model."""
     previous: dict[str, dict[str, Any]]
     """Summaries of agents that ran earlier in this task, by agent id."""
     workdir: Path

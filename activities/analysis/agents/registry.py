@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from activities.analysis.agents.base import AgentContext, AgentFn, AgentResult, Dataset
-from activities.analysis.agents.clean import (
-    duplicate_resolver,
-    email_validator,
-    field_standardizer,
-    null_handler,
-    outlier_flagger,
-    type_fixer,
-)
-from activities.analysis.agents.master import entity_matcher, golden_record_builder, key_identifier
-from activities.analysis.agents.profile import drift_detector, score_risk, unified_profiler
+from activities.analysis.agents.clean.conversions import type_fixer
+from activities.analysis.agents.clean.duplicates import duplicate_resolver
+from activities.analysis.agents.clean.emails import email_validator
+from activities.analysis.agents.clean.nulls import null_handler
+from activities.analysis.agents.clean.outliers import outlier_flagger
+from activities.analysis.agents.clean.standardize import field_standardizer
+from activities.analysis.agents.master.golden import golden_record_builder
+from activities.analysis.agents.master.keys import key_identifier
+from activities.analysis.agents.master.matching import entity_matcher
+from activities.analysis.agents.profile.drift import drift_detector
+from activities.analysis.agents.profile.profiler import unified_profiler
+from activities.analysis.agents.profile.risk import score_risk
 
 AGENTS: dict[str, AgentFn] = {
     "unified-profiler": unified_profiler,

@@ -14,9 +14,10 @@ column (what CSV input gives). "Null-like" means a text value that, trimmed of w
 is one of :data:`sql.NULL_LIKE` (``''`` included, so whitespace-only too); only values of up to 12 characters
 or starting with whitespace are tested, so a long value padded at its end only is not seen as null-like.
 
-Bad params raise ``BadInput(code="BAD_PARAMS")`` naming the agent, the param and the value. A column param
-naming a column that no current dataset has is a bad param too; a dataset that lacks a column another dataset
-has lists it under ``missing_columns``.
+Each agent's params are a model in ``params`` (its field descriptions are the reference, served by
+``GET /api/tools``). Bad or unknown params raise ``BadInput(code="BAD_PARAMS")`` naming the agent, the param and
+the value. A column param naming a column that no current dataset has is a bad param too; a dataset that lacks a
+column another dataset has lists it under ``missing_columns``.
 
 ``null-handler``
     Null-like text values (and NaN in float columns) become NULL. Params: ``strategy``: ``keep``
@@ -91,26 +92,8 @@ has lists it under ``missing_columns``.
     commonest domains) and rewritten (with examples).
 
 Modules: ``nulls``, ``conversions``, ``standardize``, ``duplicates``, ``outliers`` and ``emails`` hold the
-agents (in that order above); ``running`` the per-dataset job, progress and output files; ``params`` param
-validation; ``sampling`` the sample frame and numeric text detection; ``numbers`` and ``dates`` parsing text
-as numbers and dates in SQL; ``sql`` quoting, null-like tests, layered rewrites and aggregate queries;
-``summaries`` JSON-safe, clipped summary values.
+agents (in that order above); ``running`` the per-dataset job, progress and output files; ``params`` the
+params models and column-name checks; ``sampling`` the sample frame and numeric text detection; ``numbers`` and
+``dates`` parsing text as numbers and dates in SQL; ``sql`` quoting, null-like tests, layered rewrites and
+aggregate queries; ``summaries`` JSON-safe, clipped summary values.
 """
-
-from __future__ import annotations
-
-from activities.analysis.agents.clean.conversions import type_fixer
-from activities.analysis.agents.clean.duplicates import duplicate_resolver
-from activities.analysis.agents.clean.emails import email_validator
-from activities.analysis.agents.clean.nulls import null_handler
-from activities.analysis.agents.clean.outliers import outlier_flagger
-from activities.analysis.agents.clean.standardize import field_standardizer
-
-__all__ = [
-    "duplicate_resolver",
-    "email_validator",
-    "field_standardizer",
-    "null_handler",
-    "outlier_flagger",
-    "type_fixer",
-]

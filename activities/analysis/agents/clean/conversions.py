@@ -15,7 +15,7 @@ from activities.analysis.agents.clean.numbers import (
     _number_style,
     _reaches,
 )
-from activities.analysis.agents.clean.params import _missing, _Params
+from activities.analysis.agents.clean.params import TypeFixerParams, _missing, check_columns, known_columns
 from activities.analysis.agents.clean.running import _Job, _run, _schemas
 from activities.analysis.agents.clean.sampling import _frame
 from activities.analysis.agents.clean.sql import (
@@ -32,6 +32,7 @@ from activities.analysis.agents.clean.sql import (
     null_like,
     write_parquet,
 )
+from activities.analysis.agents.params import parse_params
 from activities.analysis.sql import qident, qstr
 
 _TRUE = ("true", "yes", "y", "t", "1")
@@ -92,12 +93,9 @@ class _TypeOptions:
 def type_fixer(ctx: AgentContext) -> AgentResult:
     """Convert text columns holding numbers, dates or booleans to those types."""
     schemas = _schemas(ctx)
-    p = _Params("type-fixer", ctx.params, schemas)
-    opts = _TypeOptions(
-        p.number("min_parse_rate", 0.9, 0.0, 1.0, open_low=True),
-        p.columns("columns"),
-        p.choice("date_order", ("auto", "dmy", "mdy"), "auto"),
-    )
+    p = parse_params("type-fixer", TypeFixerParams, ctx.params)
+    check_columns("type-fixer", "columns", p.columns or (), known_columns(schemas))
+    opts = _TypeOptions(p.min_parse_rate, p.columns, p.date_order)
     echo = {"min_parse_rate": opts.min_rate, "columns": opts.columns, "date_order": opts.date_order}
     return _run(ctx, "type-fixer", schemas, echo, lambda job: _type_dataset(job, opts))
 

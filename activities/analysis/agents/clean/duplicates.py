@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from activities.analysis.agents.base import AgentContext, AgentResult
-from activities.analysis.agents.clean.params import _missing, _Params
+from activities.analysis.agents.clean.params import DuplicateResolverParams, _missing, check_columns, known_columns
 from activities.analysis.agents.clean.running import _Job, _run, _schemas
 from activities.analysis.agents.clean.sql import _row, _rx, _temp_table, write_parquet
 from activities.analysis.agents.clean.standardize import _collapse_ws
 from activities.analysis.agents.clean.summaries import clip
+from activities.analysis.agents.params import parse_params
 from activities.analysis.sql import qstr
 
 _PUNCT = r"\p{P}+"
@@ -26,9 +27,10 @@ class _DupOptions:
 def duplicate_resolver(ctx: AgentContext) -> AgentResult:
     """Remove exact duplicate rows, then rows equal after normalising text (or on ``key_columns``)."""
     schemas = _schemas(ctx)
-    p = _Params("duplicate-resolver", ctx.params, schemas)
-    keys, keep = p.columns("key_columns"), p.choice("keep", ("first", "most_complete"), "first")
-    opts = _DupOptions(keys, keep, p.flag("near", True))
+    p = parse_params("duplicate-resolver", DuplicateResolverParams, ctx.params)
+    check_columns("duplicate-resolver", "key_columns", p.key_columns or (), known_columns(schemas))
+    keys, keep = p.key_columns, p.keep
+    opts = _DupOptions(keys, keep, p.near)
     echo = {"key_columns": keys, "keep": keep, "near": opts.near}
     return _run(ctx, "duplicate-resolver", schemas, echo, lambda job: _dup_dataset(job, opts))
 

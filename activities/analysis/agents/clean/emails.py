@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from activities.analysis.agents.base import AgentContext, AgentResult
-from activities.analysis.agents.clean.params import _missing, _Params
+from activities.analysis.agents.clean.params import EmailValidatorParams, _missing, check_columns, known_columns
 from activities.analysis.agents.clean.running import _Job, _run, _schemas, _select_with
 from activities.analysis.agents.clean.sql import (
     Col,
@@ -20,6 +20,7 @@ from activities.analysis.agents.clean.sql import (
     clean_text,
     write_parquet,
 )
+from activities.analysis.agents.params import parse_params
 from activities.analysis.sql import qident
 
 #: Built-in disposable e-mail domains (a subdomain of one counts too).
@@ -54,9 +55,9 @@ class _EmailOptions:
 def email_validator(ctx: AgentContext) -> AgentResult:
     """Validate e-mail columns, lower-case their domains and flag disposable domains."""
     schemas = _schemas(ctx)
-    p = _Params("email-validator", ctx.params, schemas)
-    extra = p.strings("disposable_domains")
-    columns, action = p.columns("columns"), p.choice("action", ("flag", "null_invalid"), "flag")
+    p = parse_params("email-validator", EmailValidatorParams, ctx.params)
+    check_columns("email-validator", "columns", p.columns or (), known_columns(schemas))
+    extra, columns, action = p.disposable_domains, p.columns, p.action
     opts = _EmailOptions(columns, action, DISPOSABLE_DOMAINS | {d.strip().lower() for d in extra})
     echo = {"columns": columns, "action": action, "disposable_domains": extra or None}
     return _run(ctx, "email-validator", schemas, echo, lambda job: _email_dataset(job, opts))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from activities.analysis.agents.base import AgentContext, AgentResult
 from activities.analysis.agents.clean.numbers import _format_number, _number_stages
-from activities.analysis.agents.clean.params import _missing, _Params
+from activities.analysis.agents.clean.params import NullHandlerParams, _missing, check_columns, known_columns
 from activities.analysis.agents.clean.running import _Job, _run, _schemas
 from activities.analysis.agents.clean.sampling import _numeric_text
 from activities.analysis.agents.clean.sql import (
@@ -24,6 +23,7 @@ from activities.analysis.agents.clean.sql import (
     write_parquet,
 )
 from activities.analysis.agents.clean.summaries import _share, clip
+from activities.analysis.agents.params import parse_params
 from activities.analysis.sql import qstr
 
 
@@ -36,28 +36,15 @@ class _NullOptions:
     fill_text: str
 
 
-def _fill_numeric_param(p: _Params) -> str | float:
-    value = p.raw.get("fill_numeric", "median")
-    if isinstance(value, str) and value.strip().lower() in ("mean", "median", "zero"):
-        return value.strip().lower()
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    raise p.bad("fill_numeric", value, "must be mean, median, zero or a number")
-
-
 def null_handler(ctx: AgentContext) -> AgentResult:
     """Turn null-like values into NULL, then keep, drop or fill nulls as ``strategy`` says."""
     schemas = _schemas(ctx)
-    p = _Params("null-handler", ctx.params, schemas)
-    strategy = p.choice("strategy", ("keep", "drop_rows", "fill", "drop_columns_over"), "keep")
-    drop_over = p.optional_number("drop_columns_over", 0.0, 1.0)
+    p = parse_params("null-handler", NullHandlerParams, ctx.params)
+    check_columns("null-handler", "columns", p.columns or (), known_columns(schemas))
+    strategy, drop_over = p.strategy, p.drop_columns_over
     if strategy == "drop_columns_over" and drop_over is None:
         drop_over = 0.5
-    columns, fill_numeric, fill_text = (
-        p.columns("columns"),
-        _fill_numeric_param(p),
-        p.text("fill_text", "unknown"),
-    )
+    columns, fill_numeric, fill_text = p.columns, p.fill_numeric, p.fill_text
     opts = _NullOptions(strategy, columns, drop_over, fill_numeric, fill_text)
     echo: dict[str, Any] = {"strategy": strategy, "columns": columns, "drop_columns_over": drop_over}
     if strategy == "fill":

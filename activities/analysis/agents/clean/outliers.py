@@ -8,11 +8,12 @@ from typing import Any
 
 from activities.analysis.agents.base import AgentContext, AgentResult
 from activities.analysis.agents.clean.numbers import _number_stages
-from activities.analysis.agents.clean.params import _missing, _Params
+from activities.analysis.agents.clean.params import OutlierFlaggerParams, _missing, check_columns, known_columns
 from activities.analysis.agents.clean.running import _Job, _run, _schemas, _select_with
 from activities.analysis.agents.clean.sampling import _numeric_text
 from activities.analysis.agents.clean.sql import Col, _aggregate, _by_column, _nest, clean_text, write_parquet
 from activities.analysis.agents.clean.summaries import _num
+from activities.analysis.agents.params import parse_params
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,9 @@ class _OutlierOptions:
 def outlier_flagger(ctx: AgentContext) -> AgentResult:
     """Flag (or drop) numeric outliers by IQR or z-score."""
     schemas = _schemas(ctx)
-    p = _Params("outlier-flagger", ctx.params, schemas)
-    opts = _OutlierOptions(
-        p.columns("columns"),
-        p.choice("method", ("iqr", "zscore"), "iqr"),
-        p.number("k", 1.5, 0.0, 100.0, open_low=True),
-        p.number("threshold", 3.0, 0.0, 100.0, open_low=True),
-        p.choice("action", ("flag", "drop"), "flag"),
-    )
+    p = parse_params("outlier-flagger", OutlierFlaggerParams, ctx.params)
+    check_columns("outlier-flagger", "columns", p.columns or (), known_columns(schemas))
+    opts = _OutlierOptions(p.columns, p.method, p.k, p.threshold, p.action)
     echo: dict[str, Any] = {"columns": opts.columns, "method": opts.method, "action": opts.action}
     echo |= {"k": opts.k} if opts.method == "iqr" else {"threshold": opts.threshold}
     return _run(ctx, "outlier-flagger", schemas, echo, lambda job: _outlier_dataset(job, opts))

@@ -1,112 +1,152 @@
-"""Validated agent params (every failure is ``BadInput(code="BAD_PARAMS")``) and missing columns."""
+"""The clean-my-data agents' params, and the checks of the column names they give against the data.
+
+The models are light (the API imports them to document the params); the column checks depend on the data, so the
+agents run them once the datasets are known. Every failure is ``BadInput(code="BAD_PARAMS")``.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from activities.analysis.agents.clean.sql import Col
-from activities.analysis.agents.clean.summaries import clip
-from conveyor.errors import BadInput
+from pydantic import Field
+
+from activities.analysis.agents.params import AgentParams, Folded, Int, Names, bad_param
+
+if TYPE_CHECKING:
+    from activities.analysis.agents.clean.sql import Col
+
+CaseMode = Annotated[Literal["lower", "upper", "title", "keep"], Folded]
+
+_COLUMNS = "Columns to work on (one name is a list of one); default: {default}. Each must be a column of some dataset."
 
 
-class _Params:
-    """Validated access to an agent's params; every failure is ``BadInput(code="BAD_PARAMS")``."""
+class NullHandlerParams(AgentParams):
+    """Params of ``null-handler``: null-like values always become NULL; then keep, drop or fill nulls."""
 
-    def __init__(self, agent: str, raw: dict[str, Any], schemas: Sequence[Sequence[Col]]) -> None:
-        self.agent = agent
-        self.raw = raw
-        self.known = {c.name for cols in schemas for c in cols}
+    strategy: Annotated[Literal["keep", "drop_rows", "fill", "drop_columns_over"], Folded] = Field(
+        "keep",
+        description=(
+            "keep: only normalise null-likes; drop_rows: drop rows with a null in `columns`; fill: fill the nulls "
+            "of `columns` with `fill_numeric` (numeric columns and mostly-numeric text) or `fill_text` (other text); "
+            "drop_columns_over: only drop columns whose null share exceeds `drop_columns_over` (0.5 unless given)."
+        ),
+    )
+    columns: Names | None = Field(None, description=_COLUMNS.format(default="all columns"))
+    drop_columns_over: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="With any strategy: drop columns (of `columns`) whose null share after normalising exceeds "
+        "this (never every column).",
+    )
+    fill_numeric: Annotated[Literal["mean", "median", "zero"] | float, Folded] = Field(
+        "median",
+        description="With strategy fill: the fill of numeric columns, written in the column's number style.",
+    )
+    fill_text: str = Field("unknown", description="With strategy fill: the fill of other text columns.")
 
-    def bad(self, name: str, value: Any, expected: str) -> BadInput:
-        """The error for a bad value of param ``name``."""
-        shown = clip(repr(value))
-        return BadInput(
-            f"{self.agent}: param '{name}' {expected}, got {shown}",
-            code="BAD_PARAMS",
-            details={"agent": self.agent, "param": name, "value": shown},
-        )
 
-    def choice(self, name: str, options: Sequence[str], default: str) -> str:
-        """One of ``options`` (case-insensitive)."""
-        value = self.raw.get(name)
-        if value is None:
-            return default
-        if not isinstance(value, str) or value.strip().lower() not in options:
-            raise self.bad(name, value, "must be one of " + ", ".join(options))
-        return value.strip().lower()
+class TypeFixerParams(AgentParams):
+    """Params of ``type-fixer``: text columns holding booleans, numbers or dates converted to those types."""
 
-    def number(self, name: str, default: float, low: float, high: float, open_low: bool = False) -> float:
-        """A finite number in ``[low, high]`` (``(low, high]`` when ``open_low``)."""
-        value = self.optional_number(name, low, high, open_low)
-        return default if value is None else value
+    min_parse_rate: float = Field(
+        0.9,
+        gt=0.0,
+        le=1.0,
+        description="Least share of a column's non-null-like (sampled) values that must parse for it to be converted.",
+    )
+    columns: Names | None = Field(None, description=_COLUMNS.format(default="every text column"))
+    date_order: Annotated[Literal["auto", "dmy", "mdy"], Folded] = Field(
+        "auto",
+        description="How numeric dates are read: auto (day or month first from the column's values, per "
+        "separator), dmy (day first) or mdy (month first).",
+    )
 
-    def optional_number(self, name: str, low: float, high: float, open_low: bool = False) -> float | None:
-        """Like :meth:`number`, None when absent."""
-        value = self.raw.get(name)
-        if value is None:
-            return None
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok or not (low < value if open_low else low <= value) or value > high:
-            raise self.bad(name, value, f"must be a number in {'(' if open_low else '['}{low:g}, {high:g}]")
-        return float(value)
 
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        """An integer in ``[low, high]``."""
-        value = self.raw.get(name, default)
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise self.bad(name, value, f"must be an integer from {low} to {high}")
-        return value
+class FieldStandardizerParams(AgentParams):
+    """Params of ``field-standardizer``: trim, map, case and merge the spellings of text values."""
 
-    def flag(self, name: str, default: bool) -> bool:
-        """A boolean."""
-        value = self.raw.get(name, default)
-        if not isinstance(value, bool):
-            raise self.bad(name, value, "must be true or false")
-        return value
+    columns: Names | None = Field(None, description=_COLUMNS.format(default="every text column"))
+    case: CaseMode | dict[str, CaseMode] | None = Field(
+        None,
+        description="A mode for every column, or an object {column: mode} for some. Columns named like e-mail are "
+        "lower-cased unless the object names them; the rest default to keep.",
+    )
+    max_categories: Int = Field(
+        50,
+        ge=0,
+        le=1000,
+        description="Spellings are merged in columns with at most this many distinct values; 0 disables merging.",
+    )
+    threshold: float = Field(
+        90.0,
+        ge=0.0,
+        le=100.0,
+        description="Least rapidfuzz ratio of two normalised spellings (with the same digits) for them to merge.",
+    )
+    mappings: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Explicit replacements {column: {from: to}}; `from` matches ignoring case and surrounding "
+        "whitespace, and a mapping target wins when spellings merge.",
+    )
 
-    def text(self, name: str, default: str) -> str:
-        """A string."""
-        value = self.raw.get(name, default)
-        if not isinstance(value, str):
-            raise self.bad(name, value, "must be a string")
-        return value
 
-    def strings(self, name: str) -> list[str]:
-        """A list of non-empty strings (a single string is a list of one)."""
-        value = self.raw.get(name)
-        if value is None:
-            return []
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(v, str) and v for v in items):
-            raise self.bad(name, value, "must be a list of non-empty strings")
-        return list(dict.fromkeys(items))
+class DuplicateResolverParams(AgentParams):
+    """Params of ``duplicate-resolver``: exact, then normalised (near) duplicate rows removed."""
 
-    def columns(self, name: str) -> list[str] | None:
-        """Column names that some current dataset has; None when the param is absent."""
-        if self.raw.get(name) is None:
-            return None
-        names = self.strings(name)
-        self.check_columns(name, names)
-        return names
+    key_columns: Names | None = Field(
+        None,
+        description="Rows equal on these columns (after normalising text) are near-duplicates; default all columns.",
+    )
+    keep: Annotated[Literal["first", "most_complete"], Folded] = Field(
+        "first", description="Which row of a duplicate group stays: the first, or the one with the fewest nulls."
+    )
+    near: bool = Field(True, description="Also remove near-duplicates; false removes exact duplicates only.")
 
-    def check_columns(self, name: str, names: Iterable[str]) -> None:
-        """Raise unless every name is a column of some current dataset."""
-        missing = [n for n in names if n not in self.known]
-        if missing:
-            raise self.bad(name, missing if len(missing) > 1 else missing[0], "names no column of the data")
 
-    def table(self, name: str) -> dict[str, Any]:
-        """A JSON object (``{}`` when absent)."""
-        value = self.raw.get(name)
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise self.bad(name, value, "must be an object")
-        return value
+class OutlierFlaggerParams(AgentParams):
+    """Params of ``outlier-flagger``: numeric outliers by IQR or z-score, flagged or dropped."""
+
+    columns: Names | None = Field(
+        None, description=_COLUMNS.format(default="every numeric or mostly-numeric column, except id-like ones")
+    )
+    method: Annotated[Literal["iqr", "zscore"], Folded] = Field(
+        "iqr", description="iqr: outside q1 - k*iqr .. q3 + k*iqr; zscore: |x - mean| / stddev > threshold."
+    )
+    k: float = Field(1.5, gt=0.0, le=100.0, description="The IQR multiplier (method iqr).")
+    threshold: float = Field(3.0, gt=0.0, le=100.0, description="The z-score limit (method zscore).")
+    action: Annotated[Literal["flag", "drop"], Folded] = Field(
+        "flag", description="flag: add a BOOLEAN <column>_is_outlier; drop: remove the flagged rows."
+    )
+
+
+class EmailValidatorParams(AgentParams):
+    """Params of ``email-validator``: e-mail columns validated, domains lower-cased, disposable domains flagged."""
+
+    columns: Names | None = Field(
+        None, description=_COLUMNS.format(default="columns named like e-mail or holding mostly e-mail addresses")
+    )
+    action: Annotated[Literal["flag", "null_invalid"], Folded] = Field(
+        "flag",
+        description="flag: add BOOLEAN <column>_valid and <column>_disposable; null_invalid: also set invalid "
+        "values to NULL.",
+    )
+    disposable_domains: Names = Field(
+        default_factory=list, description="Extra disposable domains (their subdomains count too)."
+    )
+
+
+def known_columns(schemas: Sequence[Sequence[Col]]) -> set[str]:
+    """The names of every column of some current dataset."""
+    return {c.name for cols in schemas for c in cols}
+
+
+def check_columns(agent: str, param: str, names: Iterable[str], known: Collection[str]) -> None:
+    """BAD_PARAMS unless every name is a column of some current dataset."""
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise bad_param(agent, param, missing if len(missing) > 1 else missing[0], "names no column of the data")
 
 
 def _missing(cols: Sequence[Col], wanted: Iterable[str] | None) -> list[str]:

@@ -11,7 +11,7 @@ from rapidfuzz import fuzz
 
 from activities.analysis.agents.base import AgentContext, AgentResult
 from activities.analysis.agents.clean.emails import _EMAIL_NAME
-from activities.analysis.agents.clean.params import _missing, _Params
+from activities.analysis.agents.clean.params import FieldStandardizerParams, _missing, check_columns, known_columns
 from activities.analysis.agents.clean.running import _Job, _run, _schemas
 from activities.analysis.agents.clean.sql import (
     Col,
@@ -24,10 +24,8 @@ from activities.analysis.agents.clean.sql import (
     _rx,
     write_parquet,
 )
+from activities.analysis.agents.params import parse_params
 from activities.analysis.sql import qstr
-
-_CASES = ("keep", "lower", "upper", "title")
-
 
 _ODD_WS = r"[\t\n\r\x{0B}\x{0C}\x{A0}]"
 
@@ -53,37 +51,18 @@ class _StdOptions:
         return self.case_all or "keep"
 
 
-def _case_param(p: _Params) -> tuple[dict[str, str], str | None]:
-    value = p.raw.get("case")
-    if value is None:
-        return {}, None
-    if isinstance(value, str):
-        return {}, p.choice("case", _CASES, "keep")
-    if not isinstance(value, dict) or not all(isinstance(v, str) and v.lower() in _CASES for v in value.values()):
-        raise p.bad("case", value, f"must be one of {', '.join(_CASES)} or an object {{column: mode}}")
-    p.check_columns("case", value)
-    return {str(k): str(v).lower() for k, v in value.items()}, None
-
-
-def _mappings_param(p: _Params) -> dict[str, dict[str, str]]:
-    value = p.table("mappings")
-    for m in value.values():
-        if not isinstance(m, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in m.items()):
-            raise p.bad("mappings", value, "must be an object {column: {from: to}} of strings")
-    p.check_columns("mappings", value)
-    return {str(col): {str(k): str(v) for k, v in m.items()} for col, m in value.items()}
-
-
 def field_standardizer(ctx: AgentContext) -> AgentResult:
     """Trim and collapse whitespace, apply mappings and case, merge category spellings."""
     schemas = _schemas(ctx)
-    p = _Params("field-standardizer", ctx.params, schemas)
-    case, case_all = _case_param(p)
-    max_categories, threshold = (
-        p.integer("max_categories", 50, 0, 1000),
-        p.number("threshold", 90.0, 0.0, 100.0),
-    )
-    opts = _StdOptions(p.columns("columns"), case, case_all, max_categories, threshold, _mappings_param(p))
+    p = parse_params("field-standardizer", FieldStandardizerParams, ctx.params)
+    known = known_columns(schemas)
+    check_columns("field-standardizer", "case", p.case if isinstance(p.case, dict) else (), known)
+    check_columns("field-standardizer", "columns", p.columns or (), known)
+    check_columns("field-standardizer", "mappings", p.mappings, known)
+    case: dict[str, str] = dict(p.case) if isinstance(p.case, dict) else {}
+    case_all = None if isinstance(p.case, dict) else p.case
+    max_categories, threshold = p.max_categories, p.threshold
+    opts = _StdOptions(p.columns, case, case_all, max_categories, threshold, p.mappings)
     echo: dict[str, Any] = {
         "columns": opts.columns,
         "case": case or case_all or "keep",

@@ -8,7 +8,8 @@ blocks reach Python (scored with rapidfuzz) and only matched pairs are clustered
 (or nearly: uniqueness and null ratios are reported) and, when no column is unique, column pairs; ranked
 to prefer id-like names, integer and short values, no nulls. Across datasets, join candidates: columns
 with the same or similar names or overlapping (normalised, hash-sampled) value sets. Writes ``keys.json``
-(the same as its summary). Params:
+(the same as its summary). Params (the models in ``params`` are the reference, served by ``GET /api/tools``;
+a bad or unknown one raises ``BadInput(code="BAD_PARAMS")``):
 
 - ``min_uniqueness`` (number in [0, 1], default 0.95): least share of distinct values among non-null ones
   for a column (or pair) to be reported as a nearly-unique candidate key.
@@ -65,17 +66,3 @@ conflict (counted per column in the summary). Params:
 - ``recency_column`` (column): a date/time (or numeric) column; text is parsed as ISO, m/d/Y, d.m.Y dates.
 - ``source_priority`` (list of dataset names, best first; a name may omit its extension).
 """
-
-from activities.analysis.agents.master.golden import GOLDEN_AGENT, RULES, golden_record_builder
-from activities.analysis.agents.master.keys import KEY_AGENT, key_identifier
-from activities.analysis.agents.master.matching import MATCH_AGENT, entity_matcher
-
-__all__ = [
-    "GOLDEN_AGENT",
-    "KEY_AGENT",
-    "MATCH_AGENT",
-    "RULES",
-    "entity_matcher",
-    "golden_record_builder",
-    "key_identifier",
-]

@@ -13,13 +13,12 @@ from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
 from activities.analysis.agents.master.common import _drop, _one, _parquet, _present, _schema
 from activities.analysis.agents.master.match_params import _match_params
 from activities.analysis.agents.master.matching import _match
-from activities.analysis.agents.master.params import _bad, _resolve_columns, _str_list_param, _str_param
+from activities.analysis.agents.master.params import GoldenRecordBuilderParams, _resolve_columns
 from activities.analysis.agents.master.records import _MATCH_COLUMNS, _fresh_name, _union
+from activities.analysis.agents.params import bad_param, parse_params
 from activities.analysis.sql import qident, qstr
 
 GOLDEN_AGENT = "golden-record-builder"
-
-RULES = ("most_frequent", "most_complete", "most_recent", "source_priority")
 
 _GOLDEN_COLUMNS = ("cluster_id", "record_count", "sources")
 
@@ -61,31 +60,16 @@ class _GoldenParams:
     source_priority: list[str]
 
 
-def _rule_value(value: Any, key: str) -> str:
-    if value not in RULES:
-        raise _bad(GOLDEN_AGENT, f"param {key!r} must be one of {', '.join(RULES)}, got {value!r}")
-    return str(value)
-
-
-def _golden_params(params: dict[str, Any], columns: list[str]) -> _GoldenParams:
+def _golden_params(params: GoldenRecordBuilderParams, columns: list[str]) -> _GoldenParams:
+    """The rule of each column, with column names resolved (the model checked that each rule has its params)."""
     lookup = {c.lower(): c for c in columns}
-    recency = _str_param(params, GOLDEN_AGENT, "recency_column")
+    recency = params.recency_column
     recency_column = _resolve_columns(GOLDEN_AGENT, "recency_column", [recency], lookup)[0] if recency else None
-    priority = _str_list_param(params, GOLDEN_AGENT, "source_priority") or []
-    default = "source_priority" if priority else "most_recent" if recency_column else "most_frequent"
-    rule = _rule_value(params["rule"], "rule") if params.get("rule") is not None else default
-    overrides = params.get("column_rules") or {}
-    if not isinstance(overrides, dict):
-        raise _bad(GOLDEN_AGENT, f"param 'column_rules' must be an object of column -> rule, got {overrides!r}")
-    rules = dict.fromkeys(columns, rule)
-    for name, value in overrides.items():
-        (column,) = _resolve_columns(GOLDEN_AGENT, "column_rules", [str(name)], lookup)
-        rules[column] = _rule_value(value, f"column_rules.{name}")
-    if "most_recent" in rules.values() and recency_column is None:
-        raise _bad(GOLDEN_AGENT, "rule 'most_recent' needs param 'recency_column'")
-    if "source_priority" in rules.values() and not priority:
-        raise _bad(GOLDEN_AGENT, "rule 'source_priority' needs param 'source_priority' (dataset names)")
-    return _GoldenParams(rules, recency_column, priority)
+    rules = dict.fromkeys(columns, params.default_rule())
+    for name, rule in params.column_rules.items():
+        (column,) = _resolve_columns(GOLDEN_AGENT, "column_rules", [name], lookup)
+        rules[column] = rule
+    return _GoldenParams(rules, recency_column, list(params.source_priority))
 
 
 def _resolve_sources(names: list[str], sources: list[str]) -> list[str]:
@@ -97,10 +81,7 @@ def _resolve_sources(names: list[str], sources: list[str]) -> list[str]:
             s for s in sources if low in (s.lower(), Path(s).stem.lower(), s.split("#")[0].lower())
         ]
         if not hits:
-            raise _bad(
-                GOLDEN_AGENT,
-                f"param 'source_priority' names unknown dataset {name!r}; datasets: {', '.join(sources)}",
-            )
+            raise bad_param(GOLDEN_AGENT, "source_priority", name, f"names no dataset (datasets: {', '.join(sources)})")
         resolved += [h for h in hits if h not in resolved]
     return resolved
 
@@ -159,7 +140,7 @@ def _load_golden_base(
         f"SELECT count(*) FILTER (WHERE {_present(qident(gp.recency_column))}), count(__mm_rec) FROM __mm_gbase",
     )
     if present and not parsed:
-        raise _bad(GOLDEN_AGENT, f"param 'recency_column' names {gp.recency_column!r}, which has no parseable dates")
+        raise bad_param(GOLDEN_AGENT, "recency_column", gp.recency_column, "names a column without parseable dates")
     return {"recency_values_unparsed": int(present) - int(parsed)}
 
 
@@ -241,19 +222,20 @@ def golden_record_builder(ctx: AgentContext) -> AgentResult:
     """One golden record per matched cluster, each column chosen by a survivorship rule."""
     started = time.monotonic()
     con = ctx.con
+    params = parse_params(GOLDEN_AGENT, GoldenRecordBuilderParams, ctx.params)
     inline = not _is_matched(con, ctx.current)
     if inline:
         u = _union(con, ctx.current)
-        _match_params(ctx.params, u, GOLDEN_AGENT)  # fail fast on the matcher's params too
+        _match_params(params, u, GOLDEN_AGENT)  # fail fast on the matcher's column names too
         columns = u.names
     else:
         columns = [c for c, _ in _schema(con, ctx.current[0].path) if c.lower() not in _MATCH_COLUMNS]
-    gp = _golden_params(ctx.params, columns)
+    gp = _golden_params(params, columns)
     files: dict[str, Path] = {}
     matching: dict[str, Any] | None = None
     matched = ctx.current[0]
     if inline:
-        result = _match(ctx, GOLDEN_AGENT, lambda f, m: ctx.report(0.7 * f, m))
+        result = _match(ctx, GOLDEN_AGENT, params, lambda f, m: ctx.report(0.7 * f, m))
         matched, matching, files = result.dataset, result.summary, dict(result.files)
     ctx.report(0.75, "choosing surviving values")
     schema = _schema(con, matched.path)

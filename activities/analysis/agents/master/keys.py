@@ -16,30 +16,14 @@ from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
 from activities.analysis.agents.master.columns import _is_id_like, _key_kind, _name_tokens
 from activities.analysis.agents.master.common import _drop, _labels, _one, _parquet, _present, _schema, _write_json
 from activities.analysis.agents.master.normalise import _install_macros, _normalised
-from activities.analysis.agents.master.params import _int_param, _number_param
+from activities.analysis.agents.master.params import KeyIdentifierParams
+from activities.analysis.agents.params import parse_params
 from activities.analysis.sql import qident
 
 KEY_AGENT = "key-identifier"
 
 _SAMPLE_VALUES = 50_000
 _MAX_LISTED = 50
-
-
-@dataclass(frozen=True)
-class _KeyParams:
-    min_uniqueness: float
-    max_null_ratio: float
-    max_pair_columns: int
-    min_overlap: float
-
-    @classmethod
-    def parse(cls, params: dict[str, Any]) -> _KeyParams:
-        return cls(
-            min_uniqueness=_number_param(params, KEY_AGENT, "min_uniqueness", 0.95, 0.0, 1.0),
-            max_null_ratio=_number_param(params, KEY_AGENT, "max_null_ratio", 0.05, 0.0, 1.0),
-            max_pair_columns=_int_param(params, KEY_AGENT, "max_pair_columns", 10, 2, 30),
-            min_overlap=_number_param(params, KEY_AGENT, "min_overlap", 0.5, 0.0, 1.0),
-        )
 
 
 @dataclass(frozen=True)
@@ -114,7 +98,7 @@ def _single_candidate(s: _ColumnStats) -> dict[str, Any]:
 
 
 def _pair_candidates(
-    con: duckdb.DuckDBPyConnection, ds: Dataset, stats: list[_ColumnStats], p: _KeyParams
+    con: duckdb.DuckDBPyConnection, ds: Dataset, stats: list[_ColumnStats], p: KeyIdentifierParams
 ) -> list[dict[str, Any]]:
     """The smallest keys: column pairs, tried among the most distinct short columns."""
     rows = stats[0].rows if stats else 0
@@ -156,7 +140,7 @@ def _pair_candidates(
 
 
 def _dataset_keys(
-    con: duckdb.DuckDBPyConnection, label: str, ds: Dataset, stats: list[_ColumnStats], p: _KeyParams
+    con: duckdb.DuckDBPyConnection, label: str, ds: Dataset, stats: list[_ColumnStats], p: KeyIdentifierParams
 ) -> dict[str, Any]:
     singles = [
         _single_candidate(s)
@@ -218,7 +202,7 @@ def _relationship(a: _ColumnStats, b: _ColumnStats) -> str:
 
 
 def _join_candidates(
-    con: duckdb.DuckDBPyConnection, labels: list[str], stats: list[list[_ColumnStats]], p: _KeyParams
+    con: duckdb.DuckDBPyConnection, labels: list[str], stats: list[list[_ColumnStats]], p: KeyIdentifierParams
 ) -> list[dict[str, Any]]:
     sizes = {
         (int(d), int(c)): int(n)
@@ -244,7 +228,7 @@ def _join_candidates(
 
 
 def _join_candidate(
-    a: _ColumnStats, b: _ColumnStats, size_a: int, size_b: int, shared: int, p: _KeyParams
+    a: _ColumnStats, b: _ColumnStats, size_a: int, size_b: int, shared: int, p: KeyIdentifierParams
 ) -> dict[str, Any] | None:
     similarity = _column_similarity(a.name, b.name)
     overlap = shared / min(size_a, size_b) if min(size_a, size_b) else 0.0
@@ -270,7 +254,7 @@ def _join_candidate(
 def key_identifier(ctx: AgentContext) -> AgentResult:
     """Candidate keys (single columns, else pairs) per dataset, and columns shared across datasets."""
     started = time.monotonic()
-    params = _KeyParams.parse(ctx.params)
+    params = parse_params(KEY_AGENT, KeyIdentifierParams, ctx.params)
     labels = _labels(ctx.current)
     _install_macros(ctx.con)
     stats: list[list[_ColumnStats]] = []

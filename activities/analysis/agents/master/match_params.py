@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from activities.analysis.agents.master.columns import _address_columns, _key_kind, _name_groups
-from activities.analysis.agents.master.params import (
-    _bool_param,
-    _int_param,
-    _number_param,
-    _resolve_columns,
-    _str_list_param,
-)
+from activities.analysis.agents.master.params import EntityMatcherParams, _resolve_columns
 from activities.analysis.agents.master.records import _Union
 
 
@@ -30,10 +23,9 @@ class _MatchParams:
         return [c for g in self.name_groups for c in g]
 
 
-def _match_params(params: dict[str, Any], u: _Union, agent: str) -> _MatchParams:
-    keys = _str_list_param(params, agent, "match_keys")
-    names = _str_list_param(params, agent, "name_columns")
-    addresses = _str_list_param(params, agent, "address_columns")
+def _match_params(params: EntityMatcherParams, u: _Union, agent: str) -> _MatchParams:
+    """The matcher's params with column names resolved against the union of the datasets, defaults filled."""
+    keys, names, addresses = params.match_keys, params.name_columns, params.address_columns
     cols = u.names
     return _MatchParams(
         match_keys=(
@@ -51,7 +43,7 @@ def _match_params(params: dict[str, Any], u: _Union, agent: str) -> _MatchParams
             if addresses is not None
             else _address_columns(cols)
         ),
-        threshold=_number_param(params, agent, "threshold", 88.0, 0.0, 100.0),
-        max_block_size=_int_param(params, agent, "max_block_size", 50, 2, 10_000),
-        within_sources=_bool_param(params, agent, "within_sources", len(u.datasets) == 1),
+        threshold=params.threshold,
+        max_block_size=params.max_block_size,
+        within_sources=len(u.datasets) == 1 if params.within_sources is None else params.within_sources,
     )

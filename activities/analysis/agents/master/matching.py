@@ -16,8 +16,10 @@ from activities.analysis.agents.master.common import Report, _drop, _write_json
 from activities.analysis.agents.master.exact import _exact_pairs
 from activities.analysis.agents.master.match_params import _match_params, _MatchParams
 from activities.analysis.agents.master.normalise import _install_macros
+from activities.analysis.agents.master.params import EntityMatcherParams
 from activities.analysis.agents.master.records import _load_records, _Union, _union
 from activities.analysis.agents.master.scoring import _fuzzy_pairs
+from activities.analysis.agents.params import parse_params
 from conveyor.errors import BadInput
 
 MATCH_AGENT = "entity-matcher"
@@ -55,11 +57,11 @@ class _Laps:
         self._last = now
 
 
-def _match(ctx: AgentContext, agent: str, report: Report) -> _Matched:
-    """Run the whole matcher over ``ctx.current``; params are read (and reported) as ``agent``'s."""
+def _match(ctx: AgentContext, agent: str, params: EntityMatcherParams, report: Report) -> _Matched:
+    """Run the whole matcher over ``ctx.current`` with ``agent``'s (validated) params."""
     con = ctx.con
     u = _union(con, ctx.current)
-    p = _match_params(ctx.params, u, agent)
+    p = _match_params(params, u, agent)
     if not p.match_keys and not p.name_groups:
         raise BadInput(
             f"{agent}: found no email/phone/id-like or name-like columns to match on; pass match_keys or name_columns",
@@ -144,6 +146,7 @@ def _match_steps(ctx: AgentContext, u: _Union, p: _MatchParams, report: Report) 
 
 def entity_matcher(ctx: AgentContext) -> AgentResult:
     """Cluster records describing the same entity (exact normalised keys, fuzzy names within blocks)."""
-    result = _match(ctx, MATCH_AGENT, ctx.report)
+    params = parse_params(MATCH_AGENT, EntityMatcherParams, ctx.params)
+    result = _match(ctx, MATCH_AGENT, params, ctx.report)
     ctx.report(1.0, f"{result.summary['clusters']} clusters from {result.summary['records']} records")
     return AgentResult(summary=result.summary, current=[result.dataset], files=result.files)

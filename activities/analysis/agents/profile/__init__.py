@@ -3,8 +3,9 @@
 Every statistic is computed by DuckDB over ``read_parquet(...)``; only aggregated rows (one per query, or a
 few top values) ever reach Python, so million-row files profile in seconds. Each agent writes its JSON file
 under ``ctx.workdir`` and returns the same content as its summary (the profiler's summary keeps at most 5
-top values per column, shortened). A missing or null param takes its default; a bad one raises
-``BadInput(code="BAD_PARAMS")`` naming it.
+top values per column, shortened). Each agent's params are a model in ``params`` (its field descriptions are
+the reference, served by ``GET /api/tools``); a missing or null param takes its default; a bad or unknown one
+raises ``BadInput(code="BAD_PARAMS")`` naming it.
 
 ``unified-profiler`` (output ``profile.json``)
     For each dataset of ``ctx.current`` and each column: storage type and inferred type, row count, SQL
@@ -54,13 +55,5 @@ top values per column, shortened). A missing or null param takes its default; a 
 
 Modules: ``profiler``, ``risk`` and ``drift`` hold the agents; ``column_stats`` the profiler's aggregate
 queries; ``sql`` quoting, column types and query helpers; ``patterns`` the text patterns and null-like
-values; ``common`` params, progress, output files and JSON-safe values.
+values; ``params`` the params models; ``common`` progress, output files and JSON-safe values.
 """
-
-from __future__ import annotations
-
-from activities.analysis.agents.profile.drift import drift_detector
-from activities.analysis.agents.profile.profiler import unified_profiler
-from activities.analysis.agents.profile.risk import score_risk
-
-__all__ = ["drift_detector", "score_risk", "unified_profiler"]

@@ -1,4 +1,4 @@
-"""Helpers shared by the three agents: params, progress, output files, and JSON-safe values."""
+"""Helpers shared by the three agents: progress, output files, and JSON-safe values."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from conveyor.errors import BadInput
 
 Report = Callable[[float, str], None]
 
@@ -38,25 +36,6 @@ def _write_json(workdir: Path, filename: str, payload: dict[str, Any]) -> Path:
     path = workdir / filename
     path.write_text(json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8")
     return path
-
-
-def _int_param(params: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = params.get(name)
-    value = default if value is None else value
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise BadInput(f"param '{name}' must be an integer from {low} to {high}, got {value!r}", code="BAD_PARAMS")
-    return value
-
-
-def _float_param(params: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
-    value = params.get(name)
-    value = default if value is None else value
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not low <= value <= high:
-        raise BadInput(f"param '{name}' must be a number from {low} to {high}, got {value!r}", code="BAD_PARAMS")
-    return float(value)
 
 
 def _scaled(report: Report, start: float, end: float) -> Report:

@@ -10,7 +10,9 @@ import duckdb
 
 from activities.analysis.agents.base import AgentContext, AgentResult
 from activities.analysis.agents.common import jsonable
-from activities.analysis.agents.profile.common import SUMMARY_VALUE_CHARS, _clip, _int_param, _num, _share, _write_json
+from activities.analysis.agents.params import parse_params
+from activities.analysis.agents.profile.common import SUMMARY_VALUE_CHARS, _clip, _num, _share, _write_json
+from activities.analysis.agents.profile.params import DriftDetectorParams
 from activities.analysis.agents.profile.patterns import NULL_LIKE
 from activities.analysis.agents.profile.sql import (
     _NUMERIC_KINDS,
@@ -246,7 +248,7 @@ def _overall(columns: dict[str, dict[str, Any]], schema: dict[str, Any]) -> str:
 
 def drift_detector(ctx: AgentContext) -> AgentResult:
     """Compare the distributions and schema of the first two input files; writes ``drift.json``."""
-    bins = _int_param(ctx.params, "bins", 10, 2, 100)
+    bins = parse_params("drift-detector", DriftDetectorParams, ctx.params).bins
     if len(ctx.inputs) < 2:
         raise BadInput(
             f"drift-detector compares two files, but {len(ctx.inputs)} was given; upload a second file",

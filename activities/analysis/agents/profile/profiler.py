@@ -13,6 +13,7 @@ import duckdb
 from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
 from activities.analysis.agents.common import jsonable
 from activities.analysis.agents.common import unique_names as _unique_names
+from activities.analysis.agents.params import parse_params
 from activities.analysis.agents.profile.column_stats import (
     QUANTILES,
     _base_stats,
@@ -25,12 +26,12 @@ from activities.analysis.agents.profile.common import (
     SUMMARY_VALUE_CHARS,
     Report,
     _clip,
-    _int_param,
     _num,
     _scaled,
     _share,
     _write_json,
 )
+from activities.analysis.agents.profile.params import UnifiedProfilerParams
 from activities.analysis.agents.profile.patterns import PATTERNS
 from activities.analysis.agents.profile.sql import (
     _NUMERIC_KINDS,
@@ -232,7 +233,7 @@ def _compact(profile: dict[str, Any]) -> dict[str, Any]:
 
 def unified_profiler(ctx: AgentContext) -> AgentResult:
     """Profile every column of each current dataset; writes ``profile.json``."""
-    top_n = _int_param(ctx.params, "top_n", 5, 1, 100)
+    top_n = parse_params("unified-profiler", UnifiedProfilerParams, ctx.params).top_n
     datasets = _profile_all(ctx, ctx.current, top_n, 0.0, 0.95)
     profile = jsonable({"top_n": top_n, "datasets": datasets})
     path = _write_json(ctx.workdir, "profile.json", profile)

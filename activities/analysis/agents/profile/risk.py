@@ -8,7 +8,9 @@ from typing import Any
 from activities.analysis.agents.base import AgentContext, AgentResult
 from activities.analysis.agents.common import jsonable
 from activities.analysis.agents.common import unique_names as _unique_names
-from activities.analysis.agents.profile.common import _float_param, _scaled, _write_json
+from activities.analysis.agents.params import parse_params
+from activities.analysis.agents.profile.common import _scaled, _write_json
+from activities.analysis.agents.profile.params import ScoreRiskParams
 from activities.analysis.agents.profile.profiler import _profile_dataset
 
 NAME_HINT_SCORE = 0.6
@@ -181,7 +183,7 @@ def _profiles_for_risk(ctx: AgentContext) -> tuple[dict[str, Any], str]:
 
 def score_risk(ctx: AgentContext) -> AgentResult:
     """Find PII columns and score data quality per dataset; writes ``risk.json``."""
-    threshold = _float_param(ctx.params, "pii_threshold", 0.5, 0.0, 1.0)
+    threshold = parse_params("score-risk", ScoreRiskParams, ctx.params).pii_threshold
     ctx.report(0.0, "loading profiles")
     profiles, source = _profiles_for_risk(ctx)
     datasets: dict[str, Any] = {}
