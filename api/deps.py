@@ -1,4 +1,4 @@
-"""FastAPI dependencies: settings, DB session, Temporal client, blob store and the current user."""
+"""FastAPI dependencies: settings, DB session, Temporal client, blob store, the current user and the caller."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import Depends, Header, HTTPException, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from api.caller import Caller
 from api.state import AppState
 from conveyor.auth import user_for_key
 from conveyor.models import User
@@ -65,3 +66,13 @@ async def get_current_user(
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_caller(
+    user: CurrentUser, session: SessionDep, client: TemporalDep, blobs: BlobDep, settings: SettingsDep
+) -> Caller:
+    """The request's caller (its session is the one ``CurrentUser`` used: FastAPI caches dependencies per request)."""
+    return Caller(user=user, session=session, client=client, blobs=blobs, settings=settings)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -11,13 +11,11 @@ from typing import Any, TypeVar
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 from sqlalchemy import inspect, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
 
-from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.caller import Caller
+from api.deps import CallerDep
 from api.pages import Page, PageDep, PageParams, page_of, paginate
 from conveyor.errors import NotFound
-from conveyor.models import User
 from conveyor.reconcile import reconcile
 from conveyor.records import RunColumns
 from conveyor.runs import RunStatus
@@ -72,34 +70,26 @@ def public(model: type[M], row: object, settings: Settings, **extra: Any) -> M:
     return model.model_validate(row, context={"settings": settings})
 
 
-async def owned_run(
-    session: AsyncSession, client: Client, model: type[R], run_id: str, user: User, *, what: str, code: str
-) -> R:
-    """The user's run ``run_id`` of ``model``, reconciled with Temporal; another user's is NotFound ``code``."""
-    row = await session.get(model, run_id)
-    if row is None or getattr(row, "user_id", None) != user.id:
+async def owned_run(caller: Caller, model: type[R], run_id: str, *, what: str, code: str) -> R:
+    """The caller's run ``run_id`` of ``model``, reconciled with Temporal; another user's is NotFound ``code``."""
+    row = await caller.session.get(model, run_id)
+    if row is None or getattr(row, "user_id", None) != caller.user.id:
         raise NotFound(f"{what} {run_id} not found", code=code)
-    await reconcile(session, client, [row])
+    await reconcile(caller.session, caller.client, [row])
     return row
 
 
 async def owned_runs(
-    session: AsyncSession,
-    client: Client,
-    model: type[R],
-    user: User,
-    window: PageParams,
-    *,
-    status: RunStatus | None = None,
+    caller: Caller, model: type[R], window: PageParams, *, status: RunStatus | None = None
 ) -> tuple[Sequence[R], int]:
-    """A page of the user's runs of ``model`` (of one status if given), newest first, reconciled; and the total."""
+    """A page of the caller's runs of ``model`` (of one status if given), newest first, reconciled; and the total."""
     owner = getattr(model, "user_id")  # noqa: B009  (every user-facing run table has one)
-    query = select(model).where(owner == user.id)
+    query = select(model).where(owner == caller.user.id)
     if status is not None:
         query = query.where(model.status == status.value)
     tie_break = inspect(model).primary_key  # rows created in the same instant keep one order across pages
-    rows, total = await paginate(session, query.order_by(model.created_at.desc(), *tie_break), window)
-    await reconcile(session, client, rows)
+    rows, total = await paginate(caller.session, query.order_by(model.created_at.desc(), *tie_break), window)
+    await reconcile(caller.session, caller.client, rows)
     return rows, total
 
 
@@ -116,16 +106,9 @@ def add_listing(
     """Add ``GET path`` to ``router``: a page of the user's runs of ``model`` (``?status=`` to filter), newest first,
     each read through :func:`owned_runs` (so reconciled with Temporal) and shown as ``out(row, settings)``."""
 
-    async def listing(
-        user: CurrentUser,
-        session: SessionDep,
-        client: TemporalDep,
-        settings: SettingsDep,
-        window: PageDep,
-        status: RunStatus | None = None,
-    ) -> Page[Any]:
-        rows, total = await owned_runs(session, client, model, user, window, status=status)
-        return page_of([out(row, settings) for row in rows], total, window)
+    async def listing(caller: CallerDep, window: PageDep, status: RunStatus | None = None) -> Page[Any]:
+        rows, total = await owned_runs(caller, model, window, status=status)
+        return page_of([out(row, caller.settings) for row in rows], total, window)
 
     page_model: Any = Page[response_model]  # type: ignore[valid-type]  # a generic page of a class given at run time
     router.add_api_route(path, listing, methods=["GET"], response_model=page_model, name=name, description=description)

@@ -75,6 +75,7 @@ async def run_side_by_side(
     from temporalio.testing import WorkflowEnvironment
 
     from activities.analysis.schemas import AnalysisResult
+    from api.caller import Caller
     from api.services import analysis as service
     from conveyor import logging as conveyor_logging
     from conveyor.auth import create_user
@@ -110,6 +111,7 @@ async def run_side_by_side(
             async with res.sessions() as session:
                 user, key = await create_user(session, "bench", 10**9)
                 await session.commit()
+                caller = Caller(user=user, session=session, client=env.client, blobs=res.blobs, settings=settings)
                 for tool in [t for _ in range(rounds) for t in TOOLS_RUN]:
                     with tempfile.TemporaryDirectory() as tmp:
                         direct[tool].append(await asyncio.to_thread(run_direct, csv, tool, Path(tmp)))
@@ -125,7 +127,7 @@ async def run_side_by_side(
                             files=[service.Upload(csv.name, f)],
                         )
                     started = time.perf_counter()
-                    result = await service.process_task(session, env.client, user, task.task_id)
+                    result = await service.process_task(caller, task.task_id)
                     handle = env.client.get_workflow_handle(result.workflow_id, result_type=AnalysisResult)
                     final = await handle.result()
                     through[tool].append(time.perf_counter() - started)

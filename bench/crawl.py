@@ -36,15 +36,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from activities.crawl.browser import CHROMIUM_ARGS
+from activities.crawl.contract import PAGES_QUEUE
 from activities.crawl.probe import DOM_SCRIPT, PageProbe
 from activities.crawl.schemas import CrawlConfig, CrawlResult
 from activities.crawl.urls import normalize_url, same_origin, url_key
+from api.caller import Caller
 from api.services import crawl as service
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
 from conveyor.settings import Settings
+from conveyor.storage import blob_store_from_url
 from conveyor.temporal import start_ephemeral_server as start_dev_server
-from workers.queues import QUEUES
+from workers.pipelines import all_queues
 
 console = Console()
 LINKS_PER_PAGE = 8
@@ -204,8 +207,10 @@ async def conveyor_crawl(
     async with sessions() as session:
         user, _ = await create_user(session, f"bench-{time.monotonic_ns()}", 0)
         await session.commit()
+        blobs = blob_store_from_url(settings.blob_url_resolved)
+        caller = Caller(user=user, session=session, client=client, blobs=blobs, settings=settings)
         crawl = await service.start_session(
-            session, client, user, CrawlConfig(url=start, max_pages=max_pages, max_depth=10, slow_page_ms=60_000)
+            caller, CrawlConfig(url=start, max_pages=max_pages, max_depth=10, slow_page_ms=60_000)
         )
     result = await client.get_workflow_handle(crawl.workflow_id or "", result_type=CrawlResult).result()
     return result.pages_crawled, time.perf_counter() - started
@@ -235,7 +240,7 @@ async def main(pages: int, rounds: int) -> None:
         stdout=log,
         stderr=log,
     )
-    concurrency = QUEUES["crawl"].max_concurrent_activities
+    concurrency = all_queues()[PAGES_QUEUE].concurrency
     plain: list[tuple[int, float]] = []
     ours: list[tuple[int, float]] = []
     peak = peak_uss = 0

@@ -34,11 +34,13 @@ from activities.persona.embedder import shared_embedder
 from activities.persona.ingest import IngestProgress, ingest_collection
 from activities.persona.schemas import Collection, CollectionRun, IngestResult
 from activities.persona.vectors import VectorStore, open_chroma
+from api.caller import Caller
 from api.services import persona as service
 from bench.crawl import _Sampler
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
 from conveyor.settings import Settings
+from conveyor.storage import blob_store_from_url
 from conveyor.temporal import start_ephemeral_server as start_dev_server
 
 console = Console()
@@ -79,7 +81,9 @@ async def run_conveyor(
         user, _ = await create_user(session, f"bench-{persona_id}", 0)
         await session.commit()
         await service.create_persona(session, user, persona_id, persona_id, "")
-        begun = await service.start_ingestion(session, client, user, persona_id, root)
+        blobs = blob_store_from_url(settings.blob_url_resolved)
+        caller = Caller(user=user, session=session, client=client, blobs=blobs, settings=settings)
+        begun = await service.start_ingestion(caller, persona_id, root)
     result = await client.get_workflow_handle(begun.workflow_id, result_type=IngestResult).result()
     seconds = time.perf_counter() - started
     assert result.status == "active", result

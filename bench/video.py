@@ -39,7 +39,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from activities.video.captions import Captioner
@@ -51,9 +50,9 @@ from activities.video.timeline import check_timeline
 from activities.video.transcode import TranscodeSpec, plan_transcode
 from api.services import video as service
 from bench.crawl import _Sampler
+from cli.context import Cli
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
-from conveyor.models import User
 from conveyor.settings import Settings
 from conveyor.storage import BlobStore, blob_store_from_url
 from conveyor.temporal import start_ephemeral_server as start_dev_server
@@ -145,13 +144,11 @@ def direct_transcode_args(blobs: BlobStore, key: str, output: Path) -> list[str]
     ).args
 
 
-async def upload(
-    sessions: async_sessionmaker[AsyncSession], blobs: BlobStore, settings: Settings, user: User, path: Path
-) -> tuple[str, str]:
+async def upload(handles: Cli, path: Path) -> tuple[str, str]:
     """Store a file as the user's upload; returns (video id, blob key)."""
-    async with sessions() as session:
+    async with handles.caller() as caller:
         with path.open("rb") as stream:
-            video = await service.upload(session, blobs, settings, user, filename=path.name, stream=stream)
+            video = await service.upload(caller, filename=path.name, stream=stream)
         if video.blob_key is None:
             raise RuntimeError(f"the upload of {path.name} stored no file")
         return video.id, video.blob_key
@@ -165,29 +162,23 @@ async def _result(client: Client, workflow_id: str, job_id: str) -> tuple[float,
     return outcome.seconds, outcome.outputs
 
 
-async def conveyor_render(
-    client: Client, sessions: async_sessionmaker[AsyncSession], user: User, timeline: dict[str, Any]
-) -> tuple[float, float, dict[str, Any]]:
+async def conveyor_render(handles: Cli, timeline: dict[str, Any]) -> tuple[float, float, dict[str, Any]]:
     """One render through the workflow; returns (seconds from the request to the result, in the activity, outputs)."""
     started = time.perf_counter()
-    async with sessions() as session:
-        begun = await service.start_render(
-            session, client, user, timeline_raw=timeline, title="bench", preview=None, caption=None
-        )
+    async with handles.caller() as caller:
+        begun = await service.start_render(caller, timeline_raw=timeline, title="bench", preview=None, caption=None)
     (job_id,) = begun.jobs
-    inside, outputs = await _result(client, begun.workflow_id, job_id)
+    inside, outputs = await _result(handles.client, begun.workflow_id, job_id)
     return time.perf_counter() - started, inside, outputs
 
 
-async def conveyor_transcode(
-    client: Client, sessions: async_sessionmaker[AsyncSession], user: User, video_id: str
-) -> tuple[float, float, dict[str, Any]]:
+async def conveyor_transcode(handles: Cli, video_id: str) -> tuple[float, float, dict[str, Any]]:
     """One transcode step through the workflow; returns (seconds to the result, in the activity, outputs)."""
     started = time.perf_counter()
-    async with sessions() as session:
-        begun = await service.start_step(session, client, user, video_id, JobKind.TRANSCODE, dict(TRANSCODE))
+    async with handles.caller() as caller:
+        begun = await service.start_step(caller, video_id, JobKind.TRANSCODE, dict(TRANSCODE))
     (job_id,) = begun.jobs
-    inside, outputs = await _result(client, begun.workflow_id, job_id)
+    inside, outputs = await _result(handles.client, begun.workflow_id, job_id)
     return time.perf_counter() - started, inside, outputs
 
 
@@ -273,29 +264,30 @@ async def main(clip_seconds: float, transcode_seconds: float, rounds: int) -> No
         async with sessions() as session:
             user, _ = await create_user(session, "bench-video", 0)
             await session.commit()
-        _, first = await upload(sessions, blobs, settings, user, media["first"])
-        _, second = await upload(sessions, blobs, settings, user, media["second"])
-        _, logo = await upload(sessions, blobs, settings, user, LOGO)
-        long_id, long_key = await upload(sessions, blobs, settings, user, media["long"])
+        handles = Cli(settings, sessions, blobs, env.client, user)
+        _, first = await upload(handles, media["first"])
+        _, second = await upload(handles, media["second"])
+        _, logo = await upload(handles, LOGO)
+        long_id, long_key = await upload(handles, media["long"])
         timeline = timeline_of(first, second, logo)
         render_output = work / "render.mp4"
         render_args = await asyncio.to_thread(direct_render_args, blobs, timeline, render_output)
         transcode_output = work / "variant.mp4"
         transcode_args = await asyncio.to_thread(direct_transcode_args, blobs, long_key, transcode_output)
         # warm-up: the worker's first activity, its NVENC probe, the database; a one-second render
-        await conveyor_render(env.client, sessions, user, timeline_of(first, second, logo, trim_s=1.0))
+        await conveyor_render(handles, timeline_of(first, second, logo, trim_s=1.0))
         for i in range(rounds):
             # the order flips every round, so a change of machine load or a warm cache favours neither side
             direct_first = i % 2 == 0
             if direct_first:
                 render_direct.append(await asyncio.to_thread(run_ffmpeg_direct, render_args, render_output))
             sampler = _Sampler(worker.pid)
-            total, inside, render_out = await conveyor_render(env.client, sessions, user, timeline)
+            total, inside, render_out = await conveyor_render(handles, timeline)
             render_ours.append((total, inside))
             if not direct_first:
                 render_direct.append(await asyncio.to_thread(run_ffmpeg_direct, render_args, render_output))
                 transcode_direct.append(await asyncio.to_thread(run_ffmpeg_direct, transcode_args, transcode_output))
-            total, inside, transcode_out = await conveyor_transcode(env.client, sessions, user, long_id)
+            total, inside, transcode_out = await conveyor_transcode(handles, long_id)
             transcode_ours.append((total, inside))
             if direct_first:
                 transcode_direct.append(await asyncio.to_thread(run_ffmpeg_direct, transcode_args, transcode_output))

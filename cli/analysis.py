@@ -38,17 +38,24 @@ async def run_analysis(
     if missing:
         raise BadInput(f"file not found: {', '.join(missing)}", code="FILE_NOT_FOUND")
     async with cli_context(settings, user_name) as cli:
-        async with cli.sessions() as session:
+        async with cli.caller() as caller:
             with contextlib.ExitStack() as stack:
                 uploads = [service.Upload(f.name, stack.enter_context(f.open("rb"))) for f in files]
                 task = await service.create_task(
-                    session, cli.blobs, settings, cli.user, tool_id=tool_id, agents=agents, params=params, files=uploads
+                    caller.session,
+                    caller.blobs,
+                    settings,
+                    caller.user,
+                    tool_id=tool_id,
+                    agents=agents,
+                    params=params,
+                    files=uploads,
                 )
-            result = await service.process_task(session, cli.client, cli.user, task.task_id)
+            result = await service.process_task(caller, task.task_id)
         if wait:
             await watch(cli.client, [Watched(result.workflow_id, f"{tool_id}")], show=show)
-        async with cli.sessions() as session:
-            task = await service.get_task(session, cli.client, cli.user, task.task_id)
+        async with cli.caller() as caller:
+            task = await service.get_task(caller, task.task_id)
             out = task_out(task, settings).model_dump(mode="json")
             out["local_outputs"] = {o["name"]: str(p) for o in task.outputs if (p := cli.blobs.local_path(o["key"]))}
             return out

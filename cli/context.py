@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from api.caller import Caller
 from cli.output import fail
 from conveyor.client import WorkflowStatus
 from conveyor.errors import BadInput, ConveyorError, NotFound
@@ -74,6 +75,12 @@ class Cli:
     blobs: BlobStore
     client: Client
     user: User
+
+    @asynccontextmanager
+    async def caller(self) -> AsyncIterator[Caller]:
+        """The acting user as the services' caller, with a DB session of its own (closed at the end)."""
+        async with self.sessions() as session:
+            yield Caller(user=self.user, session=session, client=self.client, blobs=self.blobs, settings=self.settings)
 
 
 @asynccontextmanager

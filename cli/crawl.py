@@ -32,15 +32,15 @@ async def run_crawl(
     from cli.watch import Watched, watch
 
     async with cli_context(settings, user_name) as cli:
-        async with cli.sessions() as session:
-            crawl = await service.start_session(session, cli.client, cli.user, config)
+        async with cli.caller() as caller:
+            crawl = await service.start_session(caller, config)
         if wait:
             await watch(cli.client, [Watched(crawl.workflow_id or "", f"crawl {config.url}"[:28])], show=show)
-        async with cli.sessions() as session:
-            crawl = await service.get_session(session, cli.client, cli.user, crawl.id)
-            await session.refresh(crawl)
+        async with cli.caller() as caller:
+            crawl = await service.get_session(caller, crawl.id)
+            await caller.session.refresh(crawl)
             out = crawl_out(crawl, settings).model_dump(mode="json")
-            views, _total = await service.list_bugs(session, crawl, PageParams(limit=1000, offset=0))
+            views, _total = await service.list_bugs(caller, crawl, PageParams(limit=1000, offset=0))
             out["bugs"] = [
                 {
                     "kind": v.bug.kind,

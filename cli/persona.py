@@ -33,18 +33,18 @@ async def run_ingest(
     from api.services import persona as service
 
     async with cli_context(settings, user_name) as cli:
-        async with cli.sessions() as session:
-            if await session.get(Persona, persona_id) is None:
-                await service.create_persona(session, cli.user, persona_id, persona_id, "")
-            started = await service.start_ingestion(session, cli.client, cli.user, persona_id, data_root)
+        async with cli.caller() as caller:
+            if await caller.session.get(Persona, persona_id) is None:
+                await service.create_persona(caller.session, caller.user, persona_id, persona_id, "")
+            started = await service.start_ingestion(caller, persona_id, data_root)
         handle = cli.client.get_workflow_handle(started.workflow_id)
         with job_bars(show=show) as bars:
             ids = {c: bars.add_task(c, total=100, label=c, detail="queued") for c in started.jobs}
             waiter = asyncio.ensure_future(handle.result())
             while True:
-                async with cli.sessions() as session:
+                async with cli.caller() as caller:
                     for job_id in started.jobs.values():
-                        job = await service.get_job(session, cli.client, cli.user, job_id)
+                        job = await service.get_job(caller, job_id)
                         detail = f"{job.status} · {job.files_done}/{job.files_total} files · {job.added} added"
                         bars.update(ids[job.collection], completed=job.progress, detail=detail)
                 if waiter.done():
@@ -52,11 +52,9 @@ async def run_ingest(
                 await asyncio.wait([waiter], timeout=POLL_S)
             with contextlib.suppress(WorkflowFailureError):  # the persona and job rows carry the outcome
                 waiter.result()
-        async with cli.sessions() as session:
-            persona = await service.get_persona(session, cli.client, cli.user, persona_id)
-            return persona_out(persona, settings, await service.jobs_of(session, cli.client, persona)).model_dump(
-                mode="json"
-            )
+        async with cli.caller() as caller:
+            persona = await service.get_persona(caller, persona_id)
+            return persona_out(persona, settings, await service.jobs_of(caller, persona)).model_dump(mode="json")
 
 
 async def run_search(
@@ -71,10 +69,10 @@ async def run_search(
     except ValueError as err:
         raise BadInput(f"collections are works, quotes and profile: {err}", code="BAD_COLLECTION") from err
     async with cli_context(settings, user_name) as cli:
-        async with cli.sessions() as session:
-            persona = await service.get_persona(session, cli.client, cli.user, persona_id)
+        async with cli.caller() as caller:
+            persona = await service.get_persona(caller, persona_id)
         request = SearchRequest(persona_id=persona_id, query=query, k=k, collections=chosen)
-        return (await service.search(cli.client, cli.user, persona, request)).model_dump(mode="json")
+        return (await service.search(caller, persona, request)).model_dump(mode="json")  # needs no DB session
 
 
 UserOpt = Annotated[str | None, typer.Option("--user", help="Act as this user (default: the local user).")]

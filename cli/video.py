@@ -16,9 +16,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import WorkflowFailureError
 
+from api.caller import Caller
 from cli.context import Cli, DemoContext, DemoRun, cli_context, cli_settings, run_command
 from cli.output import console, emit_json, job_bars
 from conveyor.errors import BadInput
@@ -41,18 +41,16 @@ def _eta(seconds: float | None) -> str:
     return f"ETA {minutes}:{secs:02d}"
 
 
-async def _upload_file(session: AsyncSession, cli: Cli, path: Path) -> Any:
+async def _upload_file(caller: Caller, path: Path) -> Any:
     """Upload a local file; returns its video row."""
     from api.services import video as service
 
     stream = await asyncio.to_thread(path.open, "rb")
     with stream:
-        return await service.upload(
-            session, cli.client, cli.blobs, cli.settings, cli.user, filename=path.name, stream=stream
-        )
+        return await service.upload(caller, filename=path.name, stream=stream)
 
 
-async def _local_keys(session: AsyncSession, cli: Cli, timeline: dict[str, Any], base: Path) -> None:
+async def _local_keys(caller: Caller, timeline: dict[str, Any], base: Path) -> None:
     """Upload every timeline reference that names a local file and use its key (each file uploaded once).
 
     A reference is looked for relative to the timeline's folder ``base``, then as a file of that name in it, then
@@ -75,8 +73,8 @@ async def _local_keys(session: AsyncSession, cli: Cli, timeline: dict[str, Any],
         key = ref.get("key")
         if not isinstance(key, str):
             return
-        owned = await session.scalar(
-            select(Video.id).where(Video.blob_key == key, Video.user_id == cli.user.id).limit(1)
+        owned = await caller.session.scalar(
+            select(Video.id).where(Video.blob_key == key, Video.user_id == caller.user.id).limit(1)
         )
         if owned is not None:
             return
@@ -84,7 +82,7 @@ async def _local_keys(session: AsyncSession, cli: Cli, timeline: dict[str, Any],
         if path is None:
             return
         if path not in uploaded:
-            uploaded[path] = str((await _upload_file(session, cli, path)).blob_key)
+            uploaded[path] = str((await _upload_file(caller, path)).blob_key)
         ref["key"] = uploaded[path]
 
     for clip in timeline.get("clips") or []:
@@ -95,15 +93,15 @@ async def _local_keys(session: AsyncSession, cli: Cli, timeline: dict[str, Any],
             await swap(timeline[name])
 
 
-async def _video_id(session: AsyncSession, cli: Cli, target: str) -> str:
+async def _video_id(caller: Caller, target: str) -> str:
     """A video id: the one given, or a new upload of the file given."""
     from activities.video.models import Video
 
     path = Path(target)
     if await asyncio.to_thread(path.is_file):
-        return str((await _upload_file(session, cli, path)).id)
-    video = await session.get(Video, target)
-    if video is None or video.user_id != cli.user.id:
+        return str((await _upload_file(caller, path)).id)
+    video = await caller.session.get(Video, target)
+    if video is None or video.user_id != caller.user.id:
         raise BadInput(f"{target}: no such file or video id", code="MEDIA_NOT_FOUND")
     return video.id
 
@@ -144,18 +142,18 @@ async def run_video(
     else:
         check_step(JobKind(action), params)  # e.g. H.265 in WebM, before anything is uploaded
     async with cli_context(settings, user_name) as cli:
-        async with cli.sessions() as session:
+        async with cli.caller() as caller:
             if action == "render":
-                await _local_keys(session, cli, timeline, base)
-                started = await service.start_render(session, cli.client, cli.user, timeline_raw=timeline, **params)
+                await _local_keys(caller, timeline, base)
+                started = await service.start_render(caller, timeline_raw=timeline, **params)
             else:
-                video_id = await _video_id(session, cli, target)
-                started = await service.start_step(session, cli.client, cli.user, video_id, JobKind(action), params)
+                video_id = await _video_id(caller, target)
+                started = await service.start_step(caller, video_id, JobKind(action), params)
         if wait:
             await _follow(cli, started, show=show)
-        async with cli.sessions() as session:
-            video = await service.get_video(session, cli.client, cli.user, started.video.id)
-            jobs = await service.jobs_of(session, cli.client, video)
+        async with cli.caller() as caller:
+            video = await service.get_video(caller, started.video.id)
+            jobs = await service.jobs_of(caller, video)
             out = video_out(video, settings, [j for j in jobs if j.id in started.jobs]).model_dump(mode="json")
             out["workflow_id"] = started.workflow_id
             out["workflow_url"] = settings.workflow_ui_url(started.workflow_id)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from activities.analysis.catalog import TOOLS, AgentSpec, ToolSpec
 from activities.analysis.models import AnalysisTask
 from api.blobs import serve_blob
-from api.deps import BlobDep, CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.deps import BlobDep, CallerDep, CurrentUser, SessionDep, SettingsDep
 from api.runs import RunOut, add_listing, context_settings, public
 from api.services import analysis as service
 from conveyor.settings import Settings
@@ -150,41 +150,33 @@ async def create_task(
 
 
 @router.post("/tasks/{task_id}/process", response_model=ProcessOut, status_code=202)
-async def process_task(
-    task_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> ProcessOut:
+async def process_task(task_id: str, caller: CallerDep) -> ProcessOut:
     """Queue the task; answers at once. A second call starts nothing new."""
-    result = await service.process_task(session, client, user, task_id)
+    result = await service.process_task(caller, task_id)
     return ProcessOut(
         task_id=task_id,
         status=result.task.status,
         workflow_id=result.workflow_id,
         started=result.started,
-        workflow_url=settings.workflow_ui_url(result.workflow_id),
+        workflow_url=caller.settings.workflow_ui_url(result.workflow_id),
     )
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut)
-async def get_task(
-    task_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> TaskOut:
+async def get_task(task_id: str, caller: CallerDep) -> TaskOut:
     """Status, progress, current agent and outputs (with download URLs) of one of your tasks."""
-    return task_out(await service.get_task(session, client, user, task_id), settings)
+    return task_out(await service.get_task(caller, task_id), caller.settings)
 
 
 @router.get("/tasks/{task_id}/outputs/{name}", response_class=Response)
-async def download_output(
-    task_id: str, name: str, user: CurrentUser, session: SessionDep, client: TemporalDep, blobs: BlobDep
-) -> Response:
+async def download_output(task_id: str, name: str, caller: CallerDep) -> Response:
     """Download one output file of one of your tasks."""
-    task = await service.get_task(session, client, user, task_id)
+    task = await service.get_task(caller, task_id)
     output = service.find_output(task, name)
-    return serve_blob(blobs, output["key"], media_type=output["content_type"], filename=name)
+    return serve_blob(caller.blobs, output["key"], media_type=output["content_type"], filename=name)
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskOut, status_code=202)
-async def cancel_task(
-    task_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> TaskOut:
+async def cancel_task(task_id: str, caller: CallerDep) -> TaskOut:
     """Cancel one of your tasks; finished agents' outputs are kept."""
-    return task_out(await service.cancel_task(session, client, user, task_id), settings)
+    return task_out(await service.cancel_task(caller, task_id), caller.settings)

@@ -13,7 +13,7 @@ from temporalio.client import Client
 from activities.crawl.models import CrawlSession, Ticket
 from activities.crawl.schemas import CrawlConfig
 from api.blobs import serve_blob
-from api.deps import BlobDep, CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.deps import CallerDep, CurrentUser, SessionDep
 from api.pages import Page, PageParams, page_of, page_params
 from api.runs import RunOut, add_listing, public
 from api.services import crawl as service
@@ -147,38 +147,27 @@ async def _live(client: Client, crawl: CrawlSession) -> Progress | None:
 
 
 @router.post("/crawls", response_model=CrawlStarted, status_code=202)
-async def start_crawl(
-    body: CrawlCreate, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> CrawlStarted:
+async def start_crawl(body: CrawlCreate, caller: CallerDep) -> CrawlStarted:
     """Queue a crawl session; answers at once with the session and workflow ids."""
-    crawl = await service.start_session(session, client, user, CrawlConfig(**body.model_dump()))
-    return _started(crawl, settings)
+    crawl = await service.start_session(caller, CrawlConfig(**body.model_dump()))
+    return _started(crawl, caller.settings)
 
 
 @router.get("/crawls/{session_id}", response_model=CrawlOut)
-async def get_crawl(
-    session_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> CrawlOut:
+async def get_crawl(session_id: str, caller: CallerDep) -> CrawlOut:
     """Status, pages crawled, bugs found, the current URL and live progress of one of your sessions."""
-    crawl = await service.get_session(session, client, user, session_id)
-    return crawl_out(crawl, settings, await _live(client, crawl))
+    crawl = await service.get_session(caller, session_id)
+    return crawl_out(crawl, caller.settings, await _live(caller.client, crawl))
 
 
 @router.get("/crawls/{session_id}/bugs", response_model=Page[BugOut])
 async def list_bugs(
-    session_id: str,
-    user: CurrentUser,
-    session: SessionDep,
-    client: TemporalDep,
-    settings: SettingsDep,
-    window: BugWindow,
-    kind: str | None = None,
-    severity: str | None = None,
+    session_id: str, caller: CallerDep, window: BugWindow, kind: str | None = None, severity: str | None = None
 ) -> Page[BugOut]:
     """The session's bugs, most severe first, each with pages, evidence, screenshot URL and ticket."""
-    crawl = await service.get_session(session, client, user, session_id)
-    views, total = await service.list_bugs(session, crawl, window, kind=kind, severity=severity)
-    base = f"{settings.api_url}/api/crawls/{crawl.id}/bugs"
+    crawl = await service.get_session(caller, session_id)
+    views, total = await service.list_bugs(caller, crawl, window, kind=kind, severity=severity)
+    base = f"{caller.settings.api_url}/api/crawls/{crawl.id}/bugs"
     items = [
         BugOut(
             id=v.bug.id,
@@ -202,41 +191,33 @@ async def list_bugs(
 
 
 @router.get("/crawls/{session_id}/bugs/{bug_id}/screenshot", response_class=Response)
-async def bug_screenshot(
-    session_id: str, bug_id: int, user: CurrentUser, session: SessionDep, client: TemporalDep, blobs: BlobDep
-) -> Response:
+async def bug_screenshot(session_id: str, bug_id: int, caller: CallerDep) -> Response:
     """The full-page screenshot (PNG) of the page where the bug was first seen."""
-    crawl = await service.get_session(session, client, user, session_id)
-    bug = await service.get_bug(session, crawl, bug_id)
+    crawl = await service.get_session(caller, session_id)
+    bug = await service.get_bug(caller, crawl, bug_id)
     if not bug.screenshot_key:
         raise NotFound(f"bug {bug_id} has no screenshot", code="SCREENSHOT_NOT_FOUND")
-    return serve_blob(blobs, bug.screenshot_key, media_type="image/png")
+    return serve_blob(caller.blobs, bug.screenshot_key, media_type="image/png")
 
 
 @router.get("/crawls/{session_id}/pages", response_model=Page[PageOut])
-async def list_pages(
-    session_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, window: PagesWindow
-) -> Page[PageOut]:
+async def list_pages(session_id: str, caller: CallerDep, window: PagesWindow) -> Page[PageOut]:
     """The pages the session visited, in visit order."""
-    crawl = await service.get_session(session, client, user, session_id)
-    rows, total = await service.list_pages(session, crawl, window)
+    crawl = await service.get_session(caller, session_id)
+    rows, total = await service.list_pages(caller, crawl, window)
     return page_of([PageOut.model_validate(p) for p in rows], total, window)
 
 
 @router.post("/crawls/{session_id}/cancel", response_model=CrawlOut, status_code=202)
-async def cancel_crawl(
-    session_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> CrawlOut:
+async def cancel_crawl(session_id: str, caller: CallerDep) -> CrawlOut:
     """Cancel one of your sessions; bugs found so far are kept."""
-    return crawl_out(await service.cancel_session(session, client, user, session_id), settings)
+    return crawl_out(await service.cancel_session(caller, session_id), caller.settings)
 
 
 @router.post("/crawls/{session_id}/rerun", response_model=CrawlStarted, status_code=202)
-async def rerun_crawl(
-    session_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> CrawlStarted:
+async def rerun_crawl(session_id: str, caller: CallerDep) -> CrawlStarted:
     """Crawl a finished session again; known bugs merge by fingerprint and keep their tickets."""
-    return _started(await service.rerun_session(session, client, user, session_id), settings)
+    return _started(await service.rerun_session(caller, session_id), caller.settings)
 
 
 @router.get("/tickets", response_model=Page[TicketOut])

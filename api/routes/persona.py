@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 
 from activities.persona.models import IngestionJob, Persona
 from activities.persona.schemas import Collection, SearchRequest, SearchResult
-from api.deps import CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.caller import Caller
+from api.deps import CallerDep, CurrentUser, SessionDep, SettingsDep
 from api.runs import RunOut, add_listing, public
 from api.services import persona as service
 from conveyor.settings import Settings
@@ -74,9 +75,8 @@ def persona_out(persona: Persona, settings: Settings, jobs: Sequence[IngestionJo
     return public(PersonaOut, persona, settings, jobs=[public(JobOut, j, settings) for j in jobs])
 
 
-add_listing(
-    router, "/personas", Persona, PersonaOut, persona_out, name="list_personas", description="Your personas, newest."
-)
+LISTING = "Your personas, newest first."
+add_listing(router, "/personas", Persona, PersonaOut, persona_out, name="list_personas", description=LISTING)
 
 
 @router.post("/personas", response_model=PersonaOut, status_code=201)
@@ -88,21 +88,21 @@ async def create_persona(
     return persona_out(persona, settings)
 
 
+async def _with_jobs(caller: Caller, persona: Persona) -> PersonaOut:
+    return persona_out(persona, caller.settings, await service.jobs_of(caller, persona))
+
+
 @router.get("/personas/{persona_id}", response_model=PersonaOut)
-async def get_persona(
-    persona_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> PersonaOut:
+async def get_persona(persona_id: str, caller: CallerDep) -> PersonaOut:
     """Status and latest jobs of one of your personas."""
-    persona = await service.get_persona(session, client, user, persona_id)
-    return persona_out(persona, settings, await service.jobs_of(session, client, persona))
+    return await _with_jobs(caller, await service.get_persona(caller, persona_id))
 
 
 @router.post("/personas/{persona_id}/ingest", response_model=IngestOut, status_code=202)
-async def ingest(
-    persona_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> IngestOut:
+async def ingest(persona_id: str, caller: CallerDep) -> IngestOut:
     """Ingest the persona's works, quotes and profile; while one ingestion runs, answers with it."""
-    started = await service.start_ingestion(session, client, user, persona_id, settings.persona_data_root_resolved)
+    settings = caller.settings
+    started = await service.start_ingestion(caller, persona_id, settings.persona_data_root_resolved)
     return IngestOut(
         persona_id=persona_id,
         workflow_id=started.workflow_id,
@@ -113,27 +113,20 @@ async def ingest(
 
 
 @router.post("/personas/{persona_id}/cancel", response_model=PersonaOut, status_code=202)
-async def cancel(
-    persona_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> PersonaOut:
+async def cancel(persona_id: str, caller: CallerDep) -> PersonaOut:
     """Cancel the persona's running ingestion: its unfinished jobs and the persona end ``cancelled``."""
-    persona = await service.cancel_ingestion(session, client, user, persona_id)
-    return persona_out(persona, settings, await service.jobs_of(session, client, persona))
+    return await _with_jobs(caller, await service.cancel_ingestion(caller, persona_id))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-async def get_job(
-    job_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> JobOut:
+async def get_job(job_id: str, caller: CallerDep) -> JobOut:
     """One ingestion job: status, progress, vectors, files, warnings, error."""
-    return public(JobOut, await service.get_job(session, client, user, job_id), settings)
+    return public(JobOut, await service.get_job(caller, job_id), caller.settings)
 
 
 @router.post("/personas/{persona_id}/search", response_model=SearchResult)
-async def search(
-    persona_id: str, body: SearchIn, user: CurrentUser, session: SessionDep, client: TemporalDep
-) -> SearchResult:
+async def search(persona_id: str, body: SearchIn, caller: CallerDep) -> SearchResult:
     """The passages that best answer a question, with source file, collection and score."""
-    persona = await service.get_persona(session, client, user, persona_id)
+    persona = await service.get_persona(caller, persona_id)
     request = SearchRequest(persona_id=persona.id, query=body.query, k=body.k, collections=body.collections)
-    return await service.search(client, user, persona, request)
+    return await service.search(caller, persona, request)

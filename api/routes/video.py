@@ -8,13 +8,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, File, Form, Query, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import func, select
 
 from activities.video.models import JobKind, ResourceSample, Video, VideoJob
 from activities.video.schemas import CaptionParams, PreviewParams
 from api.blobs import serve_blob
-from api.deps import BlobDep, CurrentUser, SessionDep, SettingsDep, TemporalDep
+from api.caller import Caller
+from api.deps import CallerDep, CurrentUser, SessionDep, SettingsDep
 from api.runs import RunOut, add_listing, public
 from api.services import video as service
 from conveyor.errors import NotFound
@@ -121,126 +122,90 @@ def _started(started: service.Started, settings: Settings) -> StartedOut:
 @videos.post("/upload", response_model=VideoOut, status_code=201)
 async def upload_video(
     file: Annotated[UploadFile, File(description="a video, audio, image or .srt file")],
-    user: CurrentUser,
-    session: SessionDep,
-    client: TemporalDep,
-    blobs: BlobDep,
-    settings: SettingsDep,
+    caller: CallerDep,
     title: Annotated[str, Form()] = "",
 ) -> VideoOut:
     """Store a file to render from or to process; its key can be used in timelines."""
-    video = await service.upload(
-        session, client, blobs, settings, user, filename=file.filename or "upload", stream=file.file, title=title
-    )
-    return video_out(video, settings)
+    video = await service.upload(caller, filename=file.filename or "upload", stream=file.file, title=title)
+    return video_out(video, caller.settings)
 
 
 @videos.post("/render", response_model=StartedOut, status_code=202)
-async def render(
-    body: RenderIn, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> StartedOut:
+async def render(body: RenderIn, caller: CallerDep) -> StartedOut:
     """Render a timeline, then preview, caption and transcode the result (one workflow)."""
     started = await service.start_render(
-        session,
-        client,
-        user,
+        caller,
         timeline_raw=body.timeline,
         title=body.title,
         preview=body.preview,
         caption=body.caption,
         transcodes=body.transcodes,
     )
-    return _started(started, settings)
+    return _started(started, caller.settings)
 
 
-async def _step(
-    kind: JobKind,
-    video_id: str,
-    params: dict[str, Any],
-    user: CurrentUser,
-    session: SessionDep,
-    client: TemporalDep,
-    settings: SettingsDep,
-) -> StartedOut:
-    return _started(await service.start_step(session, client, user, video_id, kind, params), settings)
+async def _step(caller: Caller, kind: JobKind, video_id: str, params: dict[str, Any]) -> StartedOut:
+    return _started(await service.start_step(caller, video_id, kind, params), caller.settings)
+
+
+#: The optional bodies of the preview and caption steps (their defaults are never mutated).
+PreviewBody = Annotated[PreviewParams, Body()]
+CaptionBody = Annotated[CaptionParams, Body()]
 
 
 @videos.post("/{video_id}/preview", response_model=StartedOut, status_code=202)
-async def preview(
-    video_id: str,
-    user: CurrentUser,
-    session: SessionDep,
-    client: TemporalDep,
-    settings: SettingsDep,
-    body: Annotated[PreviewParams, Body()] = PreviewParams(),  # noqa: B008 - a default body, never mutated
-) -> StartedOut:
+async def preview(video_id: str, caller: CallerDep, body: PreviewBody = PreviewParams()) -> StartedOut:  # noqa: B008
     """N frames at even intervals and a contact sheet."""
-    return await _step(JobKind.PREVIEW, video_id, body.model_dump(), user, session, client, settings)
+    return await _step(caller, JobKind.PREVIEW, video_id, body.model_dump())
 
 
 @videos.post("/{video_id}/caption", response_model=StartedOut, status_code=202)
-async def caption(
-    video_id: str,
-    user: CurrentUser,
-    session: SessionDep,
-    client: TemporalDep,
-    settings: SettingsDep,
-    body: Annotated[CaptionParams, Body()] = CaptionParams(),  # noqa: B008 - a default body, never mutated
-) -> StartedOut:
+async def caption(video_id: str, caller: CallerDep, body: CaptionBody = CaptionParams()) -> StartedOut:  # noqa: B008
     """SRT captions of the speech and the detected language."""
-    return await _step(JobKind.CAPTION, video_id, body.model_dump(), user, session, client, settings)
+    return await _step(caller, JobKind.CAPTION, video_id, body.model_dump())
 
 
 @videos.post("/{video_id}/transcode", response_model=StartedOut, status_code=202)
 async def transcode(
     video_id: str,
     body: Annotated[dict[str, Any], Body(description="codec, container, crf or bitrate_kbps, width, height")],
-    user: CurrentUser,
-    session: SessionDep,
-    client: TemporalDep,
-    settings: SettingsDep,
+    caller: CallerDep,
 ) -> StartedOut:
     """Another codec/container/size of the video (H.264, H.265, VP9, AV1 in MP4, WebM, MKV)."""
-    return await _step(JobKind.TRANSCODE, video_id, body, user, session, client, settings)
+    return await _step(caller, JobKind.TRANSCODE, video_id, body)
+
+
+async def _with_jobs(caller: Caller, video: Video) -> VideoOut:
+    return video_out(video, caller.settings, await service.jobs_of(caller, video))
 
 
 @videos.get("/{video_id}", response_model=VideoOut)
-async def get_video(
-    video_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> VideoOut:
+async def get_video(video_id: str, caller: CallerDep) -> VideoOut:
     """A video with every job: status, percent, fps, ETA, encoder, outputs and download links, errors."""
-    video = await service.get_video(session, client, user, video_id)
-    return video_out(video, settings, await service.jobs_of(session, client, video))
+    return await _with_jobs(caller, await service.get_video(caller, video_id))
 
 
 @videos.post("/{video_id}/cancel", response_model=VideoOut, status_code=202)
-async def cancel(
-    video_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, settings: SettingsDep
-) -> VideoOut:
+async def cancel(video_id: str, caller: CallerDep) -> VideoOut:
     """Cancel the video's unfinished jobs: FFmpeg is stopped and no partial file is kept."""
-    video = await service.cancel(session, client, user, video_id)
-    return video_out(video, settings, await service.jobs_of(session, client, video))
+    return await _with_jobs(caller, await service.cancel(caller, video_id))
 
 
 @videos.get("/{video_id}/download", response_class=Response)
-async def download(
-    video_id: str, user: CurrentUser, session: SessionDep, client: TemporalDep, blobs: BlobDep
-) -> Response:
+async def download(video_id: str, caller: CallerDep) -> Response:
     """The video's file (the upload, or the rendered result)."""
-    video = await service.get_video(session, client, user, video_id)
+    video = await service.get_video(caller, video_id)
     if not video.blob_key:
         raise NotFound(f"video {video_id} has no file yet (status {video.status})", code="FILE_NOT_FOUND")
-    return serve_blob(blobs, video.blob_key, filename=video.blob_key.rsplit("/", 1)[-1])
+    return serve_blob(caller.blobs, video.blob_key, filename=video.blob_key.rsplit("/", 1)[-1])
 
 
 @videos.get("/{video_id}/files/{key:path}", response_class=Response)
-async def file(
-    video_id: str, key: str, user: CurrentUser, session: SessionDep, client: TemporalDep, blobs: BlobDep
-) -> Response:
+async def file(video_id: str, key: str, caller: CallerDep) -> Response:
     """One of the video's outputs: a transcode, the contact sheet, a frame, the SRT."""
-    video = await service.get_video(session, client, user, video_id)
+    video = await service.get_video(caller, video_id)
     key = service.file_key(video, key)
-    return serve_blob(blobs, key, filename=key.rsplit("/", 1)[-1])
+    return serve_blob(caller.blobs, key, filename=key.rsplit("/", 1)[-1])
 
 
 #: The longest history one request returns (the samples are kept ``resource_retention_hours``).
@@ -259,7 +224,9 @@ class GpuOut(BaseModel):
 
 
 class SampleOut(BaseModel):
-    """One stored look at a worker machine."""
+    """One stored look at a worker machine (read from its row)."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     id: int
     host: str
@@ -290,28 +257,12 @@ class ResourcesOut(BaseModel):
     thresholds: Thresholds
 
 
-def _aware(moment: datetime) -> datetime:
-    """SQLite returns naive datetimes; they are UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def sample_out(row: ResourceSample) -> SampleOut:
-    """The public form of a stored sample."""
-    return SampleOut(
-        id=row.id,
-        host=row.host,
-        sampled_at=_aware(row.sampled_at),
-        cpu_percent=row.cpu_percent,
-        memory_percent=row.memory_percent,
-        memory_used_bytes=row.memory_used_bytes,
-        memory_total_bytes=row.memory_total_bytes,
-        disk_path=row.disk_path,
-        disk_percent=row.disk_percent,
-        disk_free_bytes=row.disk_free_bytes,
-        load_1m=row.load_1m,
-        gpus=[GpuOut.model_validate(g) for g in row.gpus],
-        warnings=list(row.warnings),
-    )
+    """The public form of a stored sample (SQLite returns naive datetimes; they are UTC)."""
+    sample = SampleOut.model_validate(row)
+    if sample.sampled_at.tzinfo is None:
+        sample.sampled_at = sample.sampled_at.replace(tzinfo=UTC)
+    return sample
 
 
 @resources_router.get("/resources", response_model=ResourcesOut)

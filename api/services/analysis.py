@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
 
 from activities.analysis import contract
 from activities.analysis.catalog import task_prefix, validate_params, validate_plan
 from activities.analysis.models import AnalysisTask
 from activities.analysis.schemas import AnalysisRequest
+from api.caller import Caller
 from api.runs import owned_run
 from conveyor.client import start_workflow
 from conveyor.errors import BadInput, ConveyorError, NotFound, TooLarge
@@ -113,14 +113,15 @@ async def create_task(
     return task
 
 
-async def get_task(session: AsyncSession, client: Client, user: User, task_id: str) -> AnalysisTask:
-    """The user's task, reconciled with Temporal (another user's task is reported as not found)."""
-    return await owned_run(session, client, AnalysisTask, task_id, user, what="task", code="TASK_NOT_FOUND")
+async def get_task(caller: Caller, task_id: str) -> AnalysisTask:
+    """The caller's task, reconciled with Temporal (another user's task is reported as not found)."""
+    return await owned_run(caller, AnalysisTask, task_id, what="task", code="TASK_NOT_FOUND")
 
 
-async def process_task(session: AsyncSession, client: Client, user: User, task_id: str) -> ProcessResult:
+async def process_task(caller: Caller, task_id: str) -> ProcessResult:
     """Start the task's workflow once; a repeat call (or a concurrent one) starts nothing new."""
-    task = await get_task(session, client, user, task_id)
+    session, user = caller.session, caller.user
+    task = await get_task(caller, task_id)
     workflow_id = contract.workflow_id_for(task.task_id)
     if task.status in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED):
         return ProcessResult(task, workflow_id, started=False)
@@ -131,7 +132,7 @@ async def process_task(session: AsyncSession, client: Client, user: User, task_i
     await session.commit()
     try:
         request = AnalysisRequest(task_id=task.task_id, user_id=user.id)
-        started = await start_workflow(client, contract.ANALYSIS_START, request, id=workflow_id, owner=user.id)
+        started = await start_workflow(caller.client, contract.ANALYSIS_START, request, id=workflow_id, owner=user.id)
     except ConveyorError:
         task.status = previous
         await session.commit()
@@ -139,10 +140,10 @@ async def process_task(session: AsyncSession, client: Client, user: User, task_i
     return ProcessResult(task, workflow_id, started=started)
 
 
-async def cancel_task(session: AsyncSession, client: Client, user: User, task_id: str) -> AnalysisTask:
+async def cancel_task(caller: Caller, task_id: str) -> AnalysisTask:
     """Cancel a task: a queued or running one through its workflow, a never-started one at once."""
-    task = await get_task(session, client, user, task_id)
-    await cancel_run(session, client, task, what=f"task {task_id}", finished_code="TASK_FINISHED")
+    task = await get_task(caller, task_id)
+    await cancel_run(caller.session, caller.client, task, what=f"task {task_id}", finished_code="TASK_FINISHED")
     return task
 
 

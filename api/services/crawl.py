@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
 
 from activities.crawl import contract
 from activities.crawl.models import CrawlBug, CrawlBugPage, CrawlPage, CrawlSession, Ticket
 from activities.crawl.schemas import CrawlConfig, CrawlRequest
 from activities.crawl.urls import normalize_url
+from api.caller import Caller
 from api.pages import PageParams, paginate
 from api.runs import owned_run
 from conveyor.client import start_workflow
@@ -48,29 +48,30 @@ def check_start_url(url: str) -> str:
     return normalized
 
 
-async def start_session(session: AsyncSession, client: Client, user: User, config: CrawlConfig) -> CrawlSession:
+async def start_session(caller: Caller, config: CrawlConfig) -> CrawlSession:
     """Record a queued session and start its workflow (answers at once; the crawl runs on the workers)."""
     config = config.model_copy(update={"url": check_start_url(config.url)})
     crawl = CrawlSession(
         id=str(uuid.uuid4()),
-        user_id=user.id,
+        user_id=caller.user.id,
         url=config.url,
         config=config.model_dump(mode="json"),
         status=RunStatus.QUEUED.value,
         stage="queued",
     )
     crawl.workflow_id = contract.workflow_id_for(crawl.id)
-    session.add(crawl)
-    await session.commit()
-    await _start_workflow(session, client, crawl, user.id)
+    caller.session.add(crawl)
+    await caller.session.commit()
+    await _start_workflow(caller, crawl)
     return crawl
 
 
-async def _start_workflow(session: AsyncSession, client: Client, crawl: CrawlSession, user_id: int) -> bool:
+async def _start_workflow(caller: Caller, crawl: CrawlSession) -> bool:
     config = CrawlConfig.model_validate(crawl.config)
+    user_id = caller.user.id
     try:
         return await start_workflow(
-            client,
+            caller.client,
             contract.SESSION_START,
             CrawlRequest(session_id=crawl.id, user_id=user_id, config=config),
             id=contract.workflow_id_for(crawl.id),
@@ -79,27 +80,27 @@ async def _start_workflow(session: AsyncSession, client: Client, crawl: CrawlSes
         )
     except ConveyorError as err:
         crawl.set_status(RunStatus.FAILED, error=RunError(kind=err.kind.value, code=err.code, message=err.message))
-        await session.commit()
+        await caller.session.commit()
         raise
 
 
-async def get_session(session: AsyncSession, client: Client, user: User, session_id: str) -> CrawlSession:
-    """The user's session, reconciled with Temporal (another user's is reported as not found)."""
-    return await owned_run(
-        session, client, CrawlSession, session_id, user, what="crawl session", code="SESSION_NOT_FOUND"
-    )
+async def get_session(caller: Caller, session_id: str) -> CrawlSession:
+    """The caller's session, reconciled with Temporal (another user's is reported as not found)."""
+    return await owned_run(caller, CrawlSession, session_id, what="crawl session", code="SESSION_NOT_FOUND")
 
 
-async def cancel_session(session: AsyncSession, client: Client, user: User, session_id: str) -> CrawlSession:
+async def cancel_session(caller: Caller, session_id: str) -> CrawlSession:
     """Cancel a queued or running session; bugs found so far are kept."""
-    crawl = await get_session(session, client, user, session_id)
-    await cancel_run(session, client, crawl, what=f"crawl session {session_id}", finished_code="SESSION_FINISHED")
+    crawl = await get_session(caller, session_id)
+    await cancel_run(
+        caller.session, caller.client, crawl, what=f"crawl session {session_id}", finished_code="SESSION_FINISHED"
+    )
     return crawl
 
 
-async def rerun_session(session: AsyncSession, client: Client, user: User, session_id: str) -> CrawlSession:
+async def rerun_session(caller: Caller, session_id: str) -> CrawlSession:
     """Crawl a finished session again: bugs merge by fingerprint and no ticket is filed twice."""
-    crawl = await get_session(session, client, user, session_id)
+    crawl = await get_session(caller, session_id)
     if not crawl.finished:
         raise Conflict(f"crawl session {session_id} is still {crawl.status}", code="SESSION_RUNNING")
     crawl.set_status(RunStatus.QUEUED, stage="queued")
@@ -107,13 +108,13 @@ async def rerun_session(session: AsyncSession, client: Client, user: User, sessi
     crawl.progress = 0
     crawl.truncated = False
     crawl.stop_reason = None
-    await session.commit()
-    await _start_workflow(session, client, crawl, user.id)
+    await caller.session.commit()
+    await _start_workflow(caller, crawl)
     return crawl
 
 
 async def list_bugs(
-    session: AsyncSession,
+    caller: Caller,
     crawl: CrawlSession,
     window: PageParams,
     *,
@@ -121,6 +122,7 @@ async def list_bugs(
     severity: str | None = None,
 ) -> tuple[list[BugView], int]:
     """A page of a session's bugs (most severe first), with their pages and tickets."""
+    session = caller.session
     where: list[Any] = [CrawlBug.session_id == crawl.id]
     if kind:
         where.append(CrawlBug.kind == kind)
@@ -142,18 +144,18 @@ async def list_bugs(
     return [BugView(b, pages[b.id], tickets.get(b.id)) for b in bugs], total
 
 
-async def get_bug(session: AsyncSession, crawl: CrawlSession, bug_id: int) -> CrawlBug:
+async def get_bug(caller: Caller, crawl: CrawlSession, bug_id: int) -> CrawlBug:
     """One bug of the session."""
-    bug = await session.get(CrawlBug, bug_id)
+    bug = await caller.session.get(CrawlBug, bug_id)
     if bug is None or bug.session_id != crawl.id:
         raise NotFound(f"bug {bug_id} not found in session {crawl.id}", code="BUG_NOT_FOUND")
     return bug
 
 
-async def list_pages(session: AsyncSession, crawl: CrawlSession, window: PageParams) -> tuple[Sequence[CrawlPage], int]:
+async def list_pages(caller: Caller, crawl: CrawlSession, window: PageParams) -> tuple[Sequence[CrawlPage], int]:
     """A page of the visited pages, in visit order."""
     query = select(CrawlPage).where(CrawlPage.session_id == crawl.id).order_by(CrawlPage.id)
-    return await paginate(session, query, window)
+    return await paginate(caller.session, query, window)
 
 
 async def list_tickets(session: AsyncSession, user: User, window: PageParams) -> tuple[Sequence[Ticket], int]:

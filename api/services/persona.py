@@ -9,11 +9,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
 
 from activities.persona import contract
 from activities.persona.models import IngestionJob, Persona
 from activities.persona.schemas import Collection, IngestRequest, SearchRequest, SearchResult
+from api.caller import Caller
 from api.runs import owned_run
 from conveyor.client import execute_workflow, start_workflow
 from conveyor.errors import BadInput, Conflict, NotFound
@@ -57,37 +57,36 @@ async def create_persona(session: AsyncSession, user: User, persona_id: str, nam
     return persona
 
 
-async def get_persona(session: AsyncSession, client: Client, user: User, persona_id: str) -> Persona:
-    """The user's persona, reconciled with Temporal (another user's is reported as not found)."""
-    return await owned_run(session, client, Persona, persona_id, user, what="persona", code="PERSONA_NOT_FOUND")
+async def get_persona(caller: Caller, persona_id: str) -> Persona:
+    """The caller's persona, reconciled with Temporal (another user's is reported as not found)."""
+    return await owned_run(caller, Persona, persona_id, what="persona", code="PERSONA_NOT_FOUND")
 
 
-async def jobs_of(session: AsyncSession, client: Client, persona: Persona) -> list[IngestionJob]:
+async def jobs_of(caller: Caller, persona: Persona) -> list[IngestionJob]:
     """The jobs of the persona's latest ingestion, reconciled with Temporal."""
     ids = list(persona.current_jobs.values())
     if not ids:
         return []
-    rows = list(await session.scalars(select(IngestionJob).where(IngestionJob.id.in_(ids))))
-    await reconcile(session, client, rows)
+    rows = list(await caller.session.scalars(select(IngestionJob).where(IngestionJob.id.in_(ids))))
+    await reconcile(caller.session, caller.client, rows)
     order = {c.value: i for i, c in enumerate(Collection)}
     return sorted(rows, key=lambda j: order.get(j.collection, 9))
 
 
-async def get_job(session: AsyncSession, client: Client, user: User, job_id: str) -> IngestionJob:
-    """One of the user's ingestion jobs."""
-    job = await session.get(IngestionJob, job_id)
+async def get_job(caller: Caller, job_id: str) -> IngestionJob:
+    """One of the caller's ingestion jobs."""
+    job = await caller.session.get(IngestionJob, job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found", code="JOB_NOT_FOUND")
-    await get_persona(session, client, user, job.persona_id)
-    await reconcile(session, client, [job])
+    await get_persona(caller, job.persona_id)
+    await reconcile(caller.session, caller.client, [job])
     return job
 
 
-async def start_ingestion(
-    session: AsyncSession, client: Client, user: User, persona_id: str, data_root: Path
-) -> IngestStarted:
+async def start_ingestion(caller: Caller, persona_id: str, data_root: Path) -> IngestStarted:
     """Create the three jobs and start the ingestion; while one runs, answer with the running one."""
-    persona = await get_persona(session, client, user, persona_id)
+    session = caller.session
+    persona = await get_persona(caller, persona_id)
     workflow_id = contract.workflow_id_for(persona.id)
     if persona.status in ACTIVE:
         return IngestStarted(persona, workflow_id, dict(persona.current_jobs), started=False)
@@ -111,7 +110,7 @@ async def start_ingestion(
     request = IngestRequest(
         persona_id=persona.id, job_ids={Collection(c): j for c, j in jobs.items()}, data_root=str(data_root)
     )
-    started = await start_workflow(client, contract.INGEST_START, request, id=workflow_id, owner=user.id)
+    started = await start_workflow(caller.client, contract.INGEST_START, request, id=workflow_id, owner=caller.user.id)
     if not started:  # a concurrent request won: report its jobs, drop ours
         persona.current_jobs, persona.status = previous[0], RunStatus.RUNNING.value
         for job_id in jobs.values():
@@ -123,21 +122,23 @@ async def start_ingestion(
     return IngestStarted(persona, workflow_id, jobs, started=True)
 
 
-async def cancel_ingestion(session: AsyncSession, client: Client, user: User, persona_id: str) -> Persona:
+async def cancel_ingestion(caller: Caller, persona_id: str) -> Persona:
     """Cancel the persona's running ingestion; its unfinished jobs and the persona end ``cancelled``."""
-    persona = await get_persona(session, client, user, persona_id)
+    persona = await get_persona(caller, persona_id)
     if persona.status == RunStatus.CREATED:
         raise Conflict(f"persona {persona_id} has never been ingested", code="NOT_INGESTING")
-    await cancel_run(session, client, persona, what=f"the ingestion of {persona_id}", finished_code="NOT_INGESTING")
+    await cancel_run(
+        caller.session, caller.client, persona, what=f"the ingestion of {persona_id}", finished_code="NOT_INGESTING"
+    )
     return persona
 
 
-async def search(client: Client, user: User, persona: Persona, request: SearchRequest) -> SearchResult:
+async def search(caller: Caller, persona: Persona, request: SearchRequest) -> SearchResult:
     """Ranked passages for a question, searched on a persona worker (where the vector store lives)."""
     if persona.status == RunStatus.CREATED:
         raise Conflict(f"persona {persona.id} has not been ingested yet", code="PERSONA_NOT_INGESTED")
     search_id = f"persona-search-{persona.id}-{uuid.uuid4().hex[:12]}"
     result: SearchResult = await execute_workflow(
-        client, contract.SEARCH_START, request, SearchResult, id=search_id, owner=user.id
+        caller.client, contract.SEARCH_START, request, SearchResult, id=search_id, owner=caller.user.id
     )
     return result

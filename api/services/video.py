@@ -16,7 +16,6 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
 
 from activities.video import contract
 from activities.video.checks import check_step, media_container, resolve_timeline
@@ -32,15 +31,13 @@ from activities.video.schemas import (
 )
 from activities.video.timeline import check_timeline, layout
 from activities.video.transcode import check_spec
+from api.caller import Caller
 from api.runs import owned_run
 from api.services.analysis import copy_limited, safe_filename
 from conveyor.client import execute_workflow, start_workflow
 from conveyor.errors import BadInput, Conflict, ConveyorError, NotFound
-from conveyor.models import User
 from conveyor.reconcile import cancel_run, reconcile
 from conveyor.runs import RunError, RunStatus
-from conveyor.settings import Settings
-from conveyor.storage import BlobStore
 
 #: Most transcode variants one render request may ask for.
 MAX_VARIANTS = 6
@@ -57,28 +54,19 @@ class Started:
     workflow_id: str
 
 
-async def upload(
-    session: AsyncSession,
-    client: Client,
-    blobs: BlobStore,
-    settings: Settings,
-    user: User,
-    *,
-    filename: str,
-    stream: BinaryIO,
-    title: str = "",
-) -> Video:
+async def upload(caller: Caller, *, filename: str, stream: BinaryIO, title: str = "") -> Video:
     """Store an uploaded media file (or an .srt) as a completed video; BadInput when it is not one FFmpeg reads.
 
     The API checks the file's header; a worker reads every packet of it (``VideoProbeWorkflow``), so a truncated
     or disguised file is refused here and not at render time.
     """
+    blobs, user = caller.blobs, caller.user
     name = safe_filename(filename)
     video_id = str(uuid.uuid4())
     key = f"{video_prefix(video_id)}/{name}"
     with tempfile.TemporaryDirectory(prefix="conveyor-video-") as tmp:
         local = Path(tmp) / name
-        size = await asyncio.to_thread(copy_limited, stream, local, settings.max_upload_bytes, name)
+        size = await asyncio.to_thread(copy_limited, stream, local, caller.settings.max_upload_bytes, name)
         if size == 0:
             raise BadInput(f"file {name!r} is empty", code="EMPTY_FILE", details={"file": name})
         is_srt = local.suffix.lower() == ".srt"
@@ -92,7 +80,9 @@ async def upload(
         try:
             probe = ProbeRequest(key=key, filename=name)
             probe_id = f"video-probe-{video_id}"
-            facts = await execute_workflow(client, contract.PROBE_START, probe, ProbeResult, id=probe_id, owner=user.id)
+            facts = await execute_workflow(
+                caller.client, contract.PROBE_START, probe, ProbeResult, id=probe_id, owner=user.id
+            )
         except ConveyorError:
             await asyncio.to_thread(blobs.delete, key)
             raise
@@ -109,8 +99,8 @@ async def upload(
         size_bytes=size,
         **facts.model_dump(),
     )
-    session.add(row)
-    await session.commit()
+    caller.session.add(row)
+    await caller.session.commit()
     return row
 
 
@@ -124,9 +114,7 @@ def _check_srt(path: Path, name: str) -> None:
 
 
 async def start_render(
-    session: AsyncSession,
-    client: Client,
-    user: User,
+    caller: Caller,
     *,
     timeline_raw: dict[str, Any],
     title: str = "",
@@ -134,7 +122,8 @@ async def start_render(
     caption: CaptionParams | None = None,
     transcodes: list[dict[str, Any]] | None = None,
 ) -> Started:
-    """Check the timeline against the user's files, record the video and its jobs, and start the workflow."""
+    """Check the timeline against the caller's files, record the video and its jobs, and start the workflow."""
+    session, user = caller.session, caller.user
     timeline = check_timeline(timeline_raw)
     sources = await resolve_timeline(session, user.id, timeline)
     durations = []
@@ -186,15 +175,13 @@ async def start_render(
         caption_first=from_caption,
         transcodes=variant_jobs,
     )
-    await _start(session, client, user, video, workflow_id, request)
+    await _start(caller, video, workflow_id, request)
     return Started(video, jobs, workflow_id)
 
 
-async def start_step(
-    session: AsyncSession, client: Client, user: User, video_id: str, kind: JobKind, params: dict[str, Any]
-) -> Started:
+async def start_step(caller: Caller, video_id: str, kind: JobKind, params: dict[str, Any]) -> Started:
     """Queue one preview, caption or transcode of a video that has its file, as its own workflow."""
-    video = await get_video(session, client, user, video_id)
+    video = await get_video(caller, video_id)
     if video.status != RunStatus.COMPLETED or not video.blob_key:
         raise Conflict(f"video {video_id} has no file yet (status {video.status})", code="VIDEO_NOT_READY")
     if kind != JobKind.CAPTION and video.video_codec is None:
@@ -209,9 +196,9 @@ async def start_step(
     else:
         request.transcodes = [TranscodeJob(job_id=job_id, spec=checked)]
     workflow_id = contract.step_workflow_id(kind.value, job_id)
-    _queue_job(session, video, kind, checked.model_dump(mode="json"), workflow_id, job_id=job_id)
-    await session.commit()
-    await _start(session, client, user, video, workflow_id, request)
+    _queue_job(caller.session, video, kind, checked.model_dump(mode="json"), workflow_id, job_id=job_id)
+    await caller.session.commit()
+    await _start(caller, video, workflow_id, request)
     return Started(video, {job_id: kind.value}, workflow_id)
 
 
@@ -238,11 +225,10 @@ def _queue_job(
     return row.id
 
 
-async def _start(
-    session: AsyncSession, client: Client, user: User, video: Video, workflow_id: str, request: VideoJobInput
-) -> None:
+async def _start(caller: Caller, video: Video, workflow_id: str, request: VideoJobInput) -> None:
+    session = caller.session
     try:
-        await start_workflow(client, contract.JOB_START, request, id=workflow_id, owner=user.id)
+        await start_workflow(caller.client, contract.JOB_START, request, id=workflow_id, owner=caller.user.id)
     except ConveyorError as err:
         error = RunError(kind=err.kind.value, code=err.code, message=err.message)
         for job in await session.scalars(select(VideoJob).where(VideoJob.workflow_id == workflow_id)):
@@ -253,27 +239,29 @@ async def _start(
         raise
 
 
-async def get_video(session: AsyncSession, client: Client, user: User, video_id: str) -> Video:
-    """The user's video, reconciled with Temporal (another user's is reported as not found)."""
-    return await owned_run(session, client, Video, video_id, user, what="video", code="VIDEO_NOT_FOUND")
+async def get_video(caller: Caller, video_id: str) -> Video:
+    """The caller's video, reconciled with Temporal (another user's is reported as not found)."""
+    return await owned_run(caller, Video, video_id, what="video", code="VIDEO_NOT_FOUND")
 
 
-async def jobs_of(session: AsyncSession, client: Client, video: Video) -> list[VideoJob]:
+async def jobs_of(caller: Caller, video: Video) -> list[VideoJob]:
     """Every job of a video, oldest first, reconciled with Temporal."""
     query = select(VideoJob).where(VideoJob.video_id == video.id).order_by(VideoJob.created_at, VideoJob.id)
-    jobs = list(await session.scalars(query))
-    await reconcile(session, client, jobs)
+    jobs = list(await caller.session.scalars(query))
+    await reconcile(caller.session, caller.client, jobs)
     return jobs
 
 
-async def cancel(session: AsyncSession, client: Client, user: User, video_id: str) -> Video:
+async def cancel(caller: Caller, video_id: str) -> Video:
     """Cancel every workflow of the video that still has unfinished jobs (FFmpeg stops, partial files go)."""
-    video = await get_video(session, client, user, video_id)
+    video = await get_video(caller, video_id)
     cancelled: set[str | None] = set()
-    for job in await jobs_of(session, client, video):
+    for job in await jobs_of(caller, video):
         if not job.finished and job.workflow_id not in cancelled:
             cancelled.add(job.workflow_id)
-            await cancel_run(session, client, job, what=f"video job {job.id}", finished_code="JOB_FINISHED")
+            await cancel_run(
+                caller.session, caller.client, job, what=f"video job {job.id}", finished_code="JOB_FINISHED"
+            )
     return video
 
 

@@ -15,6 +15,7 @@ from temporalio.api.enums.v1 import PendingActivityState
 from activities.analysis.contract import RUN_AGENT, TASKS_QUEUE
 from activities.analysis.models import AnalysisTask
 from activities.analysis.schemas import AnalysisResult
+from api.caller import Caller
 from api.services import analysis as service
 from bench.datagen import write_messy_csv
 from conveyor.auth import create_user
@@ -44,9 +45,10 @@ async def test_task_completes_after_the_worker_is_killed_mid_agent(tmp_path: Pat
         async with sessions() as session:
             user, _ = await create_user(session, "durable", 100)
             await session.commit()
+            blobs = LocalBlobStore(var / "blobs")
             task = await service.create_task(
                 session,
-                LocalBlobStore(var / "blobs"),
+                blobs,
                 settings,
                 user,
                 tool_id="clean-my-data",
@@ -54,7 +56,8 @@ async def test_task_completes_after_the_worker_is_killed_mid_agent(tmp_path: Pat
                 params={},
                 files=[service.Upload("big.csv", io.BytesIO(big.read_bytes()))],
             )
-            started = await service.process_task(session, env.client, user, task.task_id)
+            caller = Caller(user=user, session=session, client=env.client, blobs=blobs, settings=settings)
+            started = await service.process_task(caller, task.task_id)
         handle = env.client.get_workflow_handle(started.workflow_id, result_type=AnalysisResult)
 
         async def in_second_agent() -> None:

@@ -16,11 +16,13 @@ from temporalio.api.enums.v1 import PendingActivityState
 from activities.crawl.contract import MEDIA_QUEUE, PAGES_QUEUE, TICKETS_QUEUE, VISIT_PAGE
 from activities.crawl.models import CrawlBug, CrawlPage, CrawlSession, Ticket
 from activities.crawl.schemas import CrawlConfig, CrawlResult
+from api.caller import Caller
 from api.services import crawl as service
 from cli.sample_site import SampleSite
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
 from conveyor.settings import Settings
+from conveyor.storage import LocalBlobStore
 from tests.helpers import TEST_CHROMIUM_ARGS, assert_eventually, start_dev_server
 from tests.helpers.processes import max_activity_attempt, spawn_worker, stop_all
 
@@ -45,10 +47,9 @@ async def test_crawl_completes_after_the_worker_is_killed_mid_page(sample_site: 
         async with sessions() as session:
             user, _ = await create_user(session, "durable-crawler", 0)
             await session.commit()
+            blobs = LocalBlobStore(Path(settings.blob_url_resolved))
             crawl = await service.start_session(
-                session,
-                env.client,
-                user,
+                Caller(user=user, session=session, client=env.client, blobs=blobs, settings=settings),
                 CrawlConfig(
                     url=f"{sample_site.url}/",
                     slow_page_ms=manifest["slow_page_ms"],

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 
 from activities.crawl.schemas import CrawlConfig
+from api.caller import Caller
 from api.services import analysis as service
 from api.services import crawl as crawl_service
 from bench.datagen import write_messy_csv
@@ -56,6 +58,11 @@ class Stack:
     resources: WorkerResources
     settings: Settings
     var: Path
+
+    def caller(self, session: AsyncSession, user: User) -> Caller:
+        """``user`` as the services' caller, on ``session``."""
+        blobs = self.resources.blobs
+        return Caller(user=user, session=session, client=self.client, blobs=blobs, settings=self.settings)
 
 
 @asynccontextmanager
@@ -123,7 +130,7 @@ async def record_analysis() -> None:
                     params={},
                     files=[service.Upload(name, io.BytesIO(data))],
                 )
-                started = await service.process_task(session, stack.client, user, task.task_id)
+                started = await service.process_task(stack.caller(session, user), task.task_id)
                 handle = stack.client.get_workflow_handle(started.workflow_id)
                 if outcome == "cancelled":
                     await _wait_for_progress(handle, 1)
@@ -146,7 +153,7 @@ async def record_crawl() -> None:
                 }
                 for outcome, url in scenarios.items():
                     config = CrawlConfig(url=url, max_pages=CRAWL_MAX_PAGES, slow_page_ms=2000)
-                    crawl = await crawl_service.start_session(session, stack.client, user, config)
+                    crawl = await crawl_service.start_session(stack.caller(session, user), config)
                     assert crawl.workflow_id is not None
                     handle = stack.client.get_workflow_handle(crawl.workflow_id)
                     if outcome == "cancelled":
@@ -183,7 +190,7 @@ async def record_persona() -> None:
             for outcome in ("completed", "failed", "cancelled"):
                 persona_id = f"rec-{outcome}"
                 await persona_service.create_persona(session, user, persona_id, persona_id, "")
-                started = await persona_service.start_ingestion(session, stack.client, user, persona_id, root)
+                started = await persona_service.start_ingestion(stack.caller(session, user), persona_id, root)
                 handle = stack.client.get_workflow_handle(started.workflow_id)
                 if outcome == "cancelled":
                     await _wait_for_progress(handle, 1)  # the profile collection is done; works and quotes run
@@ -201,15 +208,7 @@ async def _upload_samples(stack: Stack, user: User, timeline: dict[str, Any]) ->
         if name not in keys:
             async with stack.resources.sessions() as session:
                 with (VIDEOS / name).open("rb") as stream:
-                    row = await video_service.upload(
-                        session,
-                        stack.client,
-                        stack.resources.blobs,
-                        stack.settings,
-                        user,
-                        filename=name,
-                        stream=stream,
-                    )
+                    row = await video_service.upload(stack.caller(session, user), filename=name, stream=stream)
             keys[name] = row.blob_key or ""
         ref["key"] = keys[name]
     return timeline
@@ -258,9 +257,7 @@ async def record_video() -> None:
                 del timeline["subtitles"]
             async with stack.resources.sessions() as session:
                 started = await video_service.start_render(
-                    session,
-                    stack.client,
-                    user,
+                    stack.caller(session, user),
                     timeline_raw=timeline,
                     title=f"recorded {outcome}",
                     preview=preview,

@@ -16,6 +16,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.analysis.schemas import AnalysisResult
+from api.caller import Caller
 from api.services import analysis as service
 from conveyor import credits
 from conveyor.auth import create_user
@@ -99,7 +100,10 @@ async def test_full_analysis_run_on_postgres(postgres_url: str, engine: AsyncEng
                                 for name in ("customers.csv", "customers_crm.csv")
                             ],
                         )
-                        started = await service.process_task(session, env.client, user, task.task_id)
+                        caller = Caller(
+                            user=user, session=session, client=env.client, blobs=res.blobs, settings=settings
+                        )
+                        started = await service.process_task(caller, task.task_id)
                     handle = env.client.get_workflow_handle(started.workflow_id, result_type=AnalysisResult)
                     result = await asyncio.wait_for(handle.result(), timeout=120)
                 finally:

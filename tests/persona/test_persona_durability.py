@@ -20,10 +20,12 @@ from activities.persona.models import IngestionJob, Persona
 from activities.persona.schemas import Collection, IngestResult
 from activities.persona.sources import list_sources, read_source
 from activities.persona.vectors import VectorStore, open_chroma
+from api.caller import Caller
 from api.services import persona as service
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
 from conveyor.settings import Settings
+from conveyor.storage import LocalBlobStore
 from tests.helpers import assert_eventually, start_dev_server
 from tests.helpers.processes import max_activity_attempt, spawn_worker, stop_all
 
@@ -75,7 +77,9 @@ async def test_ingestion_completes_after_the_worker_is_killed_mid_collection() -
                 user, _ = await create_user(session, "persona-durable", 0)
                 await session.commit()
                 await service.create_persona(session, user, PERSONA, "Franklin, long", "")
-                started = await service.start_ingestion(session, env.client, user, PERSONA, root)
+                blobs = LocalBlobStore(Path(settings.blob_url_resolved))
+                caller = Caller(user=user, session=session, client=env.client, blobs=blobs, settings=settings)
+                started = await service.start_ingestion(caller, PERSONA, root)
             works_job = started.jobs["works"]
 
             async def works_half_done() -> None:

@@ -29,6 +29,7 @@ from activities.video import contract
 from activities.video.ffmpeg import probe
 from activities.video.models import Video
 from activities.video.schemas import ProbeRequest, ProbeResult
+from api.caller import Caller
 from api.services import video as service
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
@@ -313,8 +314,10 @@ async def test_the_api_reads_only_the_header_and_a_worker_probes_the_upload(
         user, _key = await create_user(session, "uploader", 0)
         await session.commit()
 
+        caller = Caller(user=user, session=session, client=client, blobs=blobs, settings=settings)
+
         async def upload(name: str, data: bytes) -> Video:
-            return await service.upload(session, client, blobs, settings, user, filename=name, stream=io.BytesIO(data))
+            return await service.upload(caller, filename=name, stream=io.BytesIO(data))
 
         async with (
             new_worker([VideoProbeWorkflow], task_queue=contract.RENDER_QUEUE),

@@ -18,6 +18,7 @@ from activities.video.contract import CAPTION_QUEUE, PREVIEW_QUEUE, RENDER_QUEUE
 from activities.video.ffmpeg import probe
 from activities.video.models import Video, VideoJob
 from activities.video.schemas import VideoJobResult
+from api.caller import Caller
 from api.services import video as service
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
@@ -90,11 +91,10 @@ async def _kill_mid_render_then_finish(
         async with sessions() as session:
             user, _ = await create_user(session, "video-durable", 0)
             await session.commit()
+            caller = Caller(user=user, session=session, client=client, blobs=blobs, settings=settings)
             stream = await asyncio.to_thread(clip.open, "rb")
             with stream:
-                uploaded = await service.upload(
-                    session, client, blobs, settings, user, filename=clip.name, stream=stream
-                )
+                uploaded = await service.upload(caller, filename=clip.name, stream=stream)
             timeline = {
                 "clips": [{"key": uploaded.blob_key}, {"key": uploaded.blob_key, "trim_start": 4.0}],
                 "transitions": [{"kind": "wipeleft", "duration": 1.0}],
@@ -102,7 +102,7 @@ async def _kill_mid_render_then_finish(
                 "output": OUTPUT,
             }
             started = await service.start_render(
-                session, client, user, timeline_raw=timeline, title="durable", preview=None, caption=None
+                caller, timeline_raw=timeline, title="durable", preview=None, caption=None
             )
         (render_job,) = started.jobs
         handle = client.get_workflow_handle(started.workflow_id, result_type=VideoJobResult)
