@@ -82,7 +82,7 @@ async def run_side_by_side(
     from conveyor.db import migrate
     from conveyor.settings import Settings
     from conveyor.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES, free_port, temporal_cli_path
-    from workers.run import build_workers, open_resources
+    from workers.run import build_workers, open_resources, queues_of_groups
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli_path(),
@@ -106,7 +106,7 @@ async def run_side_by_side(
     latencies: list[float] = []
     async with open_resources(settings) as res:
         with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
-            workers = build_workers(env.client, res, ["analysis"], executor)
+            workers = build_workers(env.client, res, queues_of_groups(["analysis"]), executor)
             runs = [asyncio.create_task(w.run()) for w in workers]
             async with res.sessions() as session:
                 user, key = await create_user(session, "bench", 10**9)

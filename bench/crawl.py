@@ -235,7 +235,7 @@ async def main(pages: int, rounds: int) -> None:
     }
     log = (var / "worker.log").open("ab")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker", "-q", "crawl", "-q", "media", "-q", "tickets"],
+        [sys.executable, "-m", "cli", "worker", "-q", "crawl.pages", "-q", "crawl.media", "-q", "crawl.tickets"],
         env=worker_env,
         stdout=log,
         stderr=log,

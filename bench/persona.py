@@ -3,7 +3,7 @@ directly in one process, over the same corpus, in one run.
 
 1. Builds a corpus: the bundled persona plus ``--works`` generated essays (about 15 chunks each).
 2. Direct: ``ingest_collection`` for profile, works and quotes in this process, into a fresh embedded Chroma.
-3. Conveyor: ``PersonaIngestionWorkflow`` on the real dev server with a ``conveyor worker -q persona`` process
+3. Conveyor: ``PersonaIngestionWorkflow`` on the real dev server with a ``conveyor worker -q persona.ingest`` process
    (its own embedded Chroma), timed from the start request to the workflow's result; profile first, then works
    and quotes in parallel, exactly as in production. Each round uses a fresh persona id so every chunk is
    embedded again. The two alternate ``--rounds`` times; the best of each is compared.
@@ -86,7 +86,7 @@ async def run_conveyor(
         begun = await service.start_ingestion(caller, persona_id, root)
     result = await client.get_workflow_handle(begun.workflow_id, result_type=IngestResult).result()
     seconds = time.perf_counter() - started
-    assert result.status == "active", result
+    assert result.status == "completed", result
     return sum(o.added for o in result.collections.values() if o is not None), seconds
 
 
@@ -103,7 +103,7 @@ async def main(works: int, rounds: int) -> None:
     worker_env["CONVEYOR_LOG_LEVEL"] = "warning"
     log = (var / "worker.log").open("ab")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker", "-q", "persona"], env=worker_env, stdout=log, stderr=log
+        [sys.executable, "-m", "cli", "worker", "-q", "persona.ingest"], env=worker_env, stdout=log, stderr=log
     )
     direct: list[tuple[int, float]] = []
     ours: list[tuple[int, float]] = []

@@ -6,9 +6,10 @@ caption speed, in one run.
    The clips and the bundled logo are uploaded as the bench user's files (``api.services.video.upload``).
 2. Render: a timeline of the two clips with a fade, a title and the logo at 70 %, out as 1280x720 H.264, as a
    ``VideoJobWorkflow`` with only the render job (``start_render``, no preview, caption or transcodes) on the
-   real dev server with a ``conveyor worker -q render -q transcode`` process, timed from the start request to
-   the workflow's result — vs the FFmpeg command ``plan_render`` builds for the same files, run directly with
-   ``ffmpeg`` (the plan is built before the clock starts, so the direct side is FFmpeg alone).
+   real dev server with a ``conveyor worker -q video.render -q video.preview -q video.transcode`` process
+   (``video.preview`` checks the uploads), timed from the start request to the workflow's result — vs the
+   FFmpeg command ``plan_render`` builds for the same files, run directly with ``ffmpeg`` (the plan is built
+   before the clock starts, so the direct side is FFmpeg alone).
 3. Transcode: the long clip to H.264 480p as one transcode step (``start_step``) vs ``plan_transcode``'s command
    run directly. For both, direct and Conveyor runs alternate ``--rounds`` times (which goes first flips every
    round); reported: best against best, and the median of each round's Conveyor/direct pair.
@@ -245,7 +246,7 @@ async def main(clip_seconds: float, transcode_seconds: float, rounds: int) -> No
     worker_env["CONVEYOR_LOG_LEVEL"] = "warning"
     log = (var / "worker.log").open("ab")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "cli", "worker", "-q", "render", "-q", "transcode"],
+        [sys.executable, "-m", "cli", "worker", "-q", "video.render", "-q", "video.preview", "-q", "video.transcode"],
         env=worker_env,
         stdout=log,
         stderr=log,
