@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 Response = tuple[int, dict[str, str], bytes]
 Handler = Callable[["Recorded"], Response]
@@ -126,12 +126,35 @@ class FakeHttpServer:
         return _Handler
 
 
+class FakeService:
+    """A fake of an outside service served by a :class:`FakeHttpServer` (``self.server``): start, stop, ``with``."""
+
+    server: FakeHttpServer
+
+    def start(self) -> Self:
+        """Serve in a daemon thread."""
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
 def _error(message: str, type_: str, **extensions: Any) -> dict[str, Any]:
     """A Linear-style GraphQL error."""
     return {"message": message, "extensions": {"type": type_, **extensions}}
 
 
-class FakeLinear:
+class FakeLinear(FakeService):
     """A stateful fake of Linear's GraphQL endpoint that checks requests like the real API does."""
 
     def __init__(
@@ -186,23 +209,6 @@ class FakeLinear:
         """Handle the next ``count`` requests but answer 502, as if the response were lost on the way."""
         with self._lock:
             self._lost_answers += count
-
-    def start(self) -> FakeLinear:
-        """Serve in a daemon thread."""
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self.server.stop()
-
-    def __enter__(self) -> FakeLinear:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _handle(self, request: Recorded) -> Response:
         if request.path != "/graphql":
@@ -334,7 +340,7 @@ def _is_uuid(value: str) -> bool:
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(FakeService):
     """A fake OpenAI-compatible chat completions endpoint that answers scripted content and records requests.
 
     ``content`` is the assistant message: a string as is, anything else JSON-encoded, or a callable of the
@@ -360,23 +366,6 @@ class FakeOpenAI:
     def requests(self) -> list[Recorded]:
         """Every request received so far."""
         return self.server.requests
-
-    def start(self) -> FakeOpenAI:
-        """Serve in a daemon thread."""
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self.server.stop()
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _handle(self, request: Recorded) -> Response:
         if self.delay_s:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from cli.sample_site import SampleSite, start_sample_site
+from conveyor.db import create_engine, migrate, session_factory
 from conveyor.temporal import DATA_CONVERTER
 from tests.helpers import NewWorker, make_worker, start_dev_server, test_server_path
 from tests.helpers.stack import Stack, run_stack, stack_settings
@@ -61,3 +64,13 @@ def sample_site() -> Iterator[SampleSite]:
     site = start_sample_site()
     yield site
     site.stop()
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions of a fresh, migrated SQLite database of the test's own."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'conveyor.db'}"
+    await migrate(url)
+    engine = create_engine(url)
+    yield session_factory(engine)
+    await engine.dispose()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -12,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from activities.crawl.models import CrawlSession
 from activities.video.models import Video
 from conveyor.auth import create_user
-from conveyor.db import create_engine, migrate, session_factory
 from conveyor.errors import BadInput
 from conveyor.records import RUN_TABLES, RunBook, row_writer
 from conveyor.runs import RunError, RunStatus, RunUpdate
@@ -21,13 +18,6 @@ from workers.pipelines import PIPELINES
 TABLE = "crawl_sessions"
 
 
-@pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}"
-    await migrate(url)
-    engine = create_engine(url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def _new_run(sessions: async_sessionmaker[AsyncSession]) -> str:

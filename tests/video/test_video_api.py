@@ -11,7 +11,6 @@ import io
 import json
 import re
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ from activities.video.schemas import ProbeRequest, ProbeResult
 from api.caller import Caller
 from api.services import video as service
 from conveyor.auth import create_user
-from conveyor.db import create_engine, migrate, session_factory
 from conveyor.errors import BadInput
 from conveyor.settings import Settings
 from conveyor.storage import LocalBlobStore
@@ -255,13 +253,6 @@ async def test_captioning_a_silent_video_gives_an_empty_srt(stack: Stack, tmp_pa
 
 
 # ------------------------------------------------------------------- the API side of an upload runs no FFmpeg
-@pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'conveyor.db'}"
-    await migrate(url)
-    engine = create_engine(url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def _register_search_attributes(client: Client) -> None:

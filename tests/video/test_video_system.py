@@ -7,7 +7,6 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +24,6 @@ from activities.video.maintenance import VideoMaintenanceActivities
 from activities.video.models import ResourceSample
 from activities.video.schemas import GpuStat, MonitorRequest, VideoCleanupRequest
 from activities.video.system import CleanupReport, cleanup_temp, parse_nvidia_smi, read_gpus, usage_warnings
-from conveyor.db import create_engine, migrate, session_factory
 from conveyor.settings import Settings
 from workflows.video import MonitorResourcesWorkflow, VideoCleanupWorkflow
 
@@ -300,13 +298,6 @@ class _RecordingLog:
         self.records.append(("warning", event, kw))
 
 
-@pytest.fixture
-async def sessions(tmp_path: Path) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'conveyor.db'}"
-    await migrate(url)
-    engine = create_engine(url)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def test_the_cleanup_activity_uses_the_configured_folder_and_limits(
