@@ -218,9 +218,8 @@ class PageAgent:
                 continue
             again = await _response_ms(context, wait.url, timeout_ms)
             second = None if again is None else second + again
-        if not confirmed_slow(first.total_ms, second, visit.slow_page_ms):
+        if second is None or not confirmed_slow(first.total_ms, second, visit.slow_page_ms):
             return None
-        assert second is not None
         detail: dict[str, Any] = {
             "load_ms": min(first.total_ms, second),
             "threshold_ms": visit.slow_page_ms,

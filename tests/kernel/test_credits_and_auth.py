@@ -130,8 +130,7 @@ async def test_second_key_works_and_revoked_key_does_not(sessions: Sessions) -> 
     async with sessions.begin() as session:
         found = await user_for_key(session, second)
         assert found is not None and found.id == user_id
-        row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(first)))
-        assert row is not None
+        row = (await session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(first)))).one()
         row.revoked_at = func.now()
     async with sessions() as session:
         assert await user_for_key(session, first) is None

@@ -23,7 +23,7 @@ ROUTER_MODULES = sorted({p.router.partition(":")[0] for p in PIPELINES})
 _PROBE = """
 import importlib, json, sys
 importlib.import_module(sys.argv[1])
-print(json.dumps({"modules": sorted(sys.modules)}))
+sys.stdout.write(json.dumps({"modules": sorted(sys.modules)}))
 """
 
 

@@ -232,8 +232,7 @@ async def test_every_old_row_survives_on_the_new_status_set(upgraded: tuple[Asyn
         assert await conn.run_sync(_counts) == before  # no row lost
     async with session_factory(engine)() as session:
         for table, key, _, expected in OLD_ROWS:
-            row = await session.get(MODELS[table], key)
-            assert row is not None, key
+            row = await session.get_one(MODELS[table], key)
             assert row.run_status in set(RunStatus), key  # every status parses as the kernel's
             for name, value in expected.items():
                 actual = getattr(row, name)
@@ -249,8 +248,7 @@ async def test_every_failed_row_keeps_its_code_and_gains_a_kind_when_known(
     engine, _ = upgraded
     async with session_factory(engine)() as session:
         for table, key, old, _ in OLD_ROWS:
-            row = await session.get(MODELS[table], key)
-            assert row is not None
+            row = await session.get_one(MODELS[table], key)
             if row.status == RunStatus.FAILED and old.get("error_code"):
                 assert row.error_code == old["error_code"], key
                 assert row.error is not None and row.error.code == old["error_code"], key

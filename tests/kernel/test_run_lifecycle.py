@@ -30,9 +30,7 @@ async def _new_run(sessions: async_sessionmaker[AsyncSession]) -> str:
 
 async def _row(sessions: async_sessionmaker[AsyncSession], run_id: str) -> CrawlSession:
     async with sessions() as session:
-        row = await session.get(CrawlSession, run_id)
-        assert row is not None
-        return row
+        return await session.get_one(CrawlSession, run_id)
 
 
 def test_every_run_table_of_every_pipeline_is_registered_by_its_manifest() -> None:
