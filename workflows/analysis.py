@@ -33,14 +33,13 @@ with workflow.unsafe.imports_passed_through():
     from conveyor import runs
     from conveyor.errors import ErrorKind
     from conveyor.progress import PROGRESS_QUERY, Progress
-    from conveyor.runs import RunEnd, RunError, RunStatus, RunUpdate
+    from conveyor.runs import BOOKKEEPING_TIMEOUT, RunEnd, RunError, RunStatus, RunUpdate
     from conveyor.steps import Step, retries
 
 TASK_QUEUE = contract.TASKS_QUEUE
 TASK = contract.TASK_TABLE
 
 #: Seed: task_soft_time_limit=1500 s, task_time_limit=1800 s (defaults of AnalysisRequest).
-BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
 PREPARE_TIMEOUT = timedelta(minutes=10)
 PUBLISH_TIMEOUT = timedelta(minutes=10)
 HEARTBEAT_TIMEOUT = timedelta(seconds=30)

@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from conveyor import runs
     from conveyor.errors import ErrorKind, failure_info
     from conveyor.progress import PROGRESS_QUERY, Progress
-    from conveyor.runs import BOOKKEEPING_RETRY, RunEnd, RunError, RunStatus, RunUpdate
+    from conveyor.runs import BOOKKEEPING_RETRY, BOOKKEEPING_TIMEOUT, RunEnd, RunError, RunStatus, RunUpdate
     from conveyor.steps import Step, retries
 
 TASK_QUEUE = contract.PAGES_QUEUE
@@ -52,7 +52,6 @@ SESSION = contract.SESSION_TABLE
 MEDIA_QUEUE = contract.MEDIA_QUEUE
 TICKETS_QUEUE = contract.TICKETS_QUEUE
 
-BOOKKEEPING_TIMEOUT = timedelta(seconds=30)
 START_TIMEOUT = timedelta(seconds=60)
 PAGE_TIMEOUT = timedelta(minutes=3)
 PAGE_HEARTBEAT = timedelta(seconds=20)

@@ -455,7 +455,7 @@ async def test_messy_works_and_quotes_are_ingested_with_warnings(stack: Stack) -
         assert len(only_quotes) == 5
 
 
-async def test_persona_without_works_folder_is_still_active(stack: Stack) -> None:
+async def test_persona_without_works_folder_still_completes(stack: Stack) -> None:
     root = stack.settings.persona_data_root_resolved
     persona_id = _new_id("noworks")
 
