@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routes import health, workflows
+from api.middleware import EdgeMiddleware
+from api.routes import codec, health, keys, pricing, workflows
 from api.state import AppState
 from conveyor.db import create_engine, session_factory
 from conveyor.pipeline import load
@@ -42,8 +43,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(EdgeMiddleware, settings=cfg)  # key, size, rate and stream limits before any body is read
+    app.state.health = health.HealthCache(ttl_s=cfg.health_cache_ttl_s)
     app.include_router(health.router)
+    app.include_router(codec.router)
+    app.include_router(keys.router)
     app.include_router(workflows.router)
+    app.include_router(pricing.router)
     for pipeline in PIPELINES:
         app.include_router(load(pipeline.router))
     return app

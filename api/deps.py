@@ -1,17 +1,19 @@
-"""FastAPI dependencies: settings, DB session, Temporal client, blob store, the current user and the caller."""
+"""FastAPI dependencies: settings, DB session, Temporal client, blob store, the current user (or admin), the caller."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.caller import Caller
+from api.middleware import SCOPE_OWNER
 from api.state import AppState
-from conveyor.auth import user_for_key
+from conveyor.auth import KeyOwner, authenticate
+from conveyor.errors import Forbidden, Unauthorized
 from conveyor.models import User
 from conveyor.settings import Settings
 from conveyor.storage import BlobStore
@@ -54,18 +56,53 @@ BlobDep = Annotated[BlobStore, Depends(get_blobs)]
 
 
 async def get_current_user(
-    session: SessionDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
+    request: Request, session: SessionDep, x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None
 ) -> User:
-    """The user whose API key came in ``X-API-Key`` (401 without a valid one)."""
-    if not x_api_key:
-        raise HTTPException(401, detail={"code": "API_KEY_MISSING", "message": "send your key in X-API-Key"})
-    user = await user_for_key(session, x_api_key)
-    if user is None:
-        raise HTTPException(401, detail={"code": "API_KEY_INVALID", "message": "the API key is not valid"})
-    return user
+    """The user whose API key came in ``X-API-Key`` (401 without a live one).
+
+    The edge middleware has already resolved the key and left its owner on the scope: the user is attached to this
+    request's session without another lookup. Without the middleware (an app built otherwise) the key is looked up.
+    """
+    owner: KeyOwner | None = request.scope.get(SCOPE_OWNER)
+    if owner is None:
+        if not x_api_key:
+            raise Unauthorized("send your API key in X-API-Key", code="API_KEY_MISSING")
+        owner = await authenticate(session, x_api_key)
+        return owner.user
+    return await session.merge(owner.user, load=False)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_key_owner(request: Request) -> KeyOwner | None:
+    """The owner of the request's key when one was sent and is live (public paths take requests without one)."""
+    owner: KeyOwner | None = request.scope.get(SCOPE_OWNER)
+    return owner
+
+
+async def get_admin(user: CurrentUser) -> User:
+    """The current user, who must have the ``admin`` role (403 otherwise)."""
+    if not user.is_admin:
+        raise Forbidden("this endpoint is for operators (the admin role)", code="ADMIN_ONLY")
+    return user
+
+
+def get_owner_id(request: Request) -> int:
+    """The id of the key's owner as the edge middleware resolved it, with no DB session of the request's own.
+
+    Routes that only need whose request it is (the workflow routes, the event stream) use this, so a long-lived
+    stream holds no database connection: a pool's worth of open streams must not starve every other request.
+    """
+    owner: KeyOwner | None = request.scope.get(SCOPE_OWNER)
+    if owner is None:
+        raise Unauthorized("send your API key in X-API-Key", code="API_KEY_MISSING")
+    return owner.user.id
+
+
+KeyOwnerDep = Annotated[KeyOwner | None, Depends(get_key_owner)]
+OwnerId = Annotated[int, Depends(get_owner_id)]
+AdminUser = Annotated[User, Depends(get_admin)]
 
 
 async def get_caller(

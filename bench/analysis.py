@@ -79,14 +79,15 @@ async def run_side_by_side(
     from api.services import analysis as service
     from conveyor import logging as conveyor_logging
     from conveyor.auth import create_user
+    from conveyor.codec import KeyRing, encrypting_converter
     from conveyor.db import migrate
     from conveyor.settings import Settings
-    from conveyor.temporal import DATA_CONVERTER, SEARCH_ATTRIBUTES, free_port, temporal_cli_path
+    from conveyor.temporal import SEARCH_ATTRIBUTES, free_port, temporal_cli_path
     from workers.run import build_workers, open_resources, queues_of_groups
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli_path(),
-        data_converter=DATA_CONVERTER,
+        data_converter=encrypting_converter(KeyRing.generate("bench")),
         search_attributes=list(SEARCH_ATTRIBUTES),
         ui=False,
         dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],

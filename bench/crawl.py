@@ -222,7 +222,11 @@ async def main(pages: int, rounds: int) -> None:
     start = f"{base}/"
     env = await start_dev_server()
     var = Path(tempfile.mkdtemp(prefix="conveyor-bench-crawl-"))
-    settings = Settings(var_dir=var, temporal_address=env.client.service_client.config.target_host)
+    # the crawl may reach exactly the generated site (the network policy denies every other loopback address)
+    allowed = [base.removeprefix("http://")]
+    settings = Settings(
+        var_dir=var, temporal_address=env.client.service_client.config.target_host, crawl_allowed_hosts=allowed
+    )
     await migrate(settings.database_url_resolved)
     engine = create_engine(settings.database_url_resolved)
     sessions = session_factory(engine)
@@ -231,6 +235,7 @@ async def main(pages: int, rounds: int) -> None:
         "CONVEYOR_VAR_DIR": str(var),
         "CONVEYOR_TEMPORAL_ADDRESS": settings.temporal_address,
         "CONVEYOR_CHROMIUM_ARGS": json.dumps(OFFLINE_ARGS),
+        "CONVEYOR_CRAWL_ALLOWED_HOSTS": json.dumps(allowed),
         "CONVEYOR_LOG_LEVEL": "warning",
     }
     log = (var / "worker.log").open("ab")

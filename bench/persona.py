@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from temporalio.client import Client
 from activities.persona.embedder import shared_embedder
 from activities.persona.ingest import IngestProgress, ingest_collection
 from activities.persona.schemas import Collection, CollectionRun, IngestResult
+from activities.persona.sources import persona_folder, stage_seed_layout
 from activities.persona.vectors import VectorStore, open_chroma
 from api.caller import Caller
 from api.services import persona as service
@@ -47,19 +47,18 @@ console = Console()
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "personas"
 
 
-def build_corpus(root: Path, persona_id: str, works: int) -> None:
-    """The bundled persona under ``persona_id`` plus generated essays."""
-    shutil.copytree(SAMPLES / "data" / "franklin", root / "data" / persona_id, dirs_exist_ok=True)
-    shutil.copytree(SAMPLES / "personas" / "franklin", root / "personas" / persona_id, dirs_exist_ok=True)
+def build_corpus(folder: Path, works: int) -> None:
+    """The bundled persona in a persona's ``folder`` plus generated essays."""
+    stage_seed_layout(SAMPLES, "franklin", folder)
     words = " ".join(p.read_text() for p in (SAMPLES / "data" / "franklin" / "works").glob("*")).split()
     rng = random.Random(works)  # the same essays for every persona id: both sides ingest identical files
     for i in range(works):
         paragraphs = [" ".join(rng.choice(words) for _ in range(60)).capitalize() + "." for _ in range(12)]
         text = f"Essay {i}\n\n" + "\n\n".join(paragraphs)
-        (root / "data" / persona_id / "works" / f"essay_{i:03d}.txt").write_text(text)
+        (folder / "works" / f"essay_{i:03d}.txt").write_text(text)
 
 
-def run_direct(root: Path, persona_id: str) -> tuple[int, float]:
+def run_direct(folder: Path, persona_id: str) -> tuple[int, float]:
     """Ingest all three collections in-process; returns (chunks, seconds)."""
     chroma = Path(tempfile.mkdtemp(prefix="bench-persona-direct-"))
     store = VectorStore(open_chroma(chroma))
@@ -67,23 +66,25 @@ def run_direct(root: Path, persona_id: str) -> tuple[int, float]:
     started = time.perf_counter()
     chunks = 0
     for collection in (Collection.PROFILE, Collection.WORKS, Collection.QUOTES):
-        run = CollectionRun(persona_id=persona_id, collection=collection, job_id="bench", data_root=str(root))
-        chunks += ingest_collection(run, store, embedder, IngestProgress(), lambda _p: None).added
+        run = CollectionRun(persona_id=persona_id, collection=collection, job_id="bench")
+        chunks += ingest_collection(run, folder, store, embedder, IngestProgress(), lambda _p: None).added
     return chunks, time.perf_counter() - started
 
 
 async def run_conveyor(
-    settings: Settings, client: Client, sessions: async_sessionmaker[AsyncSession], root: Path, persona_id: str
+    settings: Settings, client: Client, sessions: async_sessionmaker[AsyncSession], persona_id: str, works: int
 ) -> tuple[int, float]:
     """Ingest through the workflow; returns (chunks, seconds from the start request to the result)."""
-    started = time.perf_counter()
     async with sessions() as session:
         user, _ = await create_user(session, f"bench-{persona_id}", 0)
         await session.commit()
+        folder = persona_folder(settings.persona_data_root_resolved, user.id, persona_id)
+        await asyncio.to_thread(build_corpus, folder, works)
+        started = time.perf_counter()
         await service.create_persona(session, user, persona_id, persona_id, "")
         blobs = blob_store_from_url(settings.blob_url_resolved)
         caller = Caller(user=user, session=session, client=client, blobs=blobs, settings=settings)
-        begun = await service.start_ingestion(caller, persona_id, root)
+        begun = await service.start_ingestion(caller, persona_id)
     result = await client.get_workflow_handle(begun.workflow_id, result_type=IngestResult).result()
     seconds = time.perf_counter() - started
     assert result.status == "completed", result
@@ -109,16 +110,15 @@ async def main(works: int, rounds: int) -> None:
     ours: list[tuple[int, float]] = []
     peak = peak_uss = 0
     try:
-        await asyncio.to_thread(build_corpus, root, "warmup", 1)
-        await run_conveyor(settings, env.client, sessions, root, "warmup")  # loads the model in the worker
-        await asyncio.to_thread(run_direct, root, "warmup")
+        await asyncio.to_thread(build_corpus, root / "direct" / "warmup", 1)
+        await run_conveyor(settings, env.client, sessions, "warmup", 1)  # loads the model in the worker
+        await asyncio.to_thread(run_direct, root / "direct" / "warmup", "warmup")
         for i in range(rounds):
             persona = f"bench-{i}"
-            await asyncio.to_thread(build_corpus, root, persona, works)
-            await asyncio.to_thread(build_corpus, root, f"{persona}-c", works)
-            direct.append(await asyncio.to_thread(run_direct, root, persona))
+            await asyncio.to_thread(build_corpus, root / "direct" / persona, works)
+            direct.append(await asyncio.to_thread(run_direct, root / "direct" / persona, persona))
             sampler = _Sampler(worker.pid)
-            ours.append(await run_conveyor(settings, env.client, sessions, root, f"{persona}-c"))
+            ours.append(await run_conveyor(settings, env.client, sessions, f"{persona}-c", works))
             rss, uss = sampler.stop()
             peak, peak_uss = max(peak, rss), max(peak_uss, uss)
     finally:

@@ -133,7 +133,8 @@ async def demo(ctx: DemoContext) -> list[DemoRun]:
     from cli.watch import Watched, watch
 
     manifest = json.loads((SAMPLE_SITE / "expected.json").read_text())
-    with sample_site() as site:
+    # on the port the stack's network policy allows for it (a stack the demo starts allows exactly that)
+    with sample_site(port=ctx.settings.demo_site_port) as site:
         body = {"url": f"{site.url}/", "max_pages": 50, "max_depth": manifest["max_depth"]}
         body["slow_page_ms"] = manifest["slow_page_ms"]
         started = await ctx.http.post("/api/crawls", json=body)

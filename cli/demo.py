@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated
 
 import httpx
@@ -29,13 +32,33 @@ DEMO_CREDITS = 500
 STACK_START_TIMEOUT_S = 180.0
 
 
-async def _demo_key(settings: Settings) -> str:
-    """An API key of the demo user (created, and topped up to the demo's credits, as needed)."""
+def demo_key_path(settings: Settings) -> Path:
+    """Where the demo keeps its API key between runs (readable by its owner only)."""
+    return settings.var_dir / "demo.key"
+
+
+def _save_key(path: Path, key: str) -> None:
+    """Write ``key`` to ``path`` with 0600 permissions (replacing the file in one step)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+async def demo_key(settings: Settings) -> str:
+    """The demo user's API key: the one kept under the var dir while it is live, else a new one (older ones revoked).
+
+    The demo user is created, and topped up to the demo's credits, as needed.
+    """
     from conveyor import credits
-    from conveyor.auth import add_key, create_user
+    from conveyor.auth import create_user, rotate, user_for_key
     from conveyor.db import create_engine, migrate, session_factory
     from conveyor.models import User
 
+    path = demo_key_path(settings)
     await migrate(settings.database_url_resolved)
     engine = create_engine(settings.database_url_resolved)
     try:
@@ -43,12 +66,19 @@ async def _demo_key(settings: Settings) -> str:
             user = await session.scalar(select(User).where(User.name == DEMO_USER))
             if user is None:
                 user, key = await create_user(session, DEMO_USER, DEMO_CREDITS)
+                _save_key(path, key)
                 return key
             if user.credits < DEMO_CREDITS:
                 await credits.grant(
                     session, user, DEMO_CREDITS - user.credits, reason="demo top-up", key=f"demo:{uuid.uuid4()}"
                 )
-            return await add_key(session, user)
+            kept = path.read_text().strip() if path.is_file() else ""
+            owner = await user_for_key(session, kept) if kept else None
+            if owner is not None and owner.id == user.id:
+                return kept
+            key, _revoked = await rotate(session, user)
+            _save_key(path, key)
+            return key
     finally:
         await engine.dispose()
 
@@ -70,9 +100,12 @@ async def _ensure_stack(settings: Settings) -> subprocess.Popen[bytes] | None:
     if not await _api_answers(settings.api_url):
         logs = settings.var_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        # the stack's crawlers may reach the demo's sample site, and no other loopback address
+        allowed = [*settings.crawl_allowed_hosts, f"127.0.0.1:{settings.demo_site_port}"]
         with (logs / "up.log").open("ab") as out:
             proc = subprocess.Popen(  # noqa: ASYNC220 - starts a background process; nothing waits on it here
                 [sys.executable, "-m", "cli", "up", "--json"],
+                env={**os.environ, "CONVEYOR_CRAWL_ALLOWED_HOSTS": json.dumps(allowed)},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -104,7 +137,7 @@ async def run_demo(settings: Settings, *, keep_running: bool, show: bool) -> lis
 
     proc = await _ensure_stack(settings)
     try:
-        key = await _demo_key(settings)
+        key = await demo_key(settings)
         client = await connect(settings)
         runs: list[DemoRun] = []
         async with httpx.AsyncClient(base_url=settings.api_url, headers={"X-API-Key": key}, timeout=60) as http:
@@ -156,4 +189,4 @@ def demo(
         raise typer.Exit(1)
 
 
-__all__ = ["demo", "run_demo"]
+__all__ = ["demo", "demo_key", "demo_key_path", "run_demo"]

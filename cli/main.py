@@ -43,7 +43,8 @@ def up(as_json: JsonOpt = False) -> None:
         console.print(
             Panel.fit(
                 f"Temporal   {info.temporal_address}\nWeb UI     {info.web_ui}\n"
-                f"API        {info.api}\nAPI docs   {info.api_docs}\nLogs       {info.logs}\n\n"
+                f"API        {info.api}\nAPI docs   {info.api_docs}\nLogs       {info.logs}\n"
+                f"Decoding   {info.codec_login} (token: {info.codec_token_file or 'CONVEYOR_CODEC_TOKEN'})\n\n"
                 "Ctrl-C stops everything; history and data are kept.",
                 title="Conveyor is up",
             )
@@ -78,16 +79,15 @@ def worker(
 
 @app.command()
 def api(as_json: JsonOpt = False) -> None:
-    """Run only the HTTP API."""
+    """Run only the HTTP API (with the connection, header-size and keep-alive limits of the settings)."""
     import uvicorn
 
     from api.app import create_app
+    from api.server import uvicorn_config
 
     settings = cli_settings()
     try:
-        uvicorn.run(
-            create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False
-        )
+        uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
     except ConveyorError as err:
         fail(err, as_json=as_json)
 
@@ -202,34 +202,126 @@ def schedules_list(as_json: JsonOpt = False) -> None:
     console.print(table)
 
 
+ExpiresOpt = Annotated[
+    float | None, typer.Option("--expires-in", min=0.001, help="Days the key lasts (default: until revoked).")
+]
+
+
+async def _with_session(settings: Any, work: Any) -> Any:
+    """Migrate the app DB, then run ``work(session)`` in one transaction."""
+    from conveyor.db import create_engine, migrate, session_factory
+
+    await migrate(settings.database_url_resolved)
+    engine = create_engine(settings.database_url_resolved)
+    try:
+        async with session_factory(engine).begin() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
 @users_app.command("create")
 def users_create(
     name: str,
     credits: Annotated[int, typer.Option("--credits", min=0, help="Initial credits.")] = 0,
+    admin: Annotated[bool, typer.Option("--admin", help="An operator: may call operator-only endpoints.")] = False,
+    expires_in: ExpiresOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a user and print its API key (shown only this once)."""
-    from conveyor.auth import create_user
-    from conveyor.db import create_engine, migrate, session_factory
+    from conveyor.auth import create_user, key_prefix
 
     settings = cli_settings()
 
-    async def main() -> dict[str, Any]:
-        await migrate(settings.database_url_resolved)
-        engine = create_engine(settings.database_url_resolved)
-        try:
-            async with session_factory(engine).begin() as session:
-                user, key = await create_user(session, name, credits)
-                return {"id": user.id, "name": user.name, "credits": user.credits, "api_key": key}
-        finally:
-            await engine.dispose()
+    async def work(session: Any) -> dict[str, Any]:
+        role = "admin" if admin else "user"
+        user, key = await create_user(session, name, credits, role=role, expires_in_days=expires_in)
+        return {
+            "id": user.id,
+            "name": user.name,
+            "role": user.role,
+            "credits": user.credits,
+            "api_key": key,
+            "prefix": key_prefix(key),
+        }
 
-    result = run_command(main(), as_json=as_json)
+    result = run_command(_with_session(settings, work), as_json=as_json)
     if as_json:
         emit_json(result)
     else:
-        console.print(f"user {result['name']} (id {result['id']}) with {result['credits']} credits")
+        console.print(f"user {result['name']} (id {result['id']}, {result['role']}) with {result['credits']} credits")
         console.print(f"API key (shown once): [bold]{result['api_key']}[/bold]")
+
+
+@users_app.command("promote")
+def users_promote(
+    name: str,
+    demote: Annotated[bool, typer.Option("--demote", help="Make an admin an ordinary user again.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a user the admin role (operator endpoints), or take it away with --demote."""
+    from conveyor.auth import set_role
+
+    settings = cli_settings()
+
+    async def work(session: Any) -> dict[str, Any]:
+        user = await set_role(session, name, "user" if demote else "admin")
+        return {"id": user.id, "name": user.name, "role": user.role}
+
+    result = run_command(_with_session(settings, work), as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"user {result['name']} is now {result['role']}")
+
+
+@users_app.command("revoke")
+def users_revoke(
+    prefix: Annotated[str | None, typer.Argument(help="The key's first 10 characters (cvy_ and six more).")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Revoke every key of this user instead.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke one API key by its prefix, or every key of a user (--user NAME)."""
+    from conveyor.auth import revoke_all, revoke_prefix, user_named
+    from conveyor.errors import BadInput
+
+    settings = cli_settings()
+    if (prefix is None) == (user is None):
+        fail(BadInput("give a key prefix or --user NAME (one of them)", code="BAD_OPTION"), as_json=as_json)
+
+    async def work(session: Any) -> dict[str, Any]:
+        if user is not None:
+            owner = await user_named(session, user)
+            return {"user": owner.name, "revoked": await revoke_all(session, owner.id)}
+        assert prefix is not None
+        row = await revoke_prefix(session, prefix)
+        return {"user_id": row.user_id, "prefix": row.prefix, "revoked": 1}
+
+    result = run_command(_with_session(settings, work), as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"revoked {result['revoked']} key(s)")
+
+
+@users_app.command("rotate")
+def users_rotate(name: str, expires_in: ExpiresOpt = None, as_json: JsonOpt = False) -> None:
+    """Issue a user a new API key (printed once) and revoke every older one."""
+    from conveyor.auth import key_prefix, rotate, user_named
+
+    settings = cli_settings()
+
+    async def work(session: Any) -> dict[str, Any]:
+        owner = await user_named(session, name)
+        key, revoked = await rotate(session, owner, expires_in_days=expires_in)
+        return {"name": owner.name, "api_key": key, "prefix": key_prefix(key), "revoked": revoked}
+
+    result = run_command(_with_session(settings, work), as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"revoked {result['revoked']} older key(s) of {result['name']}")
+        console.print(f"new API key (shown once): [bold]{result['api_key']}[/bold]")
 
 
 @db_app.command("upgrade")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,18 +24,25 @@ POLL_S = 0.3
 
 
 async def run_ingest(
-    settings: Settings, persona_id: str, data_root: Path, *, user_name: str | None, show: bool
+    settings: Settings, persona_id: str, data_root: Path | None, *, user_name: str | None, show: bool
 ) -> dict[str, Any]:
-    """Create the persona if needed, start (or join) its ingestion, follow its jobs and return the result."""
-    from activities.persona.models import Persona
+    """Create the persona if needed, copy ``data_root``'s corpus into its folder (the operator's local files),
+    start (or join) its ingestion, follow its jobs and return the result."""
+    from activities.persona.sources import persona_folder, stage_seed_layout
     from api.routes.persona import persona_out
     from api.services import persona as service
+    from conveyor.errors import NotFound
 
     async with cli_context(settings, user_name) as cli:
         async with cli.caller() as caller:
-            if await caller.session.get(Persona, persona_id) is None:
-                await service.create_persona(caller.session, caller.user, persona_id, persona_id, "")
-            started = await service.start_ingestion(caller, persona_id, data_root)
+            try:
+                persona = await service.get_persona(caller, persona_id)
+            except NotFound:
+                persona = await service.create_persona(caller.session, caller.user, persona_id, persona_id, "")
+            if data_root is not None and persona.status not in ("queued", "running"):
+                folder = persona_folder(settings.persona_data_root_resolved, caller.user.id, persona_id)
+                await asyncio.to_thread(stage_seed_layout, data_root, persona_id, folder)
+            started = await service.start_ingestion(caller, persona_id)
         handle = cli.client.get_workflow_handle(started.workflow_id)
         with job_bars(show=show) as bars:
             ids = {c: bars.add_task(c, total=100, label=c, detail="queued") for c in started.jobs}
@@ -71,8 +77,9 @@ async def run_search(
     async with cli_context(settings, user_name) as cli:
         async with cli.caller() as caller:
             persona = await service.get_persona(caller, persona_id)
-        request = SearchRequest(persona_id=persona_id, query=query, k=k, collections=chosen)
-        return (await service.search(caller, persona, request)).model_dump(mode="json")  # needs no DB session
+        request = SearchRequest(persona_id=persona.id, query=query, k=k, collections=chosen)
+        found = await service.search(caller, persona, request)  # needs no DB session
+        return found.model_copy(update={"persona_id": persona_id}).model_dump(mode="json")
 
 
 UserOpt = Annotated[str | None, typer.Option("--user", help="Act as this user (default: the local user).")]
@@ -83,15 +90,20 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 def ingest(
     persona_id: Annotated[str, typer.Argument(help="Persona id (its folder name under data/).")],
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Folder with data/<id>/ and personas/<id>/ (default: setting).")
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="A folder on this machine with data/<id>/ and personas/<id>/profile.md: copied into the persona's "
+            "folder first (default: ingest the documents it already has).",
+        ),
     ] = None,
     user: UserOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest a persona's works, quotes and profile with a progress bar per collection."""
     settings = cli_settings()
-    root = (data_dir or settings.persona_data_root_resolved).resolve()
-    if not root.is_dir():
+    root = data_dir.resolve() if data_dir is not None else None
+    if root is not None and not root.is_dir():
         fail(BadInput(f"data folder {root} not found", code="DATA_DIR_NOT_FOUND"), as_json=as_json)
     result = run_command(run_ingest(settings, persona_id, root, user_name=user, show=not as_json), as_json=as_json)
     if as_json:
@@ -152,23 +164,30 @@ DEMO_PERSONA = "franklin"
 DEMO_QUESTION = "What did he pay too much for as a child?"
 
 
-def _stage_persona(root: Path) -> None:
-    """Copy the bundled persona into the data root the workers read (the API ingests from there)."""
-    for part in ("data", "personas"):
-        src = SAMPLES / part / DEMO_PERSONA
-        dest = root / part / DEMO_PERSONA
-        if src.resolve() != dest.resolve():
-            shutil.copytree(src, dest, dirs_exist_ok=True)
+def demo_documents() -> list[tuple[str, Path]]:
+    """The bundled persona's files as (collection, path) uploads: works, quotes and the profile."""
+    data = SAMPLES / "data" / DEMO_PERSONA
+    files = [("profile", SAMPLES / "personas" / DEMO_PERSONA / "profile.md")]
+    files += [("quotes", p) for p in sorted((data / "quotes").glob("*.jsonl"))]
+    files += [("works", p) for p in sorted((data / "works").rglob("*")) if p.suffix in (".txt", ".md")]
+    files += [("profile", p) for p in sorted((data / "profile").rglob("*")) if p.suffix in (".txt", ".md")]
+    return files
 
 
 async def demo(ctx: DemoContext) -> list[DemoRun]:
-    """Ingest the bundled persona (works, quotes, profile) and ask it a question."""
+    """Upload the bundled persona (works, quotes, profile) through the API, ingest it and ask it a question."""
     from cli.watch import Watched, watch
 
-    await asyncio.to_thread(_stage_persona, ctx.settings.persona_data_root_resolved)
     created = await ctx.http.post("/api/personas", json={"id": DEMO_PERSONA, "name": "Benjamin Franklin"})
     if created.status_code != 409:  # already there from an earlier demo: ingest again (adds nothing new)
         created.raise_for_status()
+    for collection, path in demo_documents():
+        sent = await ctx.http.post(
+            f"/api/personas/{DEMO_PERSONA}/documents",
+            data={"collection": collection},
+            files={"file": (path.name, path.read_bytes(), "text/plain")},
+        )
+        sent.raise_for_status()
     started = await ctx.http.post(f"/api/personas/{DEMO_PERSONA}/ingest")
     started.raise_for_status()
     wf = started.json()["workflow_id"]

@@ -15,6 +15,7 @@ from typing import IO
 
 import httpx
 
+from conveyor.codec import LOCAL_CODEC_TOKEN_FILE, codec_token
 from conveyor.db import migrate
 from conveyor.errors import Conflict, ExternalServiceError
 from conveyor.logging import get_logger
@@ -37,6 +38,9 @@ class StackInfo:
     api_docs: str
     pids: dict[str, int] = field(default_factory=dict)
     logs: str = ""
+    #: Where an operator signs in so the Web UI can decode payloads (the token is in ``codec_token_file``).
+    codec_login: str = ""
+    codec_token_file: str = ""
 
 
 @contextlib.contextmanager
@@ -79,6 +83,17 @@ def child_env(settings: Settings) -> dict[str, str]:
         "CONVEYOR_API_PORT": str(settings.api_port),
         "CONVEYOR_LOG_JSON": "true",
     }
+    # the same payload keys and codec token as this process (a local install's files are found under var_dir)
+    secrets = {
+        "CONVEYOR_PAYLOAD_KEYS": settings.payload_keys,
+        "CONVEYOR_PAYLOAD_KEY_FILE": settings.payload_key_file,
+        "CONVEYOR_CODEC_TOKEN": settings.codec_token,
+        "CONVEYOR_CODEC_TOKEN_FILE": settings.codec_token_file,
+    }
+    for name, value in secrets.items():
+        text = value if isinstance(value, str) else value.get_secret_value() if value is not None else ""
+        if text:
+            env[name] = text
     return env
 
 
@@ -121,6 +136,9 @@ class Stack:
         from cli.schedules import sync_schedules  # schedules name workflows: import at use
 
         await sync_schedules(client)
+        token_file = s.codec_token_file or str(s.var_dir.resolve() / LOCAL_CODEC_TOKEN_FILE)
+        if s.codec_token is None:
+            codec_token(s)  # a local install's token file exists before the API reads it
         env = child_env(s)
         self.procs["worker"] = spawn(self._conveyor("worker"), log_path=self.logs / "worker.log", env=env)
         self.procs["api"] = spawn(self._conveyor("api"), log_path=self.logs / "api.log", env=env)
@@ -133,6 +151,8 @@ class Stack:
             api_docs=f"{s.api_url}/docs",
             pids={name: p.pid for name, p in self.procs.items()},
             logs=str(self.logs),
+            codec_login=f"{s.api_url}/codec/login",
+            codec_token_file="" if s.codec_token is not None else token_file,
         )
 
     def crashed(self) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from conveyor.errors import InsufficientCredits, NotFound
 from conveyor.models import CreditHold, CreditLedgerEntry, User
@@ -127,3 +128,53 @@ async def release(session: AsyncSession, reference: str) -> bool:
         update(User).where(User.id == held.user_id).values(credits_held=User.credits_held - held.amount)
     )
     return True
+
+
+def settle_sync(session: Session, held: CreditHold, due: int, *, reason: str) -> int:
+    """Charge ``due`` (at most the hold) of an active hold and give back the rest, once; the credits charged.
+
+    The partial capture of a run that ended: a completed run pays for what it delivered, a failed or cancelled one
+    for what it delivered before it stopped. A hold already settled (or released) charges nothing again. Runs in a
+    sync session (the run lifecycle settles inside a flush); :func:`settle` is the async form.
+    """
+    charged = max(0, min(int(due), held.amount))
+    claimed = session.execute(
+        update(CreditHold)
+        .where(CreditHold.reference == held.reference, CreditHold.status == "active")
+        .values(status="captured" if charged else "released")
+        .execution_options(synchronize_session=False)
+    )
+    if _rows(claimed) == 0:
+        return 0
+    session.execute(
+        update(User)
+        .where(User.id == held.user_id)
+        .values(credits=User.credits - charged, credits_held=User.credits_held - held.amount)
+        .execution_options(synchronize_session=False)
+    )
+    if charged:
+        balance = session.scalar(select(User.credits).where(User.id == held.user_id))
+        session.add(
+            CreditLedgerEntry(
+                user_id=held.user_id,
+                amount=-charged,
+                kind="charge",
+                reason=reason[:200],
+                reference=held.reference,
+                idempotency_key=f"charge:{held.reference}",
+                balance_after=int(balance or 0),
+            )
+        )
+    return charged
+
+
+async def settle(session: AsyncSession, reference: str, due: int, *, reason: str) -> int:
+    """Charge ``due`` (at most the hold) of the active hold ``reference`` and give back the rest; charged credits."""
+    held = await session.get(CreditHold, reference, populate_existing=True)
+    if held is None or held.status != "active":
+        return 0
+
+    def run(sync: Session) -> int:
+        return settle_sync(sync, held, due, reason=reason)
+
+    return await session.run_sync(run)

@@ -29,6 +29,8 @@ class ErrorKind(StrEnum):
     TOO_LARGE = "TooLarge"
     PAYMENT_REQUIRED = "PaymentRequired"
     RATE_LIMITED = "RateLimited"
+    UNAUTHORIZED = "Unauthorized"
+    FORBIDDEN = "Forbidden"
     EXTERNAL_SERVICE = "ExternalService"
     TIMEOUT = "Timeout"
     CANCELLED = "Cancelled"
@@ -43,6 +45,8 @@ _HTTP_STATUS: dict[ErrorKind, int] = {
     ErrorKind.TOO_LARGE: 413,
     ErrorKind.PAYMENT_REQUIRED: 402,
     ErrorKind.RATE_LIMITED: 429,
+    ErrorKind.UNAUTHORIZED: 401,
+    ErrorKind.FORBIDDEN: 403,
     ErrorKind.EXTERNAL_SERVICE: 502,
     ErrorKind.TIMEOUT: 504,
     ErrorKind.CANCELLED: 409,
@@ -58,6 +62,8 @@ PERMANENT_KINDS: frozenset[ErrorKind] = frozenset(
         ErrorKind.TOO_LARGE,
         ErrorKind.PAYMENT_REQUIRED,
         ErrorKind.CANCELLED,
+        ErrorKind.UNAUTHORIZED,
+        ErrorKind.FORBIDDEN,
     }
 )
 
@@ -169,6 +175,20 @@ class RateLimited(ConveyorError):
     default_code = "RATE_LIMITED"
 
 
+class Unauthorized(ConveyorError):
+    """The request carries no valid API key (missing, unknown, revoked or expired)."""
+
+    kind = ErrorKind.UNAUTHORIZED
+    default_code = "API_KEY_INVALID"
+
+
+class Forbidden(ConveyorError):
+    """The caller is known but may not do this (an operator-only endpoint)."""
+
+    kind = ErrorKind.FORBIDDEN
+    default_code = "FORBIDDEN"
+
+
 class ExternalServiceError(ConveyorError):
     """A dependency (S3, an HTTP API, the database) failed in a way that may pass."""
 
@@ -206,6 +226,8 @@ _BY_KIND: dict[ErrorKind, type[ConveyorError]] = {
         TooLarge,
         InsufficientCredits,
         RateLimited,
+        Unauthorized,
+        Forbidden,
         ExternalServiceError,
         Retryable,
         OperationTimeout,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String, func
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conveyor.db import Base
@@ -13,6 +14,12 @@ from conveyor.db import Base
 def utcnow() -> datetime:
     """Timezone-aware now, for column defaults."""
     return datetime.now(UTC)
+
+
+#: The roles a user can have: tenants are ``user``; operators are ``admin``.
+USER_ROLE = "user"
+ADMIN_ROLE = "admin"
+ROLES = (USER_ROLE, ADMIN_ROLE)
 
 
 class User(Base):
@@ -24,7 +31,13 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     credits: Mapped[int] = mapped_column(Integer, default=0)
     credits_held: Mapped[int] = mapped_column(Integer, default=0)
+    role: Mapped[str] = mapped_column(String(20), default="user", server_default="user")  # user | admin
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, server_default=func.now())
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether this user may call operator endpoints."""
+        return self.role == ADMIN_ROLE
 
 
 class ApiKey(Base):
@@ -35,9 +48,10 @@ class ApiKey(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    prefix: Mapped[str] = mapped_column(String(16))
+    prefix: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class CreditLedgerEntry(Base):
@@ -60,10 +74,23 @@ class CreditHold(Base):
     """Credits set aside for running work, so two runs cannot spend the same balance."""
 
     __tablename__ = "credit_holds"
+    __table_args__ = (
+        Index("ix_credit_holds_run", "run_table", "run_id"),
+        Index("ix_credit_holds_user_pipeline_status", "user_id", "pipeline", "status"),
+    )
 
     reference: Mapped[str] = mapped_column(String(200), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     amount: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="active")  # active | captured | released
+    pipeline: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """The pipeline whose run took the hold (holds taken by admission; NULL for older holds)."""
+    run_table: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The run row the hold is settled against when that row ends."""
+    run_group: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """The workflow the run belongs to: the per-user cap counts distinct groups with an active hold."""
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """What the run's price was computed from (units, baselines), read back when it is settled."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -95,6 +95,19 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class Price:
+    """What one unit of a pipeline's work costs: ``credits`` per ``unit`` (a page, a chunk, an output second)."""
+
+    unit: str
+    credits: int
+    description: str
+
+    def cost(self, units: int) -> int:
+        """Credits for ``units`` units."""
+        return max(0, units) * self.credits
+
+
+@dataclass(frozen=True)
 class Pipeline:
     """One pipeline, declared once.
 
@@ -119,6 +132,10 @@ class Pipeline:
     """``"module:function"`` of the pipeline's part of ``conveyor demo``."""
     models: str = ""
     """The module of the pipeline's tables (importing it registers its run tables with the kernel)."""
+    prices: tuple[Price, ...] = ()
+    """What its runs cost (``GET /api/pricing``); admission holds a run's most, its end captures what it delivered."""
+    max_running: int = 5
+    """Default per-user cap on its runs under way at once (``CONVEYOR_MAX_RUNNING_PER_USER`` overrides it)."""
 
     def __post_init__(self) -> None:
         conventional = {
@@ -137,6 +154,13 @@ class Pipeline:
         for schedule in self.schedules:
             if schedule.queue not in self.queue_names:
                 raise ValueError(f"schedule {schedule.id!r} runs on {schedule.queue!r}, not a queue of {self.name!r}")
+
+    def price(self, unit: str) -> Price:
+        """The pipeline's price of ``unit``."""
+        for price in self.prices:
+            if price.unit == unit:
+                return price
+        raise KeyError(unit)
 
     @property
     def queue_names(self) -> list[str]:

@@ -11,13 +11,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, String, Text, inspect
+from sqlalchemy import DateTime, Float, String, Text, event, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, UOWTransaction, attributes, mapped_column
 from temporalio import activity
 
+from conveyor.credits import settle_sync
 from conveyor.errors import BadInput
-from conveyor.models import utcnow
+from conveyor.models import CreditHold, utcnow
 from conveyor.runs import RECORD_RUN, TERMINAL, RunError, RunStatus, RunUpdate
 
 #: Every run table by name (filled in as the pipelines' models are imported).
@@ -101,6 +102,45 @@ class RunColumns:
 
     async def after_record(self, session: AsyncSession, update: RunUpdate) -> None:
         """A table's own follow-up to a recorded update (counters, timestamps); nothing by default."""
+
+    def credits_due(self, session: Session, held: CreditHold) -> int:
+        """Credits this ended run owes for what it delivered, out of ``held`` (the whole hold once completed).
+
+        Called once, as the row ends (inside a flush: ``session`` is synchronous and must not flush). Tables
+        whose runs deliver by units (pages, chunks, agents) count what was delivered, so a failed or cancelled
+        run pays for its part.
+        """
+        return held.amount if self.status == RunStatus.COMPLETED.value else 0
+
+
+def _ended(row: RunColumns) -> bool:
+    """Whether ``row``'s pending change moves it to a terminal status."""
+    added: list[Any] = list(attributes.get_history(row, "status").added or ())
+    return bool(added) and added[-1] in {s.value for s in TERMINAL}
+
+
+@event.listens_for(Session, "before_flush")
+def settle_ended_runs(session: Session, _context: UOWTransaction, _instances: object) -> None:
+    """As a run row ends — however it ends: its workflow's record, reconcile, a cancel, a failed start — settle the
+    credits its admission held: charge what it delivered, give back the rest (first end wins; once per hold)."""
+    ended = [row for row in session.dirty if isinstance(row, RunColumns) and _ended(row)]
+    if not ended:
+        return
+    with session.no_autoflush:
+        for row in ended:
+            identity = list(inspect(row).identity or ())
+            if not identity:
+                continue
+            holds = session.scalars(
+                select(CreditHold).where(
+                    CreditHold.run_table == row.__tablename__,
+                    CreditHold.run_id == str(identity[0]),
+                    CreditHold.status == "active",
+                )
+            ).all()
+            for held in holds:
+                due = row.credits_due(session, held)
+                settle_sync(session, held, due, reason=f"{held.pipeline or row.__tablename__} run {row.status}")
 
 
 def run_table(name: str) -> type[RunColumns]:

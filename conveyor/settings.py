@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -26,6 +27,21 @@ class Settings(BaseSettings):
     temporal_db_filename: str = Field(
         "", description="SQLite file of the embedded dev server (default: <var_dir>/temporal.db)."
     )
+    # payload encryption (conveyor/codec.py) and the codec server the Web UI decodes through
+    payload_keys: SecretStr | None = Field(
+        None,
+        description="Payload encryption keys, `id:base64` AES-256 keys separated by commas; the first encrypts, "
+        "all decrypt (rotation). Unset: CONVEYOR_PAYLOAD_KEY_FILE, else a local install's <var_dir>/payload-keys.",
+    )
+    payload_key_file: str = Field(
+        "", description="File of payload keys, one `id:base64` per line, first is current (instead of the setting)."
+    )
+    codec_token: SecretStr | None = Field(
+        None,
+        description="Operator token of the codec server (/codec): `Authorization: Bearer` or the /codec/login "
+        "cookie. Unset: CONVEYOR_CODEC_TOKEN_FILE, else a local install's <var_dir>/codec-token; else disabled.",
+    )
+    codec_token_file: str = Field("", description="File holding the codec server's operator token.")
     # app data
     database_url: str = Field(
         "", description="SQLAlchemy async URL (default: sqlite+aiosqlite:///<var_dir>/conveyor.db)."
@@ -40,6 +56,36 @@ class Settings(BaseSettings):
     api_public_url: str = Field(
         "", description="Base URL clients use to reach the API (default http://<api_host>:<api_port>)."
     )
+    # API limits (checked before a body is read; one API process keeps its own counters)
+    max_json_bytes: int = Field(
+        1_000_000, description="Largest request body of a non-upload route (JSON), in bytes: 413 above it."
+    )
+    rate_limit_per_minute: float = Field(
+        600.0, description="Requests per minute each API key may make on average (token bucket refill): 429 above."
+    )
+    rate_limit_burst: int = Field(120, description="Requests an API key may make at once before the rate applies.")
+    sse_max_streams_per_key: int = Field(
+        5, description="Concurrent `GET /api/workflows/{id}/events` streams per API key: 429 above it."
+    )
+    sse_poll_interval_s: float = Field(
+        2.0, description="How often an event stream asks Temporal for a workflow's progress, in seconds."
+    )
+    health_cache_ttl_s: float = Field(
+        10.0, description="`/api/health` answers from one probe of the DB, Temporal and queues for this many seconds."
+    )
+    # quotas and credits (every start path, kernel admission)
+    max_running_per_user: dict[str, int] = Field(
+        default_factory=dict,
+        description='Per-user cap on runs under way per pipeline, a JSON map such as {"crawl": 2, "video": 1}; '
+        "pipelines not named keep their manifest's default (analysis 5, crawl 3, persona 2, video 2): 429 above.",
+    )
+    api_limit_concurrency: int = Field(
+        1000, description="Connections and tasks the API serves at once before answering 503 (uvicorn)."
+    )
+    api_max_incomplete_event_bytes: int = Field(
+        16 * 1024, description="Largest request line plus headers the API accepts, in bytes (uvicorn h11)."
+    )
+    api_keep_alive_s: int = Field(5, description="Seconds an idle keep-alive connection to the API stays open.")
     # logging
     log_level: str = Field("info", description="Log level: debug, info, warning, error.")
     log_json: bool | None = Field(None, description="JSON logs (default: when stderr is not a terminal).")
@@ -55,6 +101,32 @@ class Settings(BaseSettings):
     # analysis pipeline
     max_upload_bytes: int = Field(200 * 1024 * 1024, description="Largest accepted input file, in bytes.")
     max_files_per_task: int = Field(10, description="Most files one analysis task accepts.")
+    analysis_work_dir: str = Field(
+        "",
+        description="Scratch folder of analysis workers: conversions, agents, DuckDB spill (default <var_dir>/"
+        "analysis-work).",
+    )
+    analysis_duckdb_memory_mb: int = Field(
+        1024, gt=0, description="DuckDB memory_limit of every analysis connection, in MiB (beyond it DuckDB spills)."
+    )
+    analysis_duckdb_threads: int = Field(2, gt=0, description="DuckDB threads of every analysis connection.")
+    analysis_duckdb_max_temp_mb: int = Field(
+        10240, gt=0, description="DuckDB max_temp_directory_size of every analysis connection (spill space), in MiB."
+    )
+    analysis_json_sample_records: int = Field(
+        10_000, gt=0, description="JSON/NDJSON records read to infer column types (keys are still read in full)."
+    )
+    analysis_xlsx_max_uncompressed_bytes: int = Field(
+        512 * 1024 * 1024,
+        gt=0,
+        description="Largest total uncompressed size of an xlsx workbook (from its ZIP headers), in bytes.",
+    )
+    analysis_xlsx_max_ratio: float = Field(
+        100.0, gt=1, description="Largest compression ratio of a ZIP entry of an xlsx workbook (zip bombs: 1000+)."
+    )
+    analysis_xlsx_max_cells: int = Field(
+        10_000_000, gt=0, description="Most cells (rows x columns) read from a workbook's first worksheet."
+    )
     local_user: str = Field("local", description="User the CLI acts as when --user is not given.")
     local_user_credits: int = Field(1000, description="Credits granted when the CLI's local user is created.")
     # crawl pipeline
@@ -65,19 +137,57 @@ class Settings(BaseSettings):
     crawl_user_agent: str = Field(
         "ConveyorBot/0.1 (+https://github.com/conveyor)", description="User agent of the crawler (robots.txt too)."
     )
+    chromium_sandbox: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Chromium's sandbox: auto runs it whenever the worker is not root (root needs --no-sandbox), "
+        "on always (fails as root), off never (not recommended: a renderer exploit then owns the worker).",
+    )
+    crawl_allow_private_networks: bool = Field(
+        False,
+        description="Let crawls reach loopback, private (RFC 1918), link-local, CGNAT, unique-local and metadata "
+        "addresses (off: such URLs are refused with 400 URL_NOT_ALLOWED and never connected to).",
+    )
+    crawl_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description='Hosts crawls may reach even on a denied address, a JSON list of exact "host" or "host:port" '
+        'entries (e.g. ["127.0.0.1:8080", "intranet.local"]).',
+    )
+    crawl_only_allowed_hosts: bool = Field(
+        False,
+        description="Crawl only the hosts in CONVEYOR_CRAWL_ALLOWED_HOSTS: any other host is refused before it is "
+        "even looked up (a crawler kept to an intranet's staging sites; the test suite runs this way).",
+    )
+    demo_site_port: int = Field(
+        8765, description="Port on 127.0.0.1 where `conveyor demo` serves the sample site it crawls."
+    )
     crawl_retention_days: float = Field(30.0, description="Crawl sessions older than this are deleted daily.")
-    linear_api_key: str = Field("", description="Linear API key; when set (with the team), tickets go to Linear.")
+    crawl_max_bugs: int = Field(200, ge=1, description="Bugs recorded per crawl session; later new bugs are dropped.")
+    crawl_max_screenshots: int = Field(50, ge=0, description="Bug screenshots taken per crawl session.")
+    crawl_max_tickets: int = Field(25, ge=0, description="Tickets filed per crawl session.")
+    crawl_max_link_checks: int = Field(2000, ge=0, description="Link checks (HEAD/GET) made per crawl session.")
+    crawl_ticket_min_severity: Literal["critical", "high", "medium", "low"] = Field(
+        "medium", description="Bugs below this severity get no ticket and no screenshot (they stay in the API)."
+    )
+    crawl_host_delay_s: float = Field(
+        0.5, ge=0, description="Least seconds between two page visits to one host in one crawl session."
+    )
+    crawl_max_crawl_delay_s: float = Field(
+        10.0, ge=0, description="Cap on a site's robots.txt Crawl-delay (seconds) the crawler honours."
+    )
+    linear_api_key: SecretStr | None = Field(
+        None, description="Linear API key; when set (with the team), tickets go to Linear."
+    )
     linear_team_id: str = Field("", description="Linear team id new issues are filed in.")
     linear_api_url: str = Field("https://api.linear.app/graphql", description="Linear GraphQL endpoint.")
     # persona pipeline
     persona_data_root: str = Field(
-        "", description="Folder with data/<persona>/… and personas/<persona>/profile.md (default <var_dir>/personas)."
+        "", description="Folder of every persona's documents, <owner>/<persona>/… (default <var_dir>/personas)."
     )
     chroma_path: str = Field("", description="Embedded ChromaDB folder (default <var_dir>/chroma).")
     chroma_url: str = Field("", description="ChromaDB server URL (e.g. http://chroma:8000); empty: embedded.")
     # LLM steps (an OpenAI-compatible endpoint; unset: deterministic local rules)
     llm_base_url: str = Field("", description="OpenAI-compatible API base URL (e.g. http://host/v1); empty: no LLM.")
-    llm_api_key: str = Field("", description="API key sent as a Bearer token to the LLM endpoint.")
+    llm_api_key: SecretStr | None = Field(None, description="API key sent as a Bearer token to the LLM endpoint.")
     llm_model: str = Field("gpt-4o-mini", description="Model name sent to the LLM endpoint.")
     # video pipeline (seed 004)
     video_temp_dir: str = Field(
@@ -85,6 +195,27 @@ class Settings(BaseSettings):
     )
     video_cleanup_age_days: float = Field(7.0, description="Temporary video files older than this are deleted daily.")
     video_max_temp_gb: float = Field(50.0, description="Cap on the video working folder; oldest files go first.")
+    # video budgets: a job over any of them is refused (400 BUDGET_EXCEEDED) before anything starts
+    video_max_input_seconds: float = Field(
+        7200.0, gt=0, description="Longest media file (probed duration) a video job may read; longer uploads refused."
+    )
+    video_max_output_seconds: float = Field(
+        3600.0, gt=0, description="Most seconds one video job may produce: render, transcodes and captions together."
+    )
+    video_max_pixel_seconds: float = Field(
+        1.2e11,
+        gt=0,
+        description="Most output seconds × width × height × fps one video job may encode (1 h of 1080p30 ≈ 2.2e11).",
+    )
+    video_max_clips: int = Field(20, ge=1, description="Most clips one render timeline may join.")
+    video_max_frame_pixels: int = Field(
+        3840 * 2160, ge=1, description="Largest output frame, width × height in pixels (default 4K UHD)."
+    )
+    video_max_fps: float = Field(60.0, gt=0, description="Highest output frame rate; faster uploads are refused.")
+    video_max_bitrate_kbps: int = Field(50_000, ge=1, description="Highest video bitrate a job may ask for.")
+    video_max_output_bytes: int = Field(
+        2 * 1024**3, ge=1, description="FFmpeg -fs on every video output: a job whose file reaches it fails."
+    )
     whisper_cache_dir: str = Field(
         "", description="Folder where the Whisper base model is assembled once (default <var_dir>/models)."
     )
@@ -128,6 +259,11 @@ class Settings(BaseSettings):
     def video_temp_dir_resolved(self) -> Path:
         """The video working folder with its default filled in."""
         return (Path(self.video_temp_dir) if self.video_temp_dir else self.var_dir / "video-tmp").resolve()
+
+    @property
+    def analysis_work_dir_resolved(self) -> Path:
+        """The analysis workers' scratch folder with its default filled in."""
+        return (Path(self.analysis_work_dir) if self.analysis_work_dir else self.var_dir / "analysis-work").resolve()
 
     @property
     def whisper_cache_dir_resolved(self) -> Path:

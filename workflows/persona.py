@@ -118,12 +118,8 @@ class PersonaIngestionWorkflow:
         try:
             step = replace(INGEST, timeout=timedelta(seconds=max(1.0, request.soft_limit_s - elapsed)))
             outcome = await step.run(
-                CollectionRun(
-                    persona_id=request.persona_id,
-                    collection=collection,
-                    job_id=job_id,
-                    data_root=request.data_root,
-                ),
+                # no data_root: the worker finds the files from the job's row and its own settings
+                CollectionRun(persona_id=request.persona_id, collection=collection, job_id=job_id),
                 CollectionOutcome,
             )
         except ActivityError as err:

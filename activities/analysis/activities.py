@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
-import tempfile
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,15 @@ import duckdb
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError, TemporalError
 
 from activities.analysis import contract
 from activities.analysis.agents.base import AgentContext, AgentResult, Dataset
 from activities.analysis.catalog import TOOLS, task_prefix, tool_cost, validate_plan
 from activities.analysis.contract import credits_reference
+from activities.analysis.duck import connect
 from activities.analysis.ingest import convert_to_parquet
+from activities.analysis.limits import AnalysisLimits
 from activities.analysis.models import AnalysisTask
 from activities.analysis.schemas import (
     AgentOutcome,
@@ -39,7 +43,7 @@ from activities.analysis.schemas import (
 )
 from activities.analysis.sql import qstr
 from conveyor import credits
-from conveyor.errors import BadInput, NotFound
+from conveyor.errors import BadInput, ConveyorError, NotFound, TooLarge
 from conveyor.heartbeat import ProgressBox, run_blocking
 from conveyor.logging import get_logger
 from conveyor.models import User
@@ -50,12 +54,44 @@ log = get_logger(__name__)
 
 
 class AnalysisActivities:
-    """Activities of ``AnalysisWorkflow``; the worker gives them the DB sessions and the blob store."""
+    """Activities of ``AnalysisWorkflow``; the worker gives them the DB sessions, the blob store and its limits."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], blobs: BlobStore, *, max_upload_bytes: int) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        blobs: BlobStore,
+        *,
+        max_upload_bytes: int,
+        limits: AnalysisLimits | None = None,
+    ) -> None:
         self._sessions = sessions
         self._blobs = blobs
         self._max_bytes = max_upload_bytes
+        self._limits = limits or AnalysisLimits()
+
+    @contextmanager
+    def _user_facing_errors(self) -> Iterator[None]:
+        """Errors leave without server paths (logged in full here); DuckDB running out of its limits is permanent."""
+        try:
+            yield
+        except ConveyorError as err:
+            err.message = scrub_paths(err.message)
+            err.args = (err.message,)
+            raise
+        except duckdb.OutOfMemoryException as exc:
+            log.warning("analysis step hit the DuckDB limits", error=str(exc))
+            limits = self._limits
+            raise TooLarge(
+                f"the task needs more than this worker's limits: {limits.duckdb_memory_mb} MiB of memory and "
+                f"{limits.duckdb_max_temp_mb} MiB of spill space",
+                code="ANALYSIS_RESOURCE_LIMIT",
+                details={"memory_mb": limits.duckdb_memory_mb, "max_temp_mb": limits.duckdb_max_temp_mb},
+            ) from None
+        except (TemporalError, duckdb.InterruptException):
+            raise
+        except Exception as exc:
+            log.error("analysis step failed", error=str(exc), exc_info=True)
+            raise ApplicationError(scrub_paths(str(exc)) or type(exc).__name__, type=type(exc).__name__) from None
 
     def _readable(self, key: str, dest: Path) -> Path:
         """A local file with the blob's content: the blob itself on a local store (read-only), else a download."""
@@ -94,13 +130,14 @@ class AnalysisActivities:
 
         def convert_all() -> list[DatasetRef]:
             refs: list[DatasetRef] = []
-            with tempfile.TemporaryDirectory(prefix="conveyor-ingest-") as tmp:
+            with self._limits.scratch("conveyor-ingest-") as tmp:
                 for i, f in enumerate(plan.files):
                     refs.append(self._convert_one(plan.task_id, i, f, Path(tmp)))
                     box.set({"files_done": i + 1})
             return refs
 
-        return await run_blocking(convert_all, progress=box)
+        with self._user_facing_errors():
+            return await run_blocking(convert_all, progress=box)
 
     def _convert_one(self, task_id: str, index: int, f: InputFile, tmp: Path) -> DatasetRef:
         key = f"{task_prefix(task_id)}/work/inputs/{index}.parquet"
@@ -109,7 +146,7 @@ class AnalysisActivities:
             return DatasetRef.model_validate_json(self._blobs.get_bytes(meta_key))
         src = self._readable(f.key, tmp / f"src-{index}{Path(f.name).suffix.lower()}")
         dst = tmp / f"{index}.parquet"
-        info = convert_to_parquet(src, f.name, dst, max_bytes=self._max_bytes)
+        info = convert_to_parquet(src, f.name, dst, max_bytes=self._max_bytes, limits=self._limits)
         self._blobs.move_file(key, dst, "application/vnd.apache.parquet")
         ref = DatasetRef(
             name=f.name,
@@ -154,11 +191,11 @@ class AnalysisActivities:
         agent = AGENTS.get(run.agent_id)
         if agent is None:
             raise BadInput(f"unknown agent {run.agent_id!r}", code="UNKNOWN_AGENT")
-        con = duckdb.connect()
         box = ProgressBox({"agent": run.agent_id, "fraction": 0.0})
         bind = {"task_id": run.task_id, "agent": run.agent_id}
-        with tempfile.TemporaryDirectory(prefix=f"conveyor-{run.agent_id}-") as tmp:
+        with self._limits.scratch(f"conveyor-{run.agent_id}-") as tmp, self._user_facing_errors():
             workdir = Path(tmp)
+            con = connect(self._limits, workdir)
 
             def execute() -> AgentResult:
                 ctx = self._agent_context(run, con, workdir, box)
@@ -208,9 +245,7 @@ class AnalysisActivities:
         self._blobs.put_bytes(summary_key, json.dumps(result.summary, default=str).encode(), "application/json")
         current: list[DatasetRef] | None = None
         if result.current is not None:
-            current = [
-                self._store_dataset(f"{prefix}/{i}.parquet", d, workdir) for i, d in enumerate(result.current)
-            ]
+            current = [self._store_dataset(f"{prefix}/{i}.parquet", d, workdir) for i, d in enumerate(result.current)]
         files = [
             self._store_output(run.task_id, name, path, workdir, agent=run.agent_id)
             for name, path in result.files.items()
@@ -231,7 +266,7 @@ class AnalysisActivities:
         return self._blobs.put_file(key, path, content_type)
 
     def _store_dataset(self, key: str, dataset: Dataset, scratch: Path) -> DatasetRef:
-        con = duckdb.connect()
+        con = connect(self._limits, scratch)
         try:
             path = qstr(str(dataset.path))
             rows_row = con.execute(f"SELECT count(*) FROM read_parquet({path})").fetchone()
@@ -252,10 +287,11 @@ class AnalysisActivities:
         """Build the response (report.json), export the final tables as CSV and record all outputs."""
 
         def build() -> list[OutputFile]:
-            with tempfile.TemporaryDirectory(prefix="conveyor-publish-") as tmp:
+            with self._limits.scratch("conveyor-publish-") as tmp:
                 return self._build_outputs(request, Path(tmp))
 
-        outputs = await run_blocking(build)
+        with self._user_facing_errors():
+            outputs = await run_blocking(build)
         async with self._sessions.begin() as session:
             task = await session.get(AnalysisTask, request.task_id)
             if task is not None:
@@ -275,7 +311,7 @@ class AnalysisActivities:
 
     def _export_tables(self, request: PublishRequest, tmp: Path) -> list[OutputFile]:
         files: list[OutputFile] = []
-        con = duckdb.connect()
+        con = connect(self._limits, tmp)
         try:
             taken = {f.name for o in request.outcomes for f in o.files}
             for i, ref in enumerate(request.current):
@@ -341,6 +377,13 @@ def _response(request: PublishRequest, outputs: list[OutputFile]) -> dict[str, A
 
 
 _SCALAR = (int, float, str, bool, type(None))
+_SERVER_PATH = re.compile(r"(?<![\w.:/~-])/[^\s'\"`,;:()\[\]{}<>]+")
+"""An absolute path in an error message (not a URL, not a ratio such as ``1/2``)."""
+
+
+def scrub_paths(message: str) -> str:
+    """The message with every absolute server path replaced by ``<path>`` (what users see of an error)."""
+    return _SERVER_PATH.sub("<path>", message)
 
 
 def _headline(summary: dict[str, Any], limit: int = 12) -> dict[str, Any]:

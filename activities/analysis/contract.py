@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from activities.analysis.catalog import TOOLS
 from activities.analysis.schemas import PurgeRequest
-from conveyor.pipeline import Launch, Pipeline, Queue, Schedule
+from conveyor.pipeline import Launch, Pipeline, Price, Queue, Schedule
 
 NAME = "analysis"
 #: Seed: CELERY_WORKER_CONCURRENCY=4.
@@ -46,6 +47,14 @@ def credits_reference(task_id: str) -> str:
     return f"analysis:{task_id}"
 
 
+#: Seed 003's per-agent credits: a run pays for each agent that delivered its outputs.
+PRICES = tuple(
+    Price(f"{tool.id}/{agent.id}", agent.credits, f"one run of {tool.id}'s {agent.id} agent: {agent.description}")
+    for tool in TOOLS.values()
+    for agent in tool.agents
+)
+
+
 PIPELINE = Pipeline(
     name=NAME,
     description="routed data-analysis tasks: profile, clean and master my data (seed 003)",
@@ -69,4 +78,6 @@ PIPELINE = Pipeline(
         ),
     ),
     legacy_bookkeeping=(LEGACY_UPDATE_TASK,),
+    prices=PRICES,
+    max_running=5,
 )

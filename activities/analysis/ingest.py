@@ -33,6 +33,8 @@ import polars as pl
 from charset_normalizer import from_bytes
 from charset_normalizer.utils import is_multi_byte_encoding
 
+from activities.analysis.duck import connect
+from activities.analysis.limits import AnalysisLimits, verify_workbook_sizes
 from activities.analysis.sql import qident, qstr
 from conveyor.errors import BadInput, TooLarge
 
@@ -113,8 +115,6 @@ class IngestedFile:
 def _fail(code: str, message: str) -> BadInput:
     """A :class:`BadInput` with a code (callers ``raise`` it)."""
     return BadInput(message, code=code)
-
-
 
 
 def clean_column_names(raw: Sequence[str]) -> list[str]:
@@ -310,9 +310,16 @@ def _header(sample: str, delimiter: str, name: str) -> list[str]:
 # ------------------------------------------------------------------------------------ DuckDB plumbing
 
 
-def _connect(workdir: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection that spills into ``workdir``."""
-    return duckdb.connect(config={"temp_directory": str(workdir / "spill")})
+@dataclass(frozen=True)
+class _Work:
+    """Where one conversion works (its scratch folder) and the limits its DuckDB connections get."""
+
+    dir: Path
+    limits: AnalysisLimits
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with the worker's limits that spills into this conversion's folder."""
+        return connect(self.limits, self.dir)
 
 
 def _copy_to_parquet(con: duckdb.DuckDBPyConnection, select: str, out: Path) -> int:
@@ -400,7 +407,7 @@ class _Text:
     sample: str
 
 
-def _prepare_text(src: Path, name: str, workdir: Path, *, native: Iterable[str], repair: bool = False) -> _Text:
+def _prepare_text(src: Path, name: str, work: _Work, *, native: Iterable[str], repair: bool = False) -> _Text:
     """Sniff the encoding, reject empty/binary input and transcode to UTF-8 unless DuckDB reads it natively.
 
     ``repair`` transcodes a file whose sample looked like UTF-8 but that DuckDB found invalid further on:
@@ -414,7 +421,7 @@ def _prepare_text(src: Path, name: str, workdir: Path, *, native: Iterable[str],
         raise _fail("EMPTY_FILE", f"{name} holds only whitespace")
     if encoding in native and not repair:
         return _Text(src, encoding, sample)
-    target = workdir / "utf8.txt"
+    target = work.dir / "utf8.txt"
     try:
         _transcode(src, encoding, target)
     except UnicodeDecodeError as exc:
@@ -432,24 +439,24 @@ def _csv_source(path: Path, delimiter: str, names: Sequence[str]) -> str:
     )
 
 
-def _convert_csv(src: Path, name: str, out: Path, workdir: Path) -> IngestedFile:
+def _convert_csv(src: Path, name: str, out: Path, work: _Work) -> IngestedFile:
     """Delimited text → Parquet (retried with a cp1252 fallback when the UTF-8 turns out invalid)."""
     native = ("utf-8", "utf-8-sig")
-    info = _convert_csv_text(_prepare_text(src, name, workdir, native=native), src, name, out, workdir)
+    info = _convert_csv_text(_prepare_text(src, name, work, native=native), src, name, out, work)
     if info is None:
-        text = _prepare_text(src, name, workdir, native=native, repair=True)
-        info = _convert_csv_text(text, src, name, out, workdir)
+        text = _prepare_text(src, name, work, native=native, repair=True)
+        info = _convert_csv_text(text, src, name, out, work)
     if info is None:  # pragma: no cover - a transcoded file is valid UTF-8
         raise _fail("MALFORMED_FILE", f"{name} is not valid text")
     return info
 
 
-def _convert_csv_text(text: _Text, src: Path, name: str, out: Path, workdir: Path) -> IngestedFile | None:
+def _convert_csv_text(text: _Text, src: Path, name: str, out: Path, work: _Work) -> IngestedFile | None:
     """Run DuckDB over prepared delimited text; ``None`` when ``src`` read as UTF-8 held invalid bytes."""
     delimiter = sniff_delimiter(text.sample)
     names = clean_column_names(_header(text.sample, delimiter, name))
     try:
-        with _connect(workdir) as con:
+        with work.connect() as con:
             rows = _copy_to_parquet(con, f"SELECT * FROM {_csv_source(text.path, delimiter, names)}", out)
     except duckdb.InvalidInputException as exc:
         if "Invalid unicode" in str(exc) and text.path == src:
@@ -458,9 +465,31 @@ def _convert_csv_text(text: _Text, src: Path, name: str, out: Path, workdir: Pat
     return IngestedFile(name, "csv", text.encoding, delimiter, rows, names, src.stat().st_size)
 
 
-def _json_source(path: Path, fmt: str, records: str) -> str:
-    """The ``read_json`` call (whole file sampled so no key or type is missed)."""
-    return f"read_json({qstr(str(path))}, format='{fmt}', records={records}, sample_size=-1)"
+def _json_source(
+    path: Path, fmt: str, records: str, sample: int, columns: Sequence[tuple[str, str]] | None = None
+) -> str:
+    """The ``read_json`` call: types inferred from the first ``sample`` records, or the ``columns`` given."""
+    typed = ""
+    if columns is not None:
+        typed = ", columns={" + ", ".join(f"{qstr(c)}: {qstr(t)}" for c, t in columns) + "}"
+    return f"read_json({qstr(str(path))}, format='{fmt}', records={records}, sample_size={sample}{typed})"
+
+
+_TEXT_TYPES = frozenset({"VARCHAR", "JSON"})
+_SCALAR_TYPE = re.compile(r"^[A-Z ]+$")
+"""A DuckDB type name without parameters or nesting (BIGINT, DOUBLE, DATE, TIMESTAMP WITH TIME ZONE…)."""
+
+
+def _keys_beyond_sample(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, known: set[str]) -> list[str]:
+    """Top-level keys of every record that the sampled schema lacks (one streamed pass, keys only)."""
+    source = f"read_json_objects({qstr(str(path))}, format='{fmt}')"  # raw objects: no type inference
+    found = con.execute(f"SELECT DISTINCT unnest(json_keys(json)) AS k FROM {source} ORDER BY k").fetchall()
+    return [str(k) for (k,) in found if str(k) not in known]
+
+
+def _widened(schema: Sequence[tuple[str, str]], *, all_typed: bool) -> list[tuple[str, str]]:
+    """The schema with nested types (``all_typed``: every non-text type) read as JSON, which any value fits."""
+    return [(c, t if t in _TEXT_TYPES or (_SCALAR_TYPE.match(t) and not all_typed) else "JSON") for c, t in schema]
 
 
 def _check_json_ends(path: Path, name: str) -> None:
@@ -479,7 +508,7 @@ def _check_json_ends(path: Path, name: str) -> None:
 
 def _json_shape_error(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, name: str) -> BadInput:
     """Explain why DuckDB could not read the JSON as records: no records, or a record that is no object."""
-    source = _json_source(path, fmt, "false")
+    source = _json_source(path, fmt, "false", 1)
     total_row = con.execute(f"SELECT count(*) FROM {source}").fetchone()
     if not total_row or total_row[0] == 0:
         return _fail("NO_DATA_ROWS", f"{name} holds no records")
@@ -506,6 +535,8 @@ def _first_bad_json_line(path: Path) -> tuple[int, str] | None:
                 json.loads(line)
             except json.JSONDecodeError as exc:
                 return number, exc.msg
+            except RecursionError:
+                return number, "nested too deeply"
     return None
 
 
@@ -520,29 +551,40 @@ def _json_error(exc: duckdb.Error, path: Path, name: str, fmt: str) -> BadInput:
     return _fail("MALFORMED_FILE", f"{name} is not valid JSON: {message}")
 
 
-def _convert_json(src: Path, name: str, out: Path, workdir: Path, fmt: str) -> IngestedFile:
+def _convert_json(src: Path, name: str, out: Path, work: _Work, fmt: str) -> IngestedFile:
     """JSON lines or a JSON array of objects → Parquet (retried with a cp1252 fallback like CSV)."""
     native = ("utf-8",)
-    info = _convert_json_text(_prepare_text(src, name, workdir, native=native), src, name, out, workdir, fmt)
+    info = _convert_json_text(_prepare_text(src, name, work, native=native), src, name, out, work, fmt)
     if info is None:
-        text = _prepare_text(src, name, workdir, native=native, repair=True)
-        info = _convert_json_text(text, src, name, out, workdir, fmt)
+        text = _prepare_text(src, name, work, native=native, repair=True)
+        info = _convert_json_text(text, src, name, out, work, fmt)
     if info is None:  # pragma: no cover - a transcoded file is valid UTF-8
         raise _fail("MALFORMED_FILE", f"{name} is not valid text")
     return info
 
 
-def _convert_json_text(text: _Text, src: Path, name: str, out: Path, workdir: Path, fmt: str) -> IngestedFile | None:
+def _convert_json_text(text: _Text, src: Path, name: str, out: Path, work: _Work, fmt: str) -> IngestedFile | None:
     """Run DuckDB over prepared JSON (types as DuckDB infers them); ``None`` when UTF-8 needs repair."""
     if fmt == "json":
         _check_json_ends(text.path, name)
     duck_fmt = "newline_delimited" if fmt == "jsonl" else "auto"
-    source = _json_source(text.path, duck_fmt, "true")
-    with _connect(workdir) as con:
+    sample = work.limits.json_sample_records
+    source = _json_source(text.path, duck_fmt, "true", sample)
+    with work.connect() as con:
         try:
             schema = _schema(con, source)
+            extra = _keys_beyond_sample(con, text.path, duck_fmt, {c for c, _ in schema})
+            if extra:  # keys first seen after the sample: kept, as JSON
+                schema = [*_widened(schema, all_typed=False), *((k, "JSON") for k in extra)]
+                source = _json_source(text.path, duck_fmt, "true", sample, schema)
             names = clean_column_names([c for c, _ in schema])
-            rows = _copy_to_parquet(con, _renaming_select(source, schema, names), out)
+            try:
+                rows = _copy_to_parquet(con, _renaming_select(source, schema, names), out)
+            except (duckdb.InvalidInputException, duckdb.ConversionException):
+                # a value past the sample does not fit the sampled type: read the typed columns as JSON
+                schema = _widened(schema, all_typed=True)
+                source = _json_source(text.path, duck_fmt, "true", sample, schema)
+                rows = _copy_to_parquet(con, _renaming_select(source, schema, names), out)
         except duckdb.BinderException:
             raise _json_shape_error(con, text.path, duck_fmt, name) from None
         except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
@@ -568,11 +610,11 @@ def _check_parquet(src: Path, name: str) -> None:
         raise _fail("MALFORMED_FILE", f"{name} is not a valid Parquet file: {found}")
 
 
-def _convert_parquet(src: Path, name: str, out: Path, workdir: Path) -> IngestedFile:
+def _convert_parquet(src: Path, name: str, out: Path, work: _Work) -> IngestedFile:
     """Parquet → Parquet (rewritten: validates every page and cleans the column names)."""
     _check_parquet(src, name)
     source = f"read_parquet({qstr(str(src))})"
-    with _connect(workdir) as con:
+    with work.connect() as con:
         try:
             schema = _schema(con, source)
             names = clean_column_names([c for c, _ in schema])
@@ -594,8 +636,11 @@ def _check_excel(src: Path, name: str) -> None:
         raise _fail("MALFORMED_FILE", f"{name} is not an Excel workbook: {found}")
 
 
-def _read_first_sheet(src: Path, name: str) -> list[list[Any]]:
-    """The cells of the first worksheet (python-calamine; the format is taken from the content)."""
+def _read_first_sheet(src: Path, name: str, max_cells: int) -> list[list[Any]]:
+    """The cells of the first worksheet (python-calamine; the format is taken from the content).
+
+    TOO_MANY_CELLS when the sheet's used range is over ``max_cells``, before its cells become Python objects.
+    """
     from python_calamine import CalamineWorkbook
 
     try:
@@ -603,7 +648,16 @@ def _read_first_sheet(src: Path, name: str) -> list[list[Any]]:
             workbook = CalamineWorkbook.from_filelike(f)
         if not workbook.sheet_names:
             raise _fail("MALFORMED_FILE", f"{name} has no worksheets")
-        rows: list[list[Any]] = workbook.get_sheet_by_index(0).to_python(skip_empty_area=True)
+        sheet = workbook.get_sheet_by_index(0)
+        cells = sheet.height * sheet.width
+        if cells > max_cells:
+            raise BadInput(
+                f"{name}: the first worksheet has {cells:,} cells ({sheet.height:,} rows x {sheet.width:,} "
+                f"columns); the limit is {max_cells:,}",
+                code="TOO_MANY_CELLS",
+                details={"file": name, "cells": cells, "limit_cells": max_cells},
+            )
+        rows: list[list[Any]] = sheet.to_python(skip_empty_area=True)
     except BadInput:
         raise
     except Exception as exc:  # calamine raises its own, undocumented exception types
@@ -637,10 +691,14 @@ def _excel_column(name: str, values: Iterable[Any]) -> pl.Series:
         return pl.Series(name, [None if v is None else _cell_text(v) for v in cells], dtype=pl.String)
 
 
-def _convert_excel(src: Path, name: str, out: Path, fmt: str) -> IngestedFile:
-    """First worksheet of an xlsx/xls → Parquet (the whole sheet is held in memory, as calamine does)."""
+def _convert_excel(src: Path, name: str, out: Path, fmt: str, limits: AnalysisLimits) -> IngestedFile:
+    """First worksheet of an xlsx/xls → Parquet (the whole sheet is held in memory, as calamine does).
+
+    A ZIP-based workbook is refused before it is opened when it would unpack past the limits (a zip bomb).
+    """
     _check_excel(src, name)
-    rows = _read_first_sheet(src, name)
+    verify_workbook_sizes(src, name, limits)
+    rows = _read_first_sheet(src, name, limits.xlsx_max_cells)
     if not rows:
         raise _fail("EMPTY_FILE", f"{name}: the first worksheet is empty")
     names = clean_column_names([_cell_text(v) if v not in ("", None) else "" for v in rows[0]])
@@ -675,30 +733,36 @@ def _format_of(name: str) -> str:
     return fmt
 
 
-def _dispatch(src: Path, name: str, fmt: str, out: Path, workdir: Path) -> IngestedFile:
+def _dispatch(src: Path, name: str, fmt: str, out: Path, work: _Work) -> IngestedFile:
     """Run the converter for a format, writing ``out``."""
     converters: dict[str, Callable[[], IngestedFile]] = {
-        "csv": lambda: _convert_csv(src, name, out, workdir),
-        "jsonl": lambda: _convert_json(src, name, out, workdir, "jsonl"),
-        "json": lambda: _convert_json(src, name, out, workdir, "json"),
-        "parquet": lambda: _convert_parquet(src, name, out, workdir),
-        "xlsx": lambda: _convert_excel(src, name, out, "xlsx"),
-        "xls": lambda: _convert_excel(src, name, out, "xls"),
+        "csv": lambda: _convert_csv(src, name, out, work),
+        "jsonl": lambda: _convert_json(src, name, out, work, "jsonl"),
+        "json": lambda: _convert_json(src, name, out, work, "json"),
+        "parquet": lambda: _convert_parquet(src, name, out, work),
+        "xlsx": lambda: _convert_excel(src, name, out, "xlsx", work.limits),
+        "xls": lambda: _convert_excel(src, name, out, "xls", work.limits),
     }
     return converters[fmt]()
 
 
-def convert_to_parquet(src: Path, original_name: str, dst: Path, *, max_bytes: int) -> IngestedFile:
-    """Convert one uploaded file (named ``original_name`` by the user) into a Parquet file at ``dst``."""
+def convert_to_parquet(
+    src: Path, original_name: str, dst: Path, *, max_bytes: int, limits: AnalysisLimits | None = None
+) -> IngestedFile:
+    """Convert one uploaded file (named ``original_name`` by the user) into a Parquet file at ``dst``.
+
+    ``limits`` caps DuckDB (memory, threads, spill) and what a workbook or a JSON sample may cost; the
+    defaults when not given.
+    """
     fmt = _format_of(original_name)
     size = _check_size(src, original_name, max_bytes)
     if fmt not in _TEXT_FORMATS and size <= SAMPLE_BYTES and not _read_head(src).strip():
         raise _fail("EMPTY_FILE", f"{original_name} holds only whitespace")
     dst.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".ingest-") as tmp:
-        workdir = Path(tmp)
-        out = workdir / "out.parquet"
-        info = _dispatch(src, original_name, fmt, out, workdir)
+        work = _Work(Path(tmp), limits or AnalysisLimits())
+        out = work.dir / "out.parquet"
+        info = _dispatch(src, original_name, fmt, out, work)
         if info.rows == 0:
             raise _fail("NO_DATA_ROWS", f"{original_name} has no data rows (a header at most)")
         os.replace(out, dst)

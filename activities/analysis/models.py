@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from activities.analysis.catalog import tool_cost
 from conveyor.db import Base
+from conveyor.models import CreditHold
 from conveyor.records import RunColumns
+from conveyor.runs import RunStatus
 
 
 class AnalysisTask(RunColumns, Base):
@@ -31,3 +34,10 @@ class AnalysisTask(RunColumns, Base):
     outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     credits_cost: Mapped[int] = mapped_column(Integer, default=0)
+
+    def credits_due(self, session: Session, held: CreditHold) -> int:
+        """The credits of the agents that delivered their outputs (all of them once completed)."""
+        if self.status == RunStatus.COMPLETED.value:
+            return held.amount
+        done = (self.result or {}).get("agents_completed") or []
+        return tool_cost(self.tool_id, [a for a in done if isinstance(a, str)])

@@ -7,6 +7,7 @@ import contextlib
 import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import delete, func, select
@@ -19,18 +20,24 @@ from activities.crawl.browser import BrowserPool
 from activities.crawl.contract import DEFAULT_QUEUE, MEDIA_QUEUE, PAGES_QUEUE, TICKETS_QUEUE
 from activities.crawl.linear import LinearClient
 from activities.crawl.llm import LlmConfig
-from activities.crawl.models import CrawlBug, CrawlBugPage, CrawlPage, CrawlSession, Ticket
-from activities.crawl.records import record_page
+from activities.crawl.models import LIMITS_REACHED, CrawlBug, CrawlBugPage, CrawlPage, CrawlSession, Ticket
+from activities.crawl.records import note_limit, record_page
 from activities.crawl.schemas import (
     BugKind,
     BugRef,
     CleanupRequest,
     CleanupResult,
+    CrawlLimits,
+    LimitNote,
+    LoadPart,
     PageReport,
     PageVisit,
+    RobotsRules,
     ScreenshotRequest,
     ScreenshotResult,
     Severity,
+    SpillBatch,
+    SpillPart,
     StartInfo,
     StartRequest,
     TicketFailure,
@@ -43,6 +50,7 @@ from activities.crawl.urls import normalize_url, origin_of, parse_robots
 from conveyor.errors import BadInput, ExternalServiceError, NotFound, Retryable
 from conveyor.heartbeat import HEARTBEAT_INTERVAL_S, ProgressBox
 from conveyor.logging import get_logger
+from conveyor.netpolicy import UrlNotAllowed, guarded_transport
 from conveyor.runs import RunStatus
 from conveyor.settings import Settings
 from conveyor.storage import BlobInfo, BlobStore
@@ -50,6 +58,8 @@ from conveyor.storage import BlobInfo, BlobStore
 log = get_logger(__name__)
 
 START_CHECK_TIMEOUT_S = 15.0
+#: Redirects the start check follows while they stay on the start URL's host.
+MAX_START_REDIRECTS = 5
 ROBOTS_MAX_BYTES = 512 * 1024
 #: Full-page screenshots stop at this height (a 100 000 px page would make a useless, huge image).
 SCREENSHOT_MAX_HEIGHT = 8000
@@ -64,6 +74,16 @@ def session_prefix(session_id: str) -> str:
 def screenshot_key(session_id: str, fingerprint: str) -> str:
     """Blob key of a bug's screenshot."""
     return f"{session_prefix(session_id)}/screenshots/{fingerprint}.png"
+
+
+def frontier_prefix(session_id: str) -> str:
+    """Blob-store folder of a session's spilled frontier and visited set."""
+    return f"{session_prefix(session_id)}/frontier"
+
+
+def frontier_key(session_id: str, run: int, kind: str, part: int) -> str:
+    """Blob key of one spilled part of a session's frontier (``kind`` frontier) or visited set (``seen``)."""
+    return f"{frontier_prefix(session_id)}/run-{run}/{kind}-{part:05d}.json"
 
 
 def screenshot_url(settings: Settings, session_id: str, bug_id: int) -> str:
@@ -93,7 +113,11 @@ class CrawlActivities:
         self._settings = settings
         self._browser = browser
         llm = (
-            LlmConfig(base_url=settings.llm_base_url, api_key=settings.llm_api_key, model=settings.llm_model)
+            LlmConfig(
+                base_url=settings.llm_base_url,
+                api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else "",
+                model=settings.llm_model,
+            )
             if settings.llm_base_url
             else None
         )
@@ -112,14 +136,17 @@ class CrawlActivities:
             crawl = await self._crawl(session, request.session_id)
             crawl.set_status(RunStatus.RUNNING, stage="starting")
             crawl.workflow_id = request.workflow_id
+            # A session's reached caps are those of its latest crawl (a re-run starts with none).
+            crawl.config = {k: v for k, v in crawl.config.items() if k != LIMITS_REACHED}
         start = normalize_url(request.config.url)
         if start is None:
             raise BadInput(f"not an http(s) URL: {request.config.url!r}", code="BAD_URL")
         headers = {"User-Agent": self._settings.crawl_user_agent}
-        async with httpx.AsyncClient(timeout=START_CHECK_TIMEOUT_S, headers=headers, follow_redirects=True) as http:
+        # every connection (each redirect hop, robots.txt) is checked by the network policy: URL_NOT_ALLOWED
+        transport = guarded_transport(self._browser.policy)
+        async with httpx.AsyncClient(timeout=START_CHECK_TIMEOUT_S, headers=headers, transport=transport) as http:
             try:
-                async with http.stream("GET", start) as response:
-                    final = normalize_url(str(response.url)) or start
+                final = await _start_url_on_host(http, start)
             except httpx.ConnectError as err:
                 raise BadInput(
                     f"cannot reach the start URL {start}: {_reason(err)}", code="START_URL_UNREACHABLE"
@@ -136,13 +163,29 @@ class CrawlActivities:
             info = StartInfo(start_url=final, origin=origin)
             if request.config.respect_robots:
                 info.robots, info.robots_status = await self._robots(http, origin)
+        info.limits = self._limits(info.robots)
         return info
+
+    def _limits(self, robots: RobotsRules | None) -> CrawlLimits:
+        """The session's caps and pacing from the settings; robots.txt's Crawl-delay counts up to its cap."""
+        s = self._settings
+        delay = s.crawl_host_delay_s
+        if robots is not None and robots.crawl_delay is not None:
+            delay = max(delay, min(robots.crawl_delay, s.crawl_max_crawl_delay_s))
+        return CrawlLimits(
+            max_bugs=s.crawl_max_bugs,
+            max_screenshots=s.crawl_max_screenshots,
+            max_tickets=s.crawl_max_tickets,
+            max_link_checks=s.crawl_max_link_checks,
+            ticket_min_severity=Severity(s.crawl_ticket_min_severity),
+            host_delay_s=delay,
+        )
 
     async def _robots(self, http: httpx.AsyncClient, origin: str) -> tuple[Any, int | None]:
         """The robots rules for our agent (RFC 9309: none on 4xx, everything disallowed on 5xx)."""
         try:
-            response = await http.get(f"{origin}/robots.txt")
-        except httpx.HTTPError:
+            response = await http.get(f"{origin}/robots.txt", follow_redirects=True)
+        except (httpx.HTTPError, UrlNotAllowed):  # a redirect into a denied address is not followed
             return None, None
         if response.status_code >= 500:
             return parse_robots("User-agent: *\nDisallow: /\n", self._settings.crawl_user_agent), response.status_code
@@ -184,9 +227,14 @@ class CrawlActivities:
                 for f in findings
             ],
             error=state.get("error"),
+            link_checks=state.get("link_checks", 0),
+            link_checks_skipped=state.get("link_checks_skipped", 0),
         )
         async with self._sessions.begin() as session:
-            await record_page(session, visit, report, findings)
+            stored = {f.fingerprint for f in await record_page(session, visit, report, findings)}
+        kept = [bug for bug in report.bugs if bug.fingerprint in stored]
+        report.bugs_dropped = len(report.bugs) - len(kept)
+        report.bugs = kept
         return report
 
     @activity.defn(name=contract.UPLOAD_SCREENSHOT)
@@ -263,11 +311,12 @@ class CrawlActivities:
         provider = "builtin"
         if s.linear_api_key and s.linear_team_id:
             provider = "linear"
-            client = LinearClient(s.linear_api_key, s.linear_team_id, api_url=s.linear_api_url)
+            client = LinearClient(s.linear_api_key.get_secret_value(), s.linear_team_id, api_url=s.linear_api_url)
             try:
                 issue = await client.create_issue(
                     issue_id=linear_issue_id(request.session_id, request.fingerprint),
-                    title=bug.title,
+                    # Linear shows titles as plain text; the description, which renders, escapes the title.
+                    title=" ".join(bug.title.split()),
                     description=description,
                     priority=LINEAR_PRIORITY[Severity(bug.severity)],
                 )
@@ -288,6 +337,28 @@ class CrawlActivities:
         async with self._sessions.begin() as session:
             bug = await self._bug(session, failure.session_id, failure.fingerprint)
             bug.ticket_error = f"{failure.code}: {failure.message}"[:1000]
+
+    @activity.defn(name=contract.NOTE_LIMIT)
+    async def note_limit(self, note: LimitNote) -> None:
+        """Note on the session that it reached one of its caps (shown as ``limits_reached`` by the API)."""
+        async with self._sessions.begin() as session:
+            await note_limit(session, note.session_id, note.limit)
+
+    @activity.defn(name=contract.SPILL_FRONTIER)
+    async def spill_frontier(self, part: SpillPart) -> None:
+        """Store one part of a session's frontier or visited set (the first part replaces an older spill)."""
+        if part.kind == "frontier" and part.part == 0:
+            await asyncio.to_thread(self._blobs.delete_prefix, frontier_prefix(part.session_id))
+        batch = SpillBatch(frontier=part.frontier, seen=part.seen)
+        key = frontier_key(part.session_id, part.run, part.kind, part.part)
+        await asyncio.to_thread(self._blobs.put_bytes, key, batch.model_dump_json().encode(), "application/json")
+
+    @activity.defn(name=contract.LOAD_FRONTIER)
+    async def load_frontier(self, part: LoadPart) -> SpillBatch:
+        """Read back one stored part of a session's frontier or visited set."""
+        key = frontier_key(part.session_id, part.run, part.kind, part.part)
+        data: bytes = await asyncio.to_thread(self._blobs.get_bytes, key)  # NotFound (BLOB_NOT_FOUND) if missing
+        return SpillBatch.model_validate_json(data)
 
     @activity.defn(name=contract.CLEANUP_OLD_SESSIONS)
     async def cleanup_old_sessions(self, request: CleanupRequest) -> CleanupResult:
@@ -332,6 +403,24 @@ async def _heartbeat_every(box: ProgressBox) -> None:
         await asyncio.sleep(HEARTBEAT_INTERVAL_S)
 
 
+async def _start_url_on_host(http: httpx.AsyncClient, start: str) -> str:
+    """The start URL after the redirects that stay on its host (a scheme upgrade, another path).
+
+    A redirect to another host is not adopted: the crawl keeps the start URL's origin and its page visit meets
+    the redirect like any other (checked by the policy, recorded). Each hop here is checked by the transport.
+    """
+    url = start
+    host = urlsplit(start).hostname
+    for _ in range(MAX_START_REDIRECTS):
+        async with http.stream("GET", url) as response:
+            location = response.headers.get("location") if response.is_redirect else None
+        target = normalize_url(location, url) if location else None
+        if target is None or urlsplit(target).hostname != host:
+            return url
+        url = target
+    return url
+
+
 def _reason(err: BaseException) -> str:
     text = str(err) or type(err).__name__
     return text.splitlines()[0][:200]
@@ -340,7 +429,13 @@ def _reason(err: BaseException) -> str:
 def crawl_activities(acts: CrawlActivities, queue: str) -> list[Any]:
     """The activities served on one of the crawl pipeline's queues."""
     by_queue: dict[str, list[Any]] = {
-        PAGES_QUEUE: [acts.start_session, acts.visit_page],
+        PAGES_QUEUE: [
+            acts.start_session,
+            acts.visit_page,
+            acts.note_limit,
+            acts.spill_frontier,
+            acts.load_frontier,
+        ],
         MEDIA_QUEUE: [acts.upload_screenshot],
         TICKETS_QUEUE: [acts.create_ticket, acts.record_ticket_error],
         DEFAULT_QUEUE: [acts.cleanup_old_sessions],

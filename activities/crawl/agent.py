@@ -11,7 +11,9 @@ rules; ``refine`` (only when an OpenAI-compatible endpoint is configured) reword
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any, TypedDict, cast
+from urllib.parse import urlsplit
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -30,11 +32,13 @@ from activities.crawl.probe import (
     dom_signals,
     server_time,
 )
+from activities.crawl.proxy import BlockedRequest
 from activities.crawl.schemas import BugKind, Finding, PageVisit, Signal
 from activities.crawl.triage import triage
 from activities.crawl.urls import normalize_url, should_visit, url_key
 from conveyor.errors import BadInput, Retryable
 from conveyor.heartbeat import ProgressBox
+from conveyor.netpolicy import UrlNotAllowed, canonical_host
 
 NAVIGATION_TIMEOUT_MS = 30_000
 LINK_CHECK_TIMEOUT_MS = 10_000
@@ -53,6 +57,14 @@ UNREACHABLE = (
 BROWSER_GONE = ("Target crashed", "has been closed", "Browser closed", "browser has disconnected", "Connection closed")
 
 
+@dataclass
+class LinkChecks:
+    """How many links a visit checked over the network, and how many it left unchecked for want of budget."""
+
+    made: int = 0
+    skipped: int = 0
+
+
 class VisitState(TypedDict, total=False):
     """The graph's state for one page visit."""
 
@@ -68,6 +80,8 @@ class VisitState(TypedDict, total=False):
     server: ServerTime
     title: str
     raw_links: list[str]
+    link_checks: int
+    link_checks_skipped: int
     signals: list[Signal]
     findings: list[Finding]
     links: list[str]
@@ -112,6 +126,11 @@ class PageAgent:
                 raise
             return cast(VisitState, result)
 
+    def _unreachable(self, context: BrowserContext, url: str) -> str | None:
+        """Why the filtering proxy could not reach ``url``'s host and port, if it could not."""
+        endpoint = _endpoint(url)
+        return self.pool.unreachable(context, *endpoint) if endpoint is not None else None
+
     def _after_triage(self, state: VisitState) -> str:
         return "refine" if self.llm is not None and state.get("findings") else "extract_links"
 
@@ -144,11 +163,17 @@ class PageAgent:
         except PlaywrightError as err:
             if browser_gone(err):
                 raise
-            reason = _net_error(str(err))
-            if visit.is_start and reason in UNREACHABLE:
-                raise BadInput(
-                    f"cannot reach the start URL {visit.url}: {reason}", code="START_URL_UNREACHABLE"
-                ) from err
+            # through the filtering proxy a closed port is a failed tunnel: the proxy knows the real reason
+            reason = self._unreachable(state["context"], visit.url) or _net_error(str(err))
+            return _unreachable_page(visit, page, probe, reason)
+        if response is not None:
+            probe.document_request = response.request
+        down = self._unreachable(state["context"], page.url)
+        if down is not None:  # the proxy's 502 for a host it could not reach (plain http)
+            return _unreachable_page(visit, page, probe, down)
+        refused = _refusal(self.pool.blocked(state["context"]), page.url)
+        if refused is not None:
+            # the document (or a redirect hop of it) was refused: what answered is the proxy, not the site
             return {
                 "page": page,
                 "probe": probe,
@@ -156,10 +181,8 @@ class PageAgent:
                 "final_url": visit.url,
                 "is_html": False,
                 "load_ms": 0,
-                "error": reason,
+                "error": f"blocked by the network policy: {refused.reason}",
             }
-        if response is not None:
-            probe.document_request = response.request
         await probe.settle()
         # The server's share of the load, not the browser's load event or the wall clock: on a busy machine the
         # renderer's parsing, scripts and layout stretch those, and a QA crawler must not file that as the
@@ -194,14 +217,21 @@ class PageAgent:
                 signals.append(slow)
         raw_links: list[str] = []
         title = ""
+        checks = LinkChecks()
         if state.get("error") is None and state.get("is_html", True):
             dom: dict[str, Any] = await state["page"].evaluate(DOM_SCRIPT)
             title = str(dom.get("title") or "")
             signals += dom_signals(visit.url, dom)
             raw_links = [str(href) for href in dom.get("links", [])][: MAX_LINKS * 2]
             if visit.check_links:
-                signals += await self._check_links(state["context"], visit, raw_links)
-        return {"signals": signals, "raw_links": raw_links, "title": title}
+                signals += await self._check_links(state["context"], visit, raw_links, checks)
+        return {
+            "signals": signals,
+            "raw_links": raw_links,
+            "title": title,
+            "link_checks": checks.made,
+            "link_checks_skipped": checks.skipped,
+        }
 
     async def _confirm_slow(self, context: BrowserContext, visit: PageVisit, first: ServerTime) -> Signal | None:
         """A ``slow_page`` signal when a second measurement agrees with the first, else None.
@@ -231,8 +261,14 @@ class PageAgent:
             detail |= {"slowest_resource": first.resource.url, "resource_ms": first.resource_ms}
         return Signal(kind=BugKind.SLOW_PAGE, page_url=visit.url, detail=detail)
 
-    async def _check_links(self, context: BrowserContext, visit: PageVisit, raw_links: list[str]) -> list[Signal]:
-        """Check each distinct internal link once (HEAD, GET when HEAD is refused); broken ones become signals."""
+    async def _check_links(
+        self, context: BrowserContext, visit: PageVisit, raw_links: list[str], checks: LinkChecks
+    ) -> list[Signal]:
+        """Check each distinct internal link once (HEAD, GET when HEAD is refused); broken ones become signals.
+
+        Links the worker checked before answer from its cache; of the others, at most ``visit.max_link_checks``
+        are checked (the visit's share of the session's budget), the rest are counted as skipped.
+        """
         targets: dict[str, str] = {}
         for href in raw_links:
             url = normalize_url(href, visit.url)
@@ -241,6 +277,18 @@ class PageAgent:
             targets.setdefault(url_key(url), url)
         gate = asyncio.Semaphore(LINK_CHECK_PARALLEL)
         cache = self.pool.link_cache
+        if visit.max_link_checks is not None:
+            allowed: dict[str, str] = {}
+            for key, url in targets.items():
+                fresh = cache.get(key) is None
+                if fresh and checks.made >= visit.max_link_checks:
+                    checks.skipped += 1
+                    continue
+                checks.made += 1 if fresh else 0
+                allowed[key] = url
+            targets = allowed
+        else:
+            checks.made = sum(1 for key in targets if cache.get(key) is None)
 
         async def check(key: str, url: str) -> Signal | None:
             cached = cache.get(key)
@@ -260,7 +308,8 @@ class PageAgent:
         """Fold signals into fingerprinted findings with severities (deterministic rules)."""
         visit = state["visit"]
         state["progress"].set({"stage": "triage", "url": visit.url})
-        return {"findings": triage(state.get("signals", []), visit.url, slow_page_ms=visit.slow_page_ms)}
+        signals = with_blocked(state.get("signals", []), self.pool.blocked(state["context"]), visit.url)
+        return {"signals": signals, "findings": triage(signals, visit.url, slow_page_ms=visit.slow_page_ms)}
 
     async def refine(self, state: VisitState) -> VisitState:
         """Reword titles and descriptions through the configured LLM (unchanged if it fails)."""
@@ -320,6 +369,58 @@ async def _link_status(context: BrowserContext, url: str) -> tuple[int | None, s
         if browser_gone(err):
             raise
         return None, _net_error(str(err))
+
+
+def _unreachable_page(visit: PageVisit, page: Page, probe: PageProbe, reason: str) -> VisitState:
+    """The state of a page whose host could not be reached (fatal for a start URL: bad input, no retries)."""
+    if visit.is_start and reason in UNREACHABLE:
+        raise BadInput(f"cannot reach the start URL {visit.url}: {reason}", code="START_URL_UNREACHABLE")
+    return {
+        "page": page,
+        "probe": probe,
+        "status": None,
+        "final_url": visit.url,
+        "is_html": False,
+        "load_ms": 0,
+        "error": reason,
+    }
+
+
+def with_blocked(signals: list[Signal], blocked: list[BlockedRequest], page_url: str) -> list[Signal]:
+    """``signals`` with each refused request as one ``blocked_request`` signal (naming the URL and address), in
+    place of what the browser made of the proxy's refusal (a 403, a failed tunnel) on the same host and port."""
+    if not blocked:
+        return signals
+    refused = {(b.host, b.port) for b in blocked}
+    kept = [s for s in signals if not s.target or _endpoint(s.target) not in refused]
+    # one finding per refused host and port (its first URL names it): a redirect and the favicon fold together
+    for b in {(b.host, b.port): b for b in reversed(blocked)}.values():
+        kept.append(
+            Signal(
+                kind=BugKind.BLOCKED_REQUEST,
+                page_url=page_url,
+                target=b.target,
+                message=b.reason,
+                detail={"address": b.address},
+            )
+        )
+    return kept
+
+
+def _refusal(blocked: list[BlockedRequest], url: str) -> BlockedRequest | None:
+    """The refusal of ``url``'s host and port, if the policy refused it."""
+    endpoint = _endpoint(url)
+    return next((b for b in blocked if (b.host, b.port) == endpoint), None)
+
+
+def _endpoint(url: str) -> tuple[str, int] | None:
+    """(canonical host, port) of a URL, or None when it has no host."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return (canonical_host(parts.hostname), port) if parts.hostname else None
+    except (ValueError, UrlNotAllowed):
+        return None
 
 
 def _net_error(message: str) -> str:

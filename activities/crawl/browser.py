@@ -4,29 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from playwright.async_api import Browser, BrowserContext, Playwright, ViewportSize, async_playwright
+from playwright.async_api import Browser, BrowserContext, Playwright, ProxySettings, ViewportSize, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
+from activities.crawl.proxy import BlockedRequest, FilteringProxy
 from conveyor.errors import BadInput
 from conveyor.logging import get_logger
+from conveyor.netpolicy import NetPolicy
 
 log = get_logger(__name__)
 
-#: Flags that keep Chromium quiet and offline apart from the pages it is sent to.
+#: Flags that keep Chromium quiet and offline apart from the pages it is sent to. WebRTC may send UDP only
+#: through the proxy (that is: not at all), so a page cannot reach around the network policy with it.
 CHROMIUM_ARGS: tuple[str, ...] = (
-    "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
 )
+#: Proxy nothing around: ``<-loopback>`` removes Chromium's implicit bypass of localhost and loopback.
+PROXY_BYPASS = "<-loopback>"
 #: Contexts a browser serves before it is replaced once idle (the seed's ``--max-tasks-per-child``: a
 #: long-lived Chromium grows; a fresh one gives the memory back).
 RECYCLE_AFTER = 500
@@ -56,21 +62,48 @@ class LinkStatusCache:
             self._entries.popitem(last=False)
 
 
+def sandbox_enabled(mode: str, euid: int | None = None) -> bool:
+    """Whether Chromium runs with its sandbox: ``auto`` whenever the process is not root (Chromium refuses to
+    start sandboxed as root), ``on`` always, ``off`` never."""
+    if mode == "on":
+        return True
+    if mode == "off":
+        return False
+    return (os.geteuid() if euid is None else euid) != 0
+
+
 class BrowserPool:
-    """Launches Chromium on first use (and again if it crashed); hands out isolated contexts."""
+    """Launches Chromium on first use (and again if it crashed); hands out isolated contexts.
+
+    Every connection the browser makes goes through a :class:`FilteringProxy` that applies ``policy`` (one
+    listener per context, so each visit knows what was refused on its behalf; the launch-wide one catches
+    anything else). ``policy`` defaults to the deny-by-default policy with no exceptions.
+    """
 
     def __init__(
-        self, executable_path: str, extra_args: list[str], user_agent: str, *, recycle_after: int = RECYCLE_AFTER
+        self,
+        executable_path: str,
+        extra_args: list[str],
+        user_agent: str,
+        *,
+        recycle_after: int = RECYCLE_AFTER,
+        policy: NetPolicy | None = None,
+        sandbox: str = "auto",
     ) -> None:
         self.executable_path = executable_path
         self.recycle_after = recycle_after
         self.served = 0
         self.args = [*CHROMIUM_ARGS, *extra_args]
         self.user_agent = user_agent
+        self.policy = policy or NetPolicy()
+        self.sandbox = sandbox_enabled(sandbox)
         self.link_cache = LinkStatusCache()
         self._lock = asyncio.Lock()
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
+        self._proxy: FilteringProxy | None = None
+        self._context_proxies: dict[BrowserContext, FilteringProxy] = {}
+        self._warned_root = False
         self.open_contexts = 0
         self.launches = 0
 
@@ -92,12 +125,24 @@ class BrowserPool:
                 )
             if self._playwright is None:
                 self._playwright = await async_playwright().start()
+            if self._proxy is None:
+                self._proxy = await FilteringProxy(self.policy).start()
+            if not self.sandbox and not self._warned_root:
+                self._warned_root = True
+                log.warning(
+                    "Chromium runs without its sandbox (the worker is root, or CONVEYOR_CHROMIUM_SANDBOX=off): "
+                    "a renderer exploit gets the worker's privileges; run the crawl worker as a non-root user"
+                )
             self._browser = await self._playwright.chromium.launch(
-                executable_path=self.executable_path, args=self.args, headless=True
+                executable_path=self.executable_path,
+                args=self.args,
+                headless=True,
+                chromium_sandbox=self.sandbox,
+                proxy=_proxy_settings(self._proxy),
             )
             self.launches += 1
             self.served = 0
-            log.info("browser launched", executable=self.executable_path, launches=self.launches)
+            log.info("browser launched", executable=self.executable_path, launches=self.launches, sandbox=self.sandbox)
             return self._browser
 
     @contextlib.asynccontextmanager
@@ -123,11 +168,36 @@ class BrowserPool:
             # shielded: a cancelled visit must still close its context, or the browser leaks them
             with contextlib.suppress(PlaywrightError, asyncio.CancelledError):
                 await asyncio.shield(ctx.close())
+            proxy = self._context_proxies.pop(ctx, None)
+            if proxy is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(proxy.close())
+
+    def unreachable(self, context: BrowserContext, host: str, port: int) -> str | None:
+        """Why the proxy of ``context`` could not reach ``host:port`` (a ``net::ERR_…`` name), if it could not."""
+        proxy = self._context_proxies.get(context)
+        return proxy.unreachable.get((host, port)) if proxy is not None else None
+
+    def blocked(self, context: BrowserContext) -> list[BlockedRequest]:
+        """What the network policy refused to ``context`` so far (redirect hops and sub-requests included)."""
+        proxy = self._context_proxies.get(context)
+        return list(proxy.blocked) if proxy is not None else []
 
     async def _new_context(self, browser: Browser) -> BrowserContext:
-        return await browser.new_context(
-            user_agent=self.user_agent, viewport=VIEWPORT, service_workers="block", java_script_enabled=True
-        )
+        proxy = await FilteringProxy(self.policy).start()
+        try:
+            ctx = await browser.new_context(
+                user_agent=self.user_agent,
+                viewport=VIEWPORT,
+                service_workers="block",
+                java_script_enabled=True,
+                proxy=_proxy_settings(proxy),
+            )
+        except BaseException:
+            await proxy.close()
+            raise
+        self._context_proxies[ctx] = proxy
+        return ctx
 
     @staticmethod
     async def _dead(browser: Browser) -> bool:
@@ -149,3 +219,11 @@ class BrowserPool:
                 with contextlib.suppress(PlaywrightError):
                     await self._playwright.stop()
                 self._playwright = None
+            if self._proxy is not None:
+                await self._proxy.close()
+                self._proxy = None
+
+
+def _proxy_settings(proxy: FilteringProxy) -> ProxySettings:
+    """Playwright's proxy option for ``proxy``: everything through it, loopback included."""
+    return {"server": proxy.url, "bypass": PROXY_BYPASS}

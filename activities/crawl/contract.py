@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from activities.crawl.schemas import CleanupRequest
-from conveyor.pipeline import Launch, Pipeline, Queue, Schedule
+from conveyor.pipeline import Launch, Pipeline, Price, Queue, Schedule
 
 NAME = "crawl"
 #: The seed's four queues and their worker concurrency: crawl 2 (high), tickets 4, media 8, default 2 (low).
@@ -27,6 +27,9 @@ UPLOAD_SCREENSHOT = "crawl.upload_screenshot"
 CREATE_TICKET = "crawl.create_ticket"
 RECORD_TICKET_ERROR = "crawl.record_ticket_error"
 CLEANUP_OLD_SESSIONS = "crawl.cleanup_old_sessions"
+NOTE_LIMIT = "crawl.note_limit"
+SPILL_FRONTIER = "crawl.spill_frontier"
+LOAD_FRONTIER = "crawl.load_frontier"
 #: The session's bookkeeping before the kernel's ``conveyor.record_run`` (runs started then still use it).
 LEGACY_UPDATE_SESSION = "crawl.update_session"
 
@@ -37,6 +40,10 @@ SESSION_TABLE = "crawl_sessions"
 def workflow_id_for(session_id: str) -> str:
     """The workflow id of a session (deterministic: a second start is refused while one runs)."""
     return f"crawl-{session_id}"
+
+
+#: A crawl pays per page it visited; a start holds ``max_pages`` of them.
+PAGE_PRICE = Price("page", 1, "one page visited (loaded, checked, its links followed); a start holds max_pages")
 
 
 PIPELINE = Pipeline(
@@ -71,4 +78,6 @@ PIPELINE = Pipeline(
         ),
     ),
     legacy_bookkeeping=(LEGACY_UPDATE_SESSION,),
+    prices=(PAGE_PRICE,),
+    max_running=3,
 )

@@ -5,14 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from conveyor.db import Base
-from conveyor.models import utcnow
+from conveyor.models import CreditHold, utcnow
 from conveyor.records import RunColumns
 from conveyor.runs import RunUpdate
+
+#: Key of a session's ``config`` that lists the caps it reached (``bugs``, ``screenshots``, ``tickets``…).
+LIMITS_REACHED = "limits_reached"
 
 
 class CrawlSession(RunColumns, Base):
@@ -31,12 +34,27 @@ class CrawlSession(RunColumns, Base):
     stop_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
+    @property
+    def limits_reached(self) -> list[str]:
+        """The per-session caps this session reached (that kind of work stopped; the crawl went on)."""
+        return [str(limit) for limit in (self.config or {}).get(LIMITS_REACHED, [])]
+
     async def after_record(self, session: AsyncSession, update: RunUpdate) -> None:
         """A session that ends counts its pages and bugs from the stored rows."""
         if self.finished:
             from activities.crawl.records import refresh_counters
 
             await refresh_counters(session, self.id)
+
+    def credits_due(self, session: Session, held: CreditHold) -> int:
+        """The pages this run visited (stored page rows beyond those of earlier runs), at the page price."""
+        from activities.crawl.contract import PAGE_PRICE
+
+        if self.started_at is None:  # never started (a start that failed, a cancel while queued): nothing visited
+            return 0
+        pages = session.scalar(select(func.count()).select_from(CrawlPage).where(CrawlPage.session_id == self.id))
+        before = int((held.details or {}).get("pages_before", 0))
+        return PAGE_PRICE.cost(int(pages or 0) - before)
 
 
 class CrawlPage(Base):

@@ -5,21 +5,30 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.crawl.models import CrawlBug, CrawlBugPage, CrawlPage, CrawlSession
-from activities.crawl.schemas import Finding, PageReport, PageVisit
+from activities.crawl.models import LIMITS_REACHED, CrawlBug, CrawlBugPage, CrawlPage, CrawlSession
+from activities.crawl.schemas import LIMIT_BUGS, Finding, PageReport, PageVisit
 from activities.crawl.urls import url_key
 from conveyor.db import dialect_insert
 from conveyor.runs import RunStatus
 
 
-async def record_page(session: AsyncSession, visit: PageVisit, report: PageReport, findings: list[Finding]) -> None:
+async def record_page(
+    session: AsyncSession, visit: PageVisit, report: PageReport, findings: list[Finding]
+) -> list[Finding]:
     """Store the visited page and its bugs (one bug per fingerprint; a page counted once per bug).
 
-    A visit that ends after its session was cancelled or failed stores nothing: the session's record is final.
+    Returns the findings stored: once the session holds ``visit.max_bugs`` bugs, new fingerprints are dropped
+    (known ones still count the page) and the session notes ``bugs`` in its reached limits. A visit that ends
+    after its session was cancelled or failed stores nothing: the session's record is final.
     """
-    status = await session.scalar(select(CrawlSession.status).where(CrawlSession.id == visit.session_id))
+    # Locking the session's row (PostgreSQL; SQLite writes one at a time anyway) keeps concurrent visits from
+    # both passing the bug cap.
+    status = await session.scalar(
+        select(CrawlSession.status).where(CrawlSession.id == visit.session_id).with_for_update()
+    )
     if status in (RunStatus.CANCELLED, RunStatus.FAILED):
-        return
+        return []
+    findings = await _within_bug_cap(session, visit, findings)
     key = url_key(visit.url)
     values = {
         "url": visit.url,
@@ -55,6 +64,46 @@ async def record_page(session: AsyncSession, visit: PageVisit, report: PageRepor
         )
         await session.execute(seen.on_conflict_do_nothing(index_elements=["bug_id", "url_key"]))
     await refresh_counters(session, visit.session_id, current_url=visit.url)
+    return findings
+
+
+async def _within_bug_cap(session: AsyncSession, visit: PageVisit, findings: list[Finding]) -> list[Finding]:
+    """The findings that may be stored: known fingerprints, and new ones while the session is under its cap."""
+    if visit.max_bugs is None or not findings:
+        return findings
+    prints = [f.fingerprint for f in findings]
+    known = set(
+        await session.scalars(
+            select(CrawlBug.fingerprint).where(
+                CrawlBug.session_id == visit.session_id, CrawlBug.fingerprint.in_(prints)
+            )
+        )
+    )
+    stored = int(
+        await session.scalar(select(func.count()).select_from(CrawlBug).where(CrawlBug.session_id == visit.session_id))
+        or 0
+    )
+    kept: list[Finding] = []
+    for finding in findings:  # worst first (triage's order), so the cap keeps the most severe
+        if finding.fingerprint in known:
+            kept.append(finding)
+        elif stored < visit.max_bugs:
+            kept.append(finding)
+            known.add(finding.fingerprint)
+            stored += 1
+    if len(kept) < len(findings):
+        await note_limit(session, visit.session_id, LIMIT_BUGS)
+    return kept
+
+
+async def note_limit(session: AsyncSession, session_id: str, limit: str) -> None:
+    """Add ``limit`` to the session's reached limits (kept in its config, shown by the API), once."""
+    crawl = await session.get(CrawlSession, session_id)
+    if crawl is None:
+        return
+    reached = list(crawl.config.get(LIMITS_REACHED, []))
+    if limit not in reached:
+        crawl.config = {**crawl.config, LIMITS_REACHED: [*reached, limit]}
 
 
 async def refresh_counters(session: AsyncSession, session_id: str, *, current_url: str | None = None) -> None:

@@ -8,6 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+#: The per-session caps a session can reach, as named in its ``limits_reached``.
+LIMIT_BUGS = "bugs"
+LIMIT_SCREENSHOTS = "screenshots"
+LIMIT_TICKETS = "tickets"
+LIMIT_LINK_CHECKS = "link_checks"
+
 
 class BugKind(StrEnum):
     """What a signal or bug is about."""
@@ -34,6 +40,8 @@ class BugKind(StrEnum):
     """``<html>`` without a ``lang`` attribute."""
     MISSING_TITLE = "missing_title"
     """A page without a ``<title>`` (or an empty one)."""
+    BLOCKED_REQUEST = "blocked_request"
+    """The page (a redirect, a sub-request, a link) led to an address the network policy denies: not followed."""
 
 
 class Severity(StrEnum):
@@ -82,6 +90,25 @@ class RobotsRules(BaseModel):
 
     allow: list[str] = Field(default_factory=list)
     disallow: list[str] = Field(default_factory=list)
+    crawl_delay: float | None = None
+    """The group's ``Crawl-delay`` in seconds, when it gives one (not in RFC 9309, but widely honoured)."""
+
+
+class CrawlLimits(BaseModel):
+    """A session's caps and pacing, fixed from the settings when it starts (None: unlimited, for older runs)."""
+
+    max_bugs: int | None = None
+    """Bugs recorded per session; later new fingerprints are dropped."""
+    max_screenshots: int | None = None
+    """Screenshots taken per session."""
+    max_tickets: int | None = None
+    """Tickets filed per session."""
+    max_link_checks: int | None = None
+    """Link checks (HEAD/GET requests) made per session."""
+    ticket_min_severity: Severity = Severity.LOW
+    """Bugs below this severity get no screenshot and no ticket (they stay listed in the API)."""
+    host_delay_s: float = 0.0
+    """Least time between two page visits to one host (the setting, or robots.txt's capped Crawl-delay)."""
 
 
 class CrawlConfig(BaseModel):
@@ -154,6 +181,62 @@ class CrawlState(BaseModel):
     tickets_filed: int = 0
     """Tickets filed by earlier runs of the chain."""
     runs: int = 1
+    limits: CrawlLimits | None = None
+    """The session's caps (None for sessions started before there were any)."""
+    screenshots_taken: int = 0
+    """Screenshots asked for by earlier runs of the chain (counted against ``limits.max_screenshots``)."""
+    tickets_asked: int = 0
+    """Tickets asked for by earlier runs of the chain (counted against ``limits.max_tickets``)."""
+    link_checks: int = 0
+    """Link checks made by every page visited so far."""
+    limits_reached: list[str] = Field(default_factory=list)
+    """The caps this session hit (``bugs``, ``screenshots``, ``tickets``, ``link_checks``)."""
+    spill: FrontierSpill | None = None
+    """Where the frontier and visited set wait between runs when they were too large to carry."""
+
+
+class FrontierSpill(BaseModel):
+    """A frontier and visited set stored in the blob store, in parts, between two runs of a session."""
+
+    run: int
+    """The run that stored them."""
+    frontier_parts: int
+    seen_parts: int
+
+
+class SpillPart(BaseModel):
+    """Store one part of a session's frontier or visited set (at most a batch of entries)."""
+
+    session_id: str
+    run: int
+    kind: str
+    """``frontier`` or ``seen``."""
+    part: int
+    frontier: list[FrontierItem] = Field(default_factory=list)
+    seen: list[str] = Field(default_factory=list)
+
+
+class SpillBatch(BaseModel):
+    """One stored part of a frontier or visited set."""
+
+    frontier: list[FrontierItem] = Field(default_factory=list)
+    seen: list[str] = Field(default_factory=list)
+
+
+class LoadPart(BaseModel):
+    """Read back one stored part of a session's frontier or visited set."""
+
+    session_id: str
+    run: int
+    kind: str
+    part: int
+
+
+class LimitNote(BaseModel):
+    """Note on a session that it reached one of its caps (the work of that kind stops, the crawl goes on)."""
+
+    session_id: str
+    limit: str
 
 
 class StartRequest(BaseModel):
@@ -171,6 +254,8 @@ class StartInfo(BaseModel):
     origin: str
     robots: RobotsRules | None = None
     robots_status: int | None = None
+    limits: CrawlLimits | None = None
+    """The caps and pacing from the settings (None from a worker that had none)."""
 
 
 class PageVisit(BaseModel):
@@ -186,6 +271,10 @@ class PageVisit(BaseModel):
     check_links: bool = True
     is_start: bool = False
     referrer: str | None = None
+    max_link_checks: int | None = None
+    """Link checks this visit may make (its share of the session's budget); None: no cap."""
+    max_bugs: int | None = None
+    """The session's bug cap: new fingerprints past it are not recorded; None: no cap."""
 
 
 class PageReport(BaseModel):
@@ -201,6 +290,12 @@ class PageReport(BaseModel):
     bugs: list[BugRef] = Field(default_factory=list)
     error: str | None = None
     """Why the page could not be visited (after which it has no links)."""
+    link_checks: int = 0
+    """Link checks this visit made (answers from the worker's cache are free)."""
+    link_checks_skipped: int = 0
+    """Links left unchecked because the visit's share of the link-check budget ran out."""
+    bugs_dropped: int = 0
+    """New bugs not recorded because the session reached its bug cap."""
 
 
 class ScreenshotRequest(BaseModel):
@@ -280,4 +375,5 @@ class CleanupResult(BaseModel):
     bytes_freed: int = 0
 
 
+CrawlState.model_rebuild()
 CrawlRequest.model_rebuild()

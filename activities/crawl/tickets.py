@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from sqlalchemy import Select, select
@@ -14,6 +15,12 @@ from conveyor.db import dialect_insert
 #: Namespace of the deterministic Linear issue ids (so a retried create files nothing twice).
 TICKET_NAMESPACE = uuid.UUID("6f1d4a52-2c1b-4d6e-9a43-6b7f0c1e2d3a")
 MAX_PAGES_LISTED = 20
+#: Characters that open Markdown links, images, autolinks, HTML, headings, quotes, emphasis or tables.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~])")
+_BACKTICKS = re.compile(r"`+")
+_BARE_URL = re.compile(r"\b(?:[a-z][a-z0-9+.-]*://|www\.)[^\s`<>]*", re.IGNORECASE)
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_LINE_START = re.compile(r"^(\s*)([#>=])")
 
 
 def linear_issue_id(session_id: str, fingerprint: str) -> str:
@@ -22,24 +29,110 @@ def linear_issue_id(session_id: str, fingerprint: str) -> str:
 
 
 def ticket_description(bug: CrawlBug, crawl: CrawlSession, pages: list[str], screenshot_url: str | None) -> str:
-    """The ticket body: what was found, where, the evidence and the screenshot."""
+    """The ticket body: what was found, where, the evidence and the screenshot.
+
+    Everything that came from the crawled site (URLs, titles, console text, element sources, and a description an
+    LLM may have reworded) is escaped or shown as code, so a page cannot put links, images, headings or HTML into
+    the ticket.
+    """
     lines = [
-        bug.description.strip(),
+        f"**{escape_markdown(bug.title)}**",
         "",
-        f"**Kind:** {bug.kind} · **Severity:** {bug.severity} · **Fingerprint:** `{bug.fingerprint}`",
-        f"**Crawl:** {crawl.url} (session `{crawl.id}`)",
+        defang_markdown(bug.description.strip()),
+        "",
+        f"**Kind:** {escape_markdown(bug.kind)} · **Severity:** {escape_markdown(bug.severity)} · "
+        f"**Fingerprint:** {markdown_code(bug.fingerprint)}",
+        f"**Crawl:** {markdown_code(crawl.url)} (session {markdown_code(crawl.id)})",
         "",
         f"**Seen on {len(pages)} page(s):**",
-        *[f"- {p}" for p in pages[:MAX_PAGES_LISTED]],
+        *[f"- {markdown_code(p)}" for p in pages[:MAX_PAGES_LISTED]],
     ]
     if len(pages) > MAX_PAGES_LISTED:
         lines.append(f"- … and {len(pages) - MAX_PAGES_LISTED} more")
     evidence = {k: v for k, v in bug.evidence.items() if v not in (None, "", [], {})}
     if evidence:
-        lines += ["", "**Evidence:**", *[f"- {k}: `{v}`" for k, v in evidence.items()]]
+        lines += [
+            "",
+            "**Evidence:**",
+            *[f"- {escape_markdown(str(k))}: {markdown_code(str(v))}" for k, v in evidence.items()],
+        ]
     if screenshot_url:
         lines += ["", f"**Screenshot:** {screenshot_url}"]
     return "\n".join(lines)
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` as one line of literal Markdown text: special characters backslash-escaped, bare URLs as code."""
+    line = " ".join(str(text).split())
+    out: list[str] = []
+    last = 0
+    for match in _BARE_URL.finditer(line):
+        out.append(_MARKDOWN_SPECIAL.sub(r"\\\1", line[last : match.start()]))
+        out.append(markdown_code(match.group(0)))
+        last = match.end()
+    out.append(_MARKDOWN_SPECIAL.sub(r"\\\1", line[last:]))
+    return "".join(out)
+
+
+def markdown_code(text: str) -> str:
+    """``text`` as inline code (nothing in it renders), whatever backticks it holds."""
+    line = " ".join(str(text).split())
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(line)), default=0) + 1)
+    padded = f" {line} " if line.startswith("`") or line.endswith("`") else line
+    return f"{fence}{padded}{fence}"
+
+
+def defang_markdown(text: str) -> str:
+    """Markdown text that keeps its emphasis, lists and code, but can open no link, image, heading or HTML.
+
+    Fenced blocks and inline code spans stay as they are (nothing renders in them); elsewhere brackets, angle
+    brackets and exclamation marks are escaped, bare URLs become code, and a line cannot start a heading or quote.
+    """
+    out: list[str] = []
+    fence = ""
+    for line in text.splitlines():
+        opened = _FENCE.match(line)
+        if fence:
+            out.append(line)
+            if opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
+                fence = ""
+            continue
+        if opened:
+            fence = opened.group(1)
+            out.append(line)
+            continue
+        out.append(_LINE_START.sub(r"\1\\\2", _defang_line(line)))
+    return "\n".join(out)
+
+
+def _defang_line(line: str) -> str:
+    """One line with its inline code spans kept and link, image, autolink and HTML openers escaped elsewhere."""
+    out: list[str] = []
+    i = 0
+    while i < len(line):
+        run = _BACKTICKS.match(line, i)
+        if run:
+            closing = re.compile(r"(?<!`)" + run.group(0) + r"(?!`)").search(line, run.end())
+            if closing:
+                out.append(line[i : closing.end()])
+                i = closing.end()
+                continue
+            out.append("\\`" * len(run.group(0)))
+            i = run.end()
+            continue
+        nxt = _BACKTICKS.search(line, i)
+        end = nxt.start() if nxt else len(line)
+        chunk = line[i:end]
+        parts: list[str] = []
+        last = 0
+        for match in _BARE_URL.finditer(chunk):
+            parts.append(re.sub(r"([\[\]<>!\\])", r"\\\1", chunk[last : match.start()]))
+            parts.append(markdown_code(match.group(0)))
+            last = match.end()
+        parts.append(re.sub(r"([\[\]<>!\\])", r"\\\1", chunk[last:]))
+        out.append("".join(parts))
+        i = end
+    return "".join(out)
 
 
 def _ticket_of(session_id: str, fingerprint: str) -> Select[Ticket]:

@@ -6,11 +6,13 @@ Severity rules:
 - ``page_error``, ``failed_request``: high.
 - ``broken_link``: high when the link answers >= 500 or cannot be reached (no status), else medium.
 - ``missing_resource``: high for a script, medium for a stylesheet or a font, low for an image or anything else.
-- ``http_error``, ``console_error``: medium.
+- ``http_error``, ``console_error``, ``blocked_request``: medium.
 - ``slow_page``: low, medium when the load (``detail["load_ms"]``) took more than 3 x the slow-page threshold.
 - ``missing_alt``, ``missing_lang``, ``missing_title``: low.
 
 Identical signals of a page (same kind and fingerprint) fold into one finding; the worst of them speaks for all.
+Accessibility findings are grouped by rule and page: every image without alt text on a page is one
+``missing_alt`` finding that lists its elements (``evidence["elements"]``), not one bug per image.
 """
 
 from __future__ import annotations
@@ -30,8 +32,18 @@ MESSAGE_KEY_MAX = 200
 _DESCRIPTION_MESSAGE_MAX = 2000
 _SLOW_MEDIUM_FACTOR = 3
 
-_PAGE_KEYED = {BugKind.HTTP_ERROR, BugKind.SERVER_ERROR, BugKind.SLOW_PAGE, BugKind.MISSING_TITLE}
-_TARGET_KEYED = {BugKind.BROKEN_LINK, BugKind.MISSING_RESOURCE, BugKind.MISSING_ALT}
+_PAGE_KEYED = {
+    BugKind.HTTP_ERROR,
+    BugKind.SERVER_ERROR,
+    BugKind.SLOW_PAGE,
+    BugKind.MISSING_TITLE,
+    BugKind.MISSING_ALT,
+}
+_TARGET_KEYED = {BugKind.BROKEN_LINK, BugKind.MISSING_RESOURCE, BugKind.BLOCKED_REQUEST}
+#: Accessibility rules whose findings list the page's offending elements.
+_ELEMENT_RULES = {BugKind.MISSING_ALT}
+#: Elements listed in one grouped finding (the count says how many there were).
+ELEMENTS_MAX = 50
 _MESSAGE_KEYED = {BugKind.CONSOLE_ERROR, BugKind.PAGE_ERROR}
 
 # Any scheme, so that chrome-extension:// and webpack:// sources fold like http ones.
@@ -51,6 +63,7 @@ _LABELS: dict[BugKind, str] = {
     BugKind.MISSING_ALT: "Image without alt text",
     BugKind.MISSING_LANG: "Missing lang attribute",
     BugKind.MISSING_TITLE: "Missing title",
+    BugKind.BLOCKED_REQUEST: "Blocked request",
 }
 
 
@@ -67,15 +80,25 @@ def triage(signals: list[Signal], page_url: str, *, slow_page_ms: int) -> list[F
         # min() keeps the first of equals, so the earliest of the worst signals speaks for the group.
         severity, worst = min(rated, key=lambda pair: SEVERITY_RANK[pair[0]])
         count = len(group)
+        elements = _elements(group) if kind in _ELEMENT_RULES else []
+        description = _description(worst, page_url, severity, count, slow_page_ms)
+        evidence = _evidence(worst, count)
+        title = _title(worst, page_url)
+        if len(elements) > 1:
+            title = _truncate(f"{len(elements)} images without alt text on {_display(page_url, page_url)}", TITLE_MAX)
+            description = _grouped_description(page_url, severity, elements)
+        if elements:
+            evidence["elements"] = elements[:ELEMENTS_MAX]
+            evidence["target"] = elements[0]
         findings.append(
             Finding(
                 fingerprint=print_id,
                 kind=kind,
                 severity=severity,
-                title=_title(worst, page_url),
-                description=_description(worst, page_url, severity, count, slow_page_ms),
+                title=title,
+                description=description,
                 page_url=page_url,
-                evidence=_evidence(worst, count),
+                evidence=evidence,
                 count=count,
             )
         )
@@ -120,7 +143,7 @@ def _severity(signal: Signal, slow_page_ms: int) -> Severity:
         if resource_type == "script":
             return Severity.HIGH
         return Severity.MEDIUM if resource_type in ("stylesheet", "font") else Severity.LOW
-    if kind in (BugKind.HTTP_ERROR, BugKind.CONSOLE_ERROR):
+    if kind in (BugKind.HTTP_ERROR, BugKind.CONSOLE_ERROR, BugKind.BLOCKED_REQUEST):
         return Severity.MEDIUM
     if kind is BugKind.SLOW_PAGE:
         load_ms = _load_ms(signal)
@@ -158,6 +181,8 @@ def _title(signal: Signal, page_url: str) -> str:
         title = f"Image without alt text: {target if signal.target else '(no src)'}"
     elif kind is BugKind.MISSING_LANG:
         title = f"Missing lang attribute on <html> ({origin_of(page_url) or page_url})"
+    elif kind is BugKind.BLOCKED_REQUEST:
+        title = f"Blocked request to {target} ({signal.detail.get('address') or 'denied address'})"
     else:
         title = f"Page without a title: {page}"
     return _truncate(" ".join(title.split()), TITLE_MAX)
@@ -165,8 +190,8 @@ def _title(signal: Signal, page_url: str) -> str:
 
 def _description(signal: Signal, page_url: str, severity: Severity, count: int, slow_page_ms: int) -> str:
     """A markdown account of the defect: what was seen, where, and the evidence."""
-    page = f"<{page_url}>" if normalize_url(page_url) == page_url else _code(page_url)
-    lines = [f"**{_LABELS[signal.kind]}** on {page}", "", _what_happened(signal, slow_page_ms), ""]
+    # The page's URL comes from the site's own links: as code it cannot render as a link, image or HTML.
+    lines = [f"**{_LABELS[signal.kind]}** on {_code(page_url)}", "", _what_happened(signal, slow_page_ms), ""]
     lines.append(f"- Severity: {severity.value}")
     lines.append(f"- Seen {count} time{'s' if count != 1 else ''} on this page")
     for label, value in (
@@ -183,6 +208,26 @@ def _description(signal: Signal, page_url: str, severity: Severity, count: int, 
         message = _truncate(signal.message.strip(), _DESCRIPTION_MESSAGE_MAX)
         fence = "`" * max(3, _longest_backtick_run(message) + 1)
         lines += ["", fence, message, fence]
+    return "\n".join(lines)
+
+
+def _elements(group: list[Signal]) -> list[str]:
+    """The distinct elements (image sources) a grouped accessibility finding is about, sorted."""
+    return sorted({signal.target or "(no src)" for signal in group})
+
+
+def _grouped_description(page_url: str, severity: Severity, elements: list[str]) -> str:
+    """A markdown account of one accessibility rule broken by several elements of a page."""
+    lines = [
+        f"**{_LABELS[BugKind.MISSING_ALT]}** on {_code(page_url)}",
+        "",
+        f"{len(elements)} images on the page have no alt attribute, so screen readers cannot describe them.",
+        "",
+        f"- Severity: {severity.value}",
+        *[f"- Image: {_code(element)}" for element in elements[:ELEMENTS_MAX]],
+    ]
+    if len(elements) > ELEMENTS_MAX:
+        lines.append(f"- … and {len(elements) - ELEMENTS_MAX} more")
     return "\n".join(lines)
 
 
@@ -205,6 +250,8 @@ def _what_happened(signal: Signal, slow_page_ms: int) -> str:
         return f"A {_method(signal)} request to {target} {failed}."
     if kind is BugKind.CONSOLE_ERROR:
         return "The page logged an error to the console."
+    if kind is BugKind.BLOCKED_REQUEST:
+        return f"The page led to {target}, which the network policy refused and the crawler did not follow."
     if kind is BugKind.PAGE_ERROR:
         return "The page threw an exception that nothing caught."
     if kind is BugKind.SLOW_PAGE:

@@ -7,10 +7,16 @@ import ipaddress
 import string
 from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
 
+from publicsuffixlist import PublicSuffixList
+
 from activities.crawl.schemas import RobotsRules
 
 # This module is imported by workflow code through a pass-through import: it must stay free of I/O,
 # clocks and randomness so that replays compute exactly what the first run computed.
+
+#: The Public Suffix List bundled with the ``publicsuffixlist`` package (read once at import, never downloaded):
+#: ``same_origin: false`` roams one registrable domain, never a whole public suffix such as github.io or co.uk.
+_PSL = PublicSuffixList(only_icann=False)
 
 _SCHEMES = {"http": 80, "https": 443}
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
@@ -64,6 +70,7 @@ def parse_robots(text: str, user_agent: str) -> RobotsRules:
     """The rules of the robots.txt groups that apply to ``user_agent`` (RFC 9309), merged."""
     ours = _product_token(user_agent)
     groups: list[tuple[set[str], list[tuple[str, str]]]] = []
+    delays: list[float | None] = []
     reading_agents = False
     for raw_line in text.lstrip("\ufeff").splitlines():
         key, sep, value = raw_line.split("#", 1)[0].partition(":")
@@ -74,6 +81,7 @@ def parse_robots(text: str, user_agent: str) -> RobotsRules:
         if key == "user-agent":
             if not reading_agents:
                 groups.append((set(), []))
+                delays.append(None)
                 reading_agents = True
             groups[-1][0].add(_product_token(value))
         elif key in ("allow", "disallow"):
@@ -81,11 +89,15 @@ def parse_robots(text: str, user_agent: str) -> RobotsRules:
             # Rules before any User-agent line belong to no group; an empty value restricts nothing.
             if groups and value:
                 groups[-1][1].append((key, _normalize_escapes(value, _QUERY_SAFE)))
+        elif key == "crawl-delay" and groups:
+            delays[-1] = _seconds(value)
         # Sitemap, Crawl-delay and unknown records neither hold rules nor end a run of User-agent lines.
 
-    chosen = [rules for agents, rules in groups if ours and ours in agents]
-    if not chosen:
-        chosen = [rules for agents, rules in groups if "*" in agents]
+    picked = [i for i, (agents, _) in enumerate(groups) if ours and ours in agents]
+    if not picked:
+        picked = [i for i, (agents, _) in enumerate(groups) if "*" in agents]
+    chosen = [groups[i][1] for i in picked]
+    given = [delay for delay in (delays[i] for i in picked) if delay is not None]
     allow: list[str] = []
     disallow: list[str] = []
     for rules in chosen:
@@ -93,7 +105,7 @@ def parse_robots(text: str, user_agent: str) -> RobotsRules:
             bucket = allow if kind == "allow" else disallow
             if pattern not in bucket:
                 bucket.append(pattern)
-    return RobotsRules(allow=allow, disallow=disallow)
+    return RobotsRules(allow=allow, disallow=disallow, crawl_delay=max(given) if given else None)
 
 
 def robots_allows(rules: RobotsRules | None, url: str) -> bool:
@@ -110,7 +122,11 @@ def robots_allows(rules: RobotsRules | None, url: str) -> bool:
 
 
 def should_visit(url: str, origin: str, *, same_origin: bool, robots: RobotsRules | None) -> bool:
-    """Whether the crawl started at ``origin`` may visit ``url`` (scheme, origin or site, robots.txt)."""
+    """Whether the crawl started at ``origin`` may visit ``url`` (scheme, origin or site, robots.txt).
+
+    With ``same_origin`` false the crawl roams the start host's registrable domain (``docs.example.com`` and
+    ``www.example.com`` are one site), never its public suffix: ``a.github.io`` does not reach ``b.github.io``.
+    """
     parts = _split(url)
     start = _split(origin)
     if parts is None or start is None:
@@ -118,11 +134,27 @@ def should_visit(url: str, origin: str, *, same_origin: bool, robots: RobotsRule
     on_start_origin = _origin(parts) == _origin(start)
     if same_origin and not on_start_origin:
         return False
-    host, start_host = parts.hostname or "", start.hostname or ""
-    if host != start_host and not host.endswith("." + start_host):
+    if not same_site(parts.hostname or "", start.hostname or ""):
         return False
     # robots.txt only speaks for its own origin (RFC 9309 section 2.3): other hosts' rules are not known here.
     return robots_allows(robots, urlunsplit(parts)) if on_start_origin else True
+
+
+def registrable_domain(host: str) -> str | None:
+    """The registrable domain of a host name (Public Suffix List), or None for an IP, a suffix or no name."""
+    host = host.strip("[]").rstrip(".").lower()
+    if not host or _is_ip(host):
+        return None
+    domain: str | None = _PSL.privatesuffix(host)
+    return domain
+
+
+def same_site(host: str, start_host: str) -> bool:
+    """Whether ``host`` belongs to the site of ``start_host``: the same host, or the same registrable domain."""
+    if host == start_host:
+        return True
+    site = registrable_domain(start_host)
+    return site is not None and registrable_domain(host) == site
 
 
 def fingerprint(kind: str, key: str) -> str:
@@ -131,6 +163,24 @@ def fingerprint(kind: str, key: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- helpers
+def _is_ip(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 address."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _seconds(value: str) -> float | None:
+    """A ``Crawl-delay`` value in seconds (a non-negative finite number), or None when it is not one."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
+
+
 def _split(url: str, base: str | None = None) -> SplitResult | None:
     """The normalized parts of an http(s) URL, or None when it is not one."""
     url = url.strip()
@@ -147,10 +197,8 @@ def _split(url: str, base: str | None = None) -> SplitResult | None:
         return None
     if host is None:
         return None
+    # User info (``user:pass@``) is dropped: credentials found in a page are never stored, shown or sent on.
     netloc = host if port is None or port == _SCHEMES[scheme] else f"{host}:{port}"
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    if at:
-        netloc = f"{userinfo}@{netloc}"
     path = _remove_dot_segments(_normalize_escapes(parts.path or "/", _PATH_SAFE))
     return SplitResult(scheme, netloc, path, _normalize_query(parts.query), "")
 

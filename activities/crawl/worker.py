@@ -7,6 +7,7 @@ from typing import Any
 
 from activities.crawl.activities import CrawlActivities, crawl_activities
 from activities.crawl.browser import BrowserPool
+from conveyor.netpolicy import NetPolicy
 from conveyor.resources import WorkerResources
 
 
@@ -14,7 +15,13 @@ def _crawl(resources: WorkerResources) -> CrawlActivities:
     s = resources.settings
     browser = resources.shared(
         "crawl.browser",
-        lambda: BrowserPool(s.chromium_path, s.chromium_args, s.crawl_user_agent),
+        lambda: BrowserPool(
+            s.chromium_path,
+            s.chromium_args,
+            s.crawl_user_agent,
+            policy=NetPolicy.from_settings(s),
+            sandbox=s.chromium_sandbox,
+        ),
         BrowserPool.close,
     )
     return resources.shared(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -13,13 +14,15 @@ from temporalio import activity
 from activities.persona import contract
 from activities.persona.embedder import Embedder
 from activities.persona.ingest import IngestProgress, ingest_collection
-from activities.persona.models import IngestionJob
+from activities.persona.models import IngestionJob, Persona
 from activities.persona.schemas import CollectionOutcome, CollectionRun, Passage, SearchRequest, SearchResult
+from activities.persona.sources import persona_folder, sync_uploads
 from activities.persona.vectors import VectorStore
 from conveyor.errors import NotFound
 from conveyor.heartbeat import ProgressBox, run_blocking
 from conveyor.records import row_writer
 from conveyor.runs import RunStatus
+from conveyor.storage import BlobStore
 
 
 class IngestionStopped(Exception):
@@ -27,17 +30,23 @@ class IngestionStopped(Exception):
 
 
 class PersonaActivities:
-    """Activities of ``PersonaIngestionWorkflow``; the worker gives them the DB, the vector store and embedder."""
+    """Activities of ``PersonaIngestionWorkflow``; the worker gives them the DB, the vector store, the embedder,
+    its own persona data root and the blob store holding uploaded documents (paths never come from a payload)."""
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         store: Callable[[], VectorStore],
         embedder: Callable[[], Embedder],
+        *,
+        data_root: Path,
+        blobs: BlobStore | None = None,
     ) -> None:
         self._sessions = sessions
         self._store = store
         self._embedder = embedder
+        self._data_root = data_root
+        self._blobs = blobs
 
     @activity.defn(name=contract.INGEST_COLLECTION)
     async def ingest_collection(self, run: CollectionRun) -> CollectionOutcome:
@@ -48,7 +57,15 @@ class PersonaActivities:
             job = await session.get(IngestionJob, run.job_id)
             if job is None:
                 raise NotFound(f"ingestion job {run.job_id} not found", code="JOB_NOT_FOUND")
+            persona = await session.get(Persona, job.persona_id)
+            if persona is None:
+                raise NotFound(f"persona of job {run.job_id} not found", code="PERSONA_NOT_FOUND")
+            owner, slug, key = persona.user_id, persona.slug, persona.id
             job.set_status(RunStatus.RUNNING, stage="ingesting")
+        # Everything below comes from the job's row and this worker's settings: the payload's persona id and
+        # (old histories') data_root are not used to find files.
+        folder = persona_folder(self._data_root, owner, slug)
+        run = run.model_copy(update={"persona_id": key, "data_root": ""})
         box = ProgressBox(progress.to_detail())
         stop = threading.Event()
 
@@ -58,7 +75,10 @@ class PersonaActivities:
                 raise IngestionStopped(f"ingestion of {run.persona_id}/{run.collection.value} stopped")
 
         def work() -> CollectionOutcome:
-            return ingest_collection(run, self._store(), self._embedder(), progress, report)
+            if self._blobs is not None:
+                prefix = contract.upload_prefix(owner, slug)
+                sync_uploads(self._blobs, prefix, folder, only=f"{run.collection.value}/")
+            return ingest_collection(run, folder, self._store(), self._embedder(), progress, report)
 
         write = row_writer(self._sessions, contract.JOB_TABLE, run.job_id, _job_columns)
         return await run_blocking(work, progress=box, write=write, on_cancel=stop.set)

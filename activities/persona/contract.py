@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
-from conveyor.pipeline import Launch, Pipeline, Queue
+from conveyor.errors import BadInput
+from conveyor.pipeline import Launch, Pipeline, Price, Queue
 
 NAME = "persona"
 INGEST_QUEUE = "persona.ingest"
@@ -28,9 +31,58 @@ PERSONA_TABLE = "personas"
 JOB_TABLE = "ingestion_jobs"
 
 
+#: A persona id: a lower-case slug of 3-64 characters (``\Z``: ``$`` would let a trailing newline through).
+PERSONA_ID = re.compile(r"\A[a-z0-9][a-z0-9_-]{1,62}[a-z0-9]\Z")
+#: Longest persona name and description (the columns' lengths).
+NAME_LENGTH = 200
+DESCRIPTION_LENGTH = 10_000
+#: Blob keys of a persona's uploaded documents start ``personas/<owner>/<id>/``.
+UPLOAD_PREFIX = "personas"
+
+
+def check_persona_id(persona_id: str) -> str:
+    """``persona_id`` if it is a valid slug (BadInput naming the field otherwise; a trailing newline is no slug)."""
+    if not PERSONA_ID.match(persona_id):
+        raise BadInput(
+            f"persona id {persona_id!r} must be 3-64 lower-case letters, digits, '-' or '_'",
+            code="BAD_PERSONA_ID",
+            details={"field": "id"},
+        )
+    return persona_id
+
+
+def persona_folder(data_root: Path, owner: int, persona_id: str) -> Path:
+    """The folder of one owner's persona, ``<data_root>/<owner>/<id>``: derived from validated ids only."""
+    root = data_root.resolve()
+    folder = (root / str(int(owner)) / check_persona_id(persona_id)).resolve()
+    if not folder.is_relative_to(root):  # unreachable with a valid slug; kept so no later change can escape
+        raise BadInput(
+            f"persona id {persona_id!r} leaves the data root", code="BAD_PERSONA_ID", details={"field": "id"}
+        )
+    return folder
+
+
+def upload_prefix(owner: int, persona_id: str) -> str:
+    """The blob prefix of one owner's persona's uploads (the worker copies them into the persona's folder)."""
+    return f"{UPLOAD_PREFIX}/{int(owner)}/{check_persona_id(persona_id)}/"
+
+
 def workflow_id_for(persona_id: str) -> str:
     """The ingestion workflow id of a persona (one at a time: a second request finds the running one)."""
     return f"persona-ingest-{persona_id}"
+
+
+#: An ingestion pays per chunk it embedded; a start holds an estimate from the corpus's size.
+CHUNK_PRICE = Price(
+    "chunk", 1, "one chunk embedded into the vector store; a start holds an estimate from the corpus bytes"
+)
+#: Corpus bytes per chunk when estimating a start's hold (chunks are ≤ 200 tokens with 40 overlapping, ~4 bytes each).
+BYTES_PER_CHUNK = 500
+
+
+def estimated_chunks(corpus_bytes: int, files: int) -> int:
+    """The chunks a corpus of ``corpus_bytes`` in ``files`` files may embed at most (what a start holds)."""
+    return -(-max(0, corpus_bytes) // BYTES_PER_CHUNK) + max(0, files)
 
 
 PIPELINE = Pipeline(
@@ -46,4 +98,6 @@ PIPELINE = Pipeline(
         ),
     ),
     legacy_bookkeeping=(LEGACY_SET_STATUS, LEGACY_FINISH_JOB),
+    prices=(CHUNK_PRICE,),
+    max_running=2,
 )

@@ -70,17 +70,19 @@ class IngestProgress:
 
 def ingest_collection(
     run: CollectionRun,
+    folder: Path,
     store: VectorStore,
     embedder: Embedder,
     progress: IngestProgress,
     report: Callable[[IngestProgress], None],
 ) -> CollectionOutcome:
-    """Bring the persona's collection in Chroma in line with its files; ``report`` is called as work advances."""
-    files = list_sources(Path(run.data_root), run.persona_id, run.collection)
+    """Bring the persona's collection in Chroma in line with the files in its ``folder`` (the worker derives the
+    folder from its own settings; ``run.data_root`` is never read); ``report`` is called as work advances."""
+    files = list_sources(folder, folder.name, run.collection)
     progress.files_total = len(files)
     collection = store.collection(run.persona_id, run.collection.value)
     if not files:
-        note = f"no {run.collection.value} files found for {run.persona_id}"
+        note = f"no {run.collection.value} files found for {folder.name}"
         if note not in progress.warnings:
             progress.warnings.append(note)
     current = {f.source for f in files}

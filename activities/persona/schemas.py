@@ -19,9 +19,10 @@ class IngestRequest(BaseModel):
     """Ingest every collection of a persona, each recorded on its job."""
 
     persona_id: str
+    """The persona's key (its row; the id of a persona made before ids were per owner)."""
     job_ids: dict[Collection, str]
-    data_root: str
-    """Folder holding ``data/{persona}/…`` and ``personas/{persona}/profile.md``."""
+    data_root: str = ""
+    """Ignored: sent by older Conveyors; workers derive every path from their own settings and the persona's row."""
     soft_limit_s: float = 6900.0
     """Seed soft limit (1 h 55 min): a collection still running then fails with TIMEOUT."""
 
@@ -30,9 +31,11 @@ class CollectionRun(BaseModel):
     """Ingest one collection of a persona."""
 
     persona_id: str
+    """The persona's key; the worker reads the persona (owner and id) from the job's row, not from here."""
     collection: Collection
     job_id: str
-    data_root: str
+    data_root: str = ""
+    """Ignored: sent by older Conveyors (never read, so a payload cannot aim the worker at another folder)."""
 
 
 class CollectionOutcome(BaseModel):
@@ -61,6 +64,7 @@ class SearchRequest(BaseModel):
     """Find the passages of a persona closest to a question."""
 
     persona_id: str
+    """The persona's key: its collections are its owner's alone."""
     query: str = Field(min_length=1, max_length=2000)
     k: int = Field(5, ge=1, le=50)
     collections: list[Collection] = Field(default_factory=lambda: list(Collection))

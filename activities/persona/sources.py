@@ -1,18 +1,23 @@
-"""Where a persona's texts live (the seed's layout) and how each collection's files are read into chunks."""
+"""Where a persona's texts live (``<data root>/<owner>/<id>/``) and how each collection's files are read into chunks."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from activities.persona.chunking import chunk_text, decode_text
+from activities.persona.contract import check_persona_id
+from activities.persona.contract import persona_folder as persona_folder  # the worker side's paths, here too
 from activities.persona.schemas import Collection
 from conveyor.errors import BadInput
+from conveyor.storage import BlobStore
 
 TEXT_SUFFIXES = (".txt", ".md")
 QUOTES_FILE = "all_quotes.jsonl"
+PROFILE_FILE = "profile.md"
 
 
 @dataclass(frozen=True)
@@ -40,29 +45,30 @@ class ReadResult:
     skipped: int = 0
 
 
-def persona_folder(data_root: Path, persona_id: str) -> Path:
-    """``data/{persona}`` under the data root (BadInput naming the path if it does not exist)."""
-    folder = data_root / "data" / persona_id
+def list_sources(folder: Path, persona_id: str, collection: Collection) -> list[SourceFile]:
+    """The files of one collection in the persona's ``folder``, in a stable order (none outside it).
+
+    Layout: ``works/**.txt|md``, ``quotes/all_quotes.jsonl``, ``profile.md`` and ``profile/**.txt|md``.
+    """
     if not folder.is_dir():
         raise BadInput(
-            f"persona folder {folder} not found", code="PERSONA_DATA_NOT_FOUND", details={"path": str(folder)}
+            f"persona {persona_id} has no documents yet: upload them (POST /api/personas/{persona_id}/documents)",
+            code="PERSONA_DATA_NOT_FOUND",
+            details={"persona_id": persona_id},
         )
-    return folder
-
-
-def list_sources(data_root: Path, persona_id: str, collection: Collection) -> list[SourceFile]:
-    """The files of one collection, in a stable order (seed layout)."""
-    folder = persona_folder(data_root, persona_id)
+    folder = folder.resolve()
     if collection == Collection.QUOTES:
-        path = folder / "quotes" / QUOTES_FILE
-        return [SourceFile(QUOTES_FILE, path)] if path.is_file() else []
-    if collection == Collection.WORKS:
-        return _texts_in(folder / "works", prefix="")
-    files = []
-    profile = data_root / "personas" / persona_id / "profile.md"
-    if profile.is_file():
-        files.append(SourceFile("profile.md", profile))
-    return files + _texts_in(folder / "profile", prefix="profile/")
+        files = [SourceFile(QUOTES_FILE, folder / "quotes" / QUOTES_FILE)]
+    elif collection == Collection.WORKS:
+        files = _texts_in(folder / "works", prefix="")
+    else:
+        files = [SourceFile(PROFILE_FILE, folder / PROFILE_FILE)] + _texts_in(folder / "profile", prefix="profile/")
+    return [f for f in files if _inside(f.path, folder)]
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is a regular file that resolves inside ``folder`` (a link out of it is not read)."""
+    return path.is_file() and path.resolve().is_relative_to(folder)
 
 
 def _texts_in(folder: Path, *, prefix: str) -> list[SourceFile]:
@@ -70,6 +76,53 @@ def _texts_in(folder: Path, *, prefix: str) -> list[SourceFile]:
         return []
     paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
     return [SourceFile(prefix + p.relative_to(folder).as_posix(), p) for p in paths]
+
+
+def sync_uploads(blobs: BlobStore, prefix: str, folder: Path, *, only: str = "") -> int:
+    """Copy the documents uploaded under blob ``prefix`` (those under ``prefix + only``) into the persona's
+    ``folder``, new or changed ones; the folder exists afterwards if anything was ever uploaded.
+
+    Blocking. Keys were made safe when stored; a key that would still land outside ``folder`` is skipped.
+    Returns how many files were copied.
+    """
+    copied = 0
+    root = folder.resolve()
+    for blob in blobs.list(prefix):
+        root.mkdir(parents=True, exist_ok=True)
+        dest = (root / blob.key[len(prefix) :]).resolve()
+        if not blob.key.startswith(prefix + only) or not dest.is_relative_to(root) or dest == root:
+            continue
+        if dest.is_file() and dest.stat().st_size == blob.size and dest.stat().st_mtime >= blob.modified.timestamp():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        blobs.download(blob.key, dest)
+        copied += 1
+    return copied
+
+
+def stage_seed_layout(source_root: Path, persona_id: str, folder: Path) -> None:
+    """Copy a persona kept in the seed's layout (``data/<id>/…``, ``personas/<id>/profile.md``) into ``folder``.
+
+    Blocking; used by the operator's CLI (``--data-dir``), the demo's tests and the benchmark, never by the API.
+    ``folder`` is replaced, so files deleted from the source are deleted from the persona too.
+    """
+    data = source_root / "data" / check_persona_id(persona_id)
+    profile = source_root / "personas" / persona_id / PROFILE_FILE
+    if not data.is_dir() and not profile.is_file():
+        raise BadInput(
+            f"no data/{persona_id}/ or personas/{persona_id}/{PROFILE_FILE} in {source_root}",
+            code="PERSONA_DATA_NOT_FOUND",
+            details={"persona_id": persona_id},
+        )
+    if folder.resolve() == data.resolve():
+        return
+    if folder.exists():
+        shutil.rmtree(folder)
+    if data.is_dir():
+        shutil.copytree(data, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if profile.is_file():
+        shutil.copyfile(profile, folder / PROFILE_FILE)
 
 
 def read_source(

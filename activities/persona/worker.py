@@ -20,4 +20,7 @@ def activities(resources: WorkerResources, queue: str) -> list[Callable[..., Any
             "persona.vectors", lambda: VectorStore(open_chroma(s.chroma_path_resolved, s.chroma_url or None))
         )
 
-    return persona_activities(PersonaActivities(resources.sessions, vectors, shared_embedder))
+    acts = PersonaActivities(
+        resources.sessions, vectors, shared_embedder, data_root=s.persona_data_root_resolved, blobs=resources.blobs
+    )
+    return persona_activities(acts)

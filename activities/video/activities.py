@@ -22,13 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.video import contract
-from activities.video.captions import AnyCaptioner
+from activities.video.captions import AnyCaptioner, normalize_srt
 from activities.video.checks import resolve_timeline, stored_media
 from activities.video.contract import CAPTION_QUEUE, PREVIEW_QUEUE, RENDER_QUEUE, TRANSCODE_QUEUE
 from activities.video.ffmpeg import FfmpegProgress, MediaInfo, probe, run_ffmpeg
 from activities.video.models import Video, VideoJob
 from activities.video.preview import make_preview
-from activities.video.render import SourceMedia, plan_render
+from activities.video.render import SourceMedia, plan_render, plan_speech_track
 from activities.video.schemas import (
     CaptionRun,
     PreviewRun,
@@ -133,6 +133,7 @@ class VideoActivities:
                 count=run.params.frames,
                 width=run.params.width,
                 columns=run.params.columns,
+                max_bytes=self._settings.video_max_output_bytes,
                 on_progress=lambda p: report(_progress_detail("frames", p)),
                 cancel=cancel,
             )
@@ -164,12 +165,19 @@ class VideoActivities:
                 ]
                 speech = folder / "speech.wav"
                 plan = plan_render(timeline, clips, speech, speech_only=True)
-                report(_progress_detail("speech track"))
-                run_ffmpeg(plan.args, output=speech, duration_s=plan.duration_s, cancel=cancel)
-                media, duration = speech, plan.duration_s
             else:
-                media = self._local(key or "", folder)
-                duration = (known or probe(media)).duration_s
+                source = self._local(key or "", folder)
+                speech = folder / "speech.wav"
+                plan = plan_speech_track(SourceMedia(source, known or probe(source)), speech)
+            report(_progress_detail("speech track"))
+            run_ffmpeg(
+                plan.args,
+                output=speech,
+                duration_s=plan.duration_s,
+                max_bytes=self._settings.video_max_output_bytes,
+                cancel=cancel,
+            )
+            media, duration = speech, plan.duration_s
             captioner = self._captioner()
 
             def progress(percent: float) -> None:
@@ -235,6 +243,7 @@ class VideoActivities:
             height=video.height if video else None,
             video_codec=video.codec if video else None,
             audio_codec=audio.codec if audio else None,
+            fps=video.fps if video and video.fps else None,
         )
 
     # shared machinery -----------------------------------------------------------------------------------------
@@ -316,6 +325,7 @@ class VideoActivities:
             args,
             output=output,
             duration_s=duration_s,
+            max_bytes=self._settings.video_max_output_bytes,
             on_progress=lambda p: report(_progress_detail(stage, p)),
             cancel=cancel,
         )
@@ -340,14 +350,17 @@ class VideoActivities:
         return SourceMedia(path=path, info=known.get(key) or probe(path, name=f"{what} ({Path(key).name})"))
 
     def _subtitles(self, timeline: Timeline, key: str | None, folder: Path) -> Path | None:
-        """The SRT file to burn in: inline text, an uploaded file, or the caption step's output."""
+        """The SRT file to burn in (inline text, an uploaded file, or the caption step's output), rewritten from its
+        cues so FFmpeg's ``subtitles`` filter only ever reads an SRT Conveyor wrote."""
         if key is not None:
-            return self._local(key, folder)
-        if timeline.subtitles is not None and timeline.subtitles.srt:
-            path = folder / "subtitles.srt"
-            path.write_text(timeline.subtitles.srt, encoding="utf-8")
-            return path
-        return None
+            text = self._local(key, folder).read_text(encoding="utf-8-sig", errors="replace")
+        elif timeline.subtitles is not None and timeline.subtitles.srt:
+            text = timeline.subtitles.srt
+        else:
+            return None
+        path = folder / "subtitles.srt"
+        path.write_text(normalize_srt(text), encoding="utf-8")
+        return path
 
 
 def _job_columns(detail: dict[str, Any]) -> dict[str, Any]:

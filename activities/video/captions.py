@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -102,6 +103,38 @@ def format_srt(segments: Iterable[Segment]) -> str:
         for i, s in enumerate((s for s in segments if s.text.strip()), start=1)
     ]
     return "\n".join(cues)
+
+
+_CUE_TIMES = re.compile(r"^\s*(\d{1,2}):(\d{2}):(\d{2})[,.](\d{3})\s*-->\s*(\d{1,2}):(\d{2}):(\d{2})[,.](\d{3})")
+
+
+def _seconds(h: str, m: str, s: str, ms: str) -> float:
+    return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+
+def normalize_srt(text: str) -> str:
+    """SubRip text rebuilt from the cues found in ``text`` (times and lines only).
+
+    FFmpeg's ``subtitles`` filter sniffs the file it is given: feeding it an SRT Conveyor wrote itself means a
+    user's "subtitles" can never be read as a playlist or any other format.
+    """
+    cues: list[Segment] = []
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    i = 0
+    while i < len(lines):
+        found = _CUE_TIMES.match(lines[i])
+        i += 1
+        if found is None:
+            continue
+        body: list[str] = []
+        while i < len(lines) and lines[i].strip() and not _CUE_TIMES.match(lines[i]):
+            body.append(lines[i].strip())
+            i += 1
+        if body and body[-1].isdigit() and i < len(lines) and _CUE_TIMES.match(lines[i]):
+            body.pop()  # the next cue's number, when cues are not separated by a blank line
+        g = found.groups()
+        cues.append(Segment(_seconds(*g[:4]), _seconds(*g[4:]), "\n".join(body)))
+    return format_srt(cues)
 
 
 #: A cue ends after a sentence, or before it would pass this many characters or seconds (readable subtitles).
@@ -218,7 +251,10 @@ class OpenAIWhisperCaptioner:
 
     def __init__(self, checkpoint: Path) -> None:
         if not checkpoint.is_file():
-            raise BadInput(f"Whisper checkpoint {checkpoint} not found", code="MODEL_MISSING")
+            # the path is the operator's, logged by the worker; the job's error names the setting
+            raise BadInput(
+                "the configured Whisper checkpoint (CONVEYOR_WHISPER_CHECKPOINT) is missing", code="MODEL_MISSING"
+            )
         if importlib.util.find_spec("whisper") is None:
             raise BadInput(
                 "openai-whisper is not installed (pip install torch, then pip install -e '.[whisper]')",

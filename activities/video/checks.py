@@ -97,32 +97,3 @@ def checked(model: type[P], params: dict[str, Any], code: str) -> P:
         first = err.errors()[0]
         where = ".".join(map(str, first["loc"]))
         raise BadInput(f"{where}: {first['msg']}", code=code, details={"field": where}) from err
-
-
-#: The first bytes of the containers Conveyor accepts (checked by the API before a worker probes the file).
-_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
-    (4, b"ftyp", "mp4/mov"),
-    (0, b"\x1a\x45\xdf\xa3", "matroska/webm"),
-    (0, b"RIFF", "avi/wav"),
-    (0, b"OggS", "ogg"),
-    (0, b"fLaC", "flac"),
-    (0, b"ID3", "mp3"),
-    (0, b"FLV", "flv"),
-    (0, b"\x89PNG\r\n\x1a\n", "png"),
-    (0, b"\xff\xd8\xff", "jpeg"),
-    (0, b"GIF8", "gif"),
-)
-#: MPEG transport streams repeat a sync byte every 188 bytes.
-_TS_PACKET = 188
-
-
-def media_container(head: bytes) -> str | None:
-    """The container the first bytes of a file announce, or None when it is none Conveyor accepts."""
-    for offset, magic, name in _SIGNATURES:
-        if head[offset : offset + len(magic)] == magic:
-            return name
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
-        return "mp3"
-    if len(head) > 2 * _TS_PACKET and all(head[i] == 0x47 for i in range(0, 3 * _TS_PACKET, _TS_PACKET)):
-        return "mpegts"
-    return None

@@ -7,7 +7,7 @@ from datetime import timedelta
 from temporalio.common import WorkflowIDReusePolicy
 
 from activities.video.schemas import MonitorRequest, VideoCleanupRequest
-from conveyor.pipeline import Launch, Pipeline, Queue, Schedule
+from conveyor.pipeline import Launch, Pipeline, Price, Queue, Schedule
 
 NAME = "video"
 #: The seed's queues with their worker concurrency (render 2, preview 4, transcode 2, caption 1).
@@ -60,6 +60,14 @@ def video_prefix(video_id: str) -> str:
     return f"videos/{video_id}"
 
 
+#: A job pays per second of media it outputs (render, preview, transcode) or transcribes (caption), when it completes.
+SECOND_PRICE = Price(
+    "output second",
+    1,
+    "one second of the video a job renders, previews, transcodes or captions (rounded up per job)",
+)
+
+
 PIPELINE = Pipeline(
     name=NAME,
     description="timeline renders, previews, captions and transcodes with FFmpeg and Whisper (seed 004)",
@@ -104,4 +112,6 @@ PIPELINE = Pipeline(
         ),
     ),
     legacy_bookkeeping=(LEGACY_FINISH_JOB, LEGACY_FINISH_VIDEO),
+    prices=(SECOND_PRICE,),
+    max_running=2,
 )

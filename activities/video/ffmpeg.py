@@ -3,9 +3,11 @@
 ``run_ffmpeg`` starts FFmpeg with ``-progress pipe:1``, turns its ``key=value`` blocks into :class:`FfmpegProgress`
 (percent of the output duration, fps, speed, ETA), writes to a ``.partial`` file that is renamed into place only
 when FFmpeg succeeds, and on cancellation (a ``threading.Event``) terminates FFmpeg and removes the partial file.
-``probe`` reads a file with ffprobe and refuses what is not a playable media file. Errors name the problem:
-invalid input and impossible codec/container pairs are :class:`BadInput` (never retried), anything else is
-retryable.
+``probe`` reads a file with ffprobe and refuses what is not a playable media file. Every input is opened with
+its whitelisted demuxer forced and the ``file`` protocol only (:mod:`activities.video.formats`), and every output
+is capped with ``-fs``: an output that reaches the cap is :class:`TooLarge` (never retried). Errors name the
+problem, never FFmpeg's stderr or a server path (those are logged): invalid input and impossible codec/container
+pairs are :class:`BadInput` (never retried), anything else is retryable.
 """
 
 from __future__ import annotations
@@ -20,23 +22,32 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conveyor.errors import BadInput, Cancelled, Retryable
+from activities.video.formats import PROTOCOLS, container_of
+from conveyor.errors import BadInput, Cancelled, Retryable, TooLarge
+from conveyor.logging import get_logger
+from conveyor.settings import Settings
+
+log = get_logger(__name__)
 
 #: Seconds FFmpeg gets to stop after SIGTERM before it is killed.
 TERMINATE_GRACE_S = 3.0
-#: What FFmpeg writes on stderr when the input is not media it can read, or the output cannot be made.
-_BAD_INPUT_MARKERS = (
-    "Invalid data found when processing input",
-    "moov atom not found",
-    "could not find codec parameters",
-    "codec not currently supported in container",
-    "Unknown encoder",
-    "Could not write header",
-    "does not contain any stream",
-    "Invalid argument",
-    "No such file or directory",
-    "Error opening input",
+#: What FFmpeg writes on stderr when the input is not media it can read, or the output cannot be made, and the
+#: problem each means (the stderr line itself names server paths: it is logged, never shown).
+_BAD_INPUT_MARKERS: tuple[tuple[str, str], ...] = (
+    ("not on whitelist", "an input refers to another file or a URL, which is not allowed"),
+    ("Invalid data found when processing input", "an input is not a readable media file"),
+    ("moov atom not found", "an input is not a readable media file"),
+    ("could not find codec parameters", "an input is not a readable media file"),
+    ("does not contain any stream", "an input has no audio or video stream"),
+    ("Error opening input", "an input could not be opened"),
+    ("codec not currently supported in container", "the codec cannot be stored in this container"),
+    ("Could not write header", "the codec cannot be stored in this container"),
+    ("Unknown encoder", "the encoder is not available on this worker"),
+    ("No such file or directory", "an input file is missing"),
+    ("Invalid argument", "FFmpeg refused an option of the job"),
 )
+#: The output size cap when the caller gives none: the ``video_max_output_bytes`` setting's default.
+DEFAULT_MAX_OUTPUT_BYTES: int = Settings.model_fields["video_max_output_bytes"].default
 
 
 @dataclass(frozen=True)
@@ -136,21 +147,25 @@ def ffmpeg_path() -> str:
 def probe(path: Path, *, name: str | None = None, verify: bool = False) -> MediaInfo:
     """ffprobe ``path``; BadInput naming the file when it is not media FFmpeg can read (truncated, not video).
 
-    ``verify`` also reads every packet (no decoding), which catches a file cut short after a complete header.
+    The container is told from the file's header against the whitelist and forced (``-f``), with the ``file``
+    protocol only, so a disguised playlist is refused and never followed. ``verify`` also reads every packet (no
+    decoding), which catches a file cut short after a complete header.
     """
     label = name or path.name
     if not path.is_file():
         raise BadInput(f"{label}: file not found", code="MEDIA_NOT_FOUND")
+    container = container_of(path, label)
     ffprobe = shutil.which("ffprobe") or "ffprobe"
     proc = subprocess.run(
-        [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)],
+        [ffprobe, "-v", "error", *_input_flags(container.demuxer), "-print_format", "json", "-show_format",
+         "-show_streams", "-i", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
-    )
+    )  # fmt: skip
     if proc.returncode != 0:
-        reason = _last_line(proc.stderr) or "ffprobe could not read it"
-        raise BadInput(f"{label} is not a readable media file: {reason}", code="INVALID_MEDIA")
+        log.warning("ffprobe refused a file", file=label, path=str(path), stderr=proc.stderr[-2000:])
+        raise BadInput(f"{label} is not a readable {container.name} file", code="INVALID_MEDIA")
     data = json.loads(proc.stdout or "{}")
     streams = tuple(_stream(s) for s in data.get("streams", []) if s.get("codec_type") in ("video", "audio"))
     if not streams:
@@ -159,20 +174,28 @@ def probe(path: Path, *, name: str | None = None, verify: bool = False) -> Media
     info = MediaInfo(
         duration_s=duration, format_name=str(data.get("format", {}).get("format_name", "")), streams=streams
     )
+    if info.format_name != container.format_name:
+        log.warning("ffprobe read another format than forced", file=label, format_name=info.format_name)
+        raise BadInput(f"{label}: unsupported container {info.format_name or 'unknown'}", code="INVALID_MEDIA")
     if verify:
-        _verify_packets(ffprobe, path, label, info)
+        _verify_packets(ffprobe, path, label, info, container.demuxer)
     return info
+
+
+def _input_flags(demuxer: str) -> list[str]:
+    """ffprobe/FFmpeg flags opening the next input with ``demuxer`` forced and local files only."""
+    return ["-f", demuxer, "-protocol_whitelist", PROTOCOLS]
 
 
 #: Share of a video's frames that must be readable for the file to count as whole.
 MIN_READABLE = 0.9
 
 
-def _verify_packets(ffprobe: str, path: Path, label: str, info: MediaInfo) -> None:
+def _verify_packets(ffprobe: str, path: Path, label: str, info: MediaInfo, demuxer: str) -> None:
     """BadInput when the file ends before its header says it does (a cut-off upload)."""
     proc = subprocess.run(
-        [ffprobe, "-v", "error", "-count_packets", "-select_streams", "v:0", "-show_entries",
-         "stream=nb_read_packets", "-of", "csv=p=0", str(path)],
+        [ffprobe, "-v", "error", *_input_flags(demuxer), "-count_packets", "-select_streams", "v:0",
+         "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", "-i", str(path)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -206,30 +229,21 @@ def _stream(raw: dict[str, object]) -> StreamInfo:
     )
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
 def partial_path(output: Path) -> Path:
     """Where FFmpeg writes until it succeeds (same extension, so the muxer is chosen the same way)."""
     return output.with_name(f"{output.stem}.partial{output.suffix}")
 
 
-def run_ffmpeg(
-    args: Sequence[str],
-    *,
-    output: Path,
-    duration_s: float,
-    on_progress: Callable[[FfmpegProgress], None] | None = None,
-    cancel: threading.Event | None = None,
-) -> Path:
-    """Run ``ffmpeg ARGS… PARTIAL`` and rename the result to ``output``; the last argument of ``args`` must be
-    ``output`` (as ffmpeg-python's ``get_args()`` gives it). Cancelled or failed runs leave no file behind."""
-    if not args or Path(args[-1]) != output:
-        raise ValueError("the last ffmpeg argument must be the output path")
-    partial = partial_path(output)
-    command = [
+def ffmpeg_command(args: Sequence[str], partial: Path, *, max_bytes: int) -> list[str]:
+    """The whole FFmpeg command line writing ``args`` to ``partial``, capped at ``max_bytes`` (``-fs``).
+
+    ValueError when an input of ``args`` is opened without a forced demuxer (``-f``) and ``-protocol_whitelist``:
+    FFmpeg would sniff it and could follow what a disguised playlist names.
+    """
+    if max_bytes <= 0:
+        raise ValueError("max_bytes must be positive")
+    _check_inputs(args[:-1])
+    return [
         ffmpeg_path(),
         "-hide_banner",
         "-nostdin",
@@ -238,8 +252,44 @@ def run_ffmpeg(
         "pipe:1",
         "-nostats",
         *args[:-1],
+        "-fs",
+        str(max_bytes),
         str(partial),
     ]
+
+
+def _check_inputs(args: Sequence[str]) -> None:
+    """ValueError naming the first ``-i`` whose options do not force a demuxer and the protocol whitelist."""
+    group_start = 0
+    for at, arg in enumerate(args):
+        if arg != "-i":
+            continue
+        options = args[group_start:at]
+        for flag in ("-f", "-protocol_whitelist"):
+            if flag not in options:
+                raise ValueError(f"ffmpeg input {at // 2} is opened without {flag}")
+        if options[options.index("-protocol_whitelist") + 1] != PROTOCOLS:
+            raise ValueError(f"ffmpeg input {at // 2} may use protocols other than {PROTOCOLS}")
+        group_start = at + 2
+
+
+def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    output: Path,
+    duration_s: float,
+    max_bytes: int | None = None,
+    on_progress: Callable[[FfmpegProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> Path:
+    """Run ``ffmpeg ARGS… -fs MAX_BYTES PARTIAL`` and rename the result to ``output``; the last argument of
+    ``args`` must be ``output`` (as ffmpeg-python's ``get_args()`` gives it). Cancelled or failed runs leave no file
+    behind; an output that reaches ``max_bytes`` (default: the setting's default) is :class:`TooLarge`."""
+    if not args or Path(args[-1]) != output:
+        raise ValueError("the last ffmpeg argument must be the output path")
+    limit = DEFAULT_MAX_OUTPUT_BYTES if max_bytes is None else max_bytes
+    partial = partial_path(output)
+    command = ffmpeg_command(args, partial, max_bytes=limit)
     output.parent.mkdir(parents=True, exist_ok=True)
     parser = ProgressParser(duration_s)
     stderr_tail: deque[str] = deque(maxlen=40)
@@ -264,6 +314,14 @@ def run_ffmpeg(
             raise Cancelled("FFmpeg stopped: the job was cancelled", code="CANCELLED")
         if code != 0:
             raise _failure(code, list(stderr_tail))
+        if partial.stat().st_size >= limit:
+            # FFmpeg stops at -fs and exits 0 with a cut-off file: that output can never fit, so it is not retried
+            raise TooLarge(
+                f"the output {output.name} reached the {limit} byte limit on one output "
+                "(CONVEYOR_VIDEO_MAX_OUTPUT_BYTES): ask for a lower bitrate, size or length",
+                code="OUTPUT_TOO_LARGE",
+                details={"limit": "video_max_output_bytes", "max": limit},
+            )
         os.replace(partial, output)
         return output
     except BaseException:
@@ -301,8 +359,11 @@ def _terminate(proc: subprocess.Popen[str]) -> None:
 
 
 def _failure(code: int, stderr: list[str]) -> BadInput | Retryable:
+    """The error of a failed run, naming the problem; FFmpeg's own words (with server paths) go to the log."""
     text = "\n".join(stderr)
-    reason = next((line.strip() for line in reversed(stderr) if any(m in line for m in _BAD_INPUT_MARKERS)), "")
-    if reason:
-        return BadInput(f"FFmpeg refused the job: {reason[:300]}", code="FFMPEG_BAD_INPUT")
-    return Retryable(f"FFmpeg exited with {code}: {_last_line(text) or 'no message'}", code="FFMPEG_FAILED")
+    log.warning("ffmpeg failed", exit_code=code, stderr=text[-4000:])
+    for line in reversed(stderr):
+        problem = next((meaning for marker, meaning in _BAD_INPUT_MARKERS if marker in line), None)
+        if problem is not None:
+            return BadInput(f"FFmpeg refused the job: {problem}", code="FFMPEG_BAD_INPUT")
+    return Retryable(f"FFmpeg exited with {code}", code="FFMPEG_FAILED")

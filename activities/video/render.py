@@ -19,6 +19,7 @@ import ffmpeg
 
 from activities.video.encoders import EncoderChoice, choose_encoder
 from activities.video.ffmpeg import MediaInfo
+from activities.video.formats import LAVFI, input_options
 from activities.video.timeline import ClipSpan, Timeline, Transition, layout
 from activities.video.transcode import AUDIO, encoder_options
 from conveyor.errors import BadInput
@@ -69,7 +70,10 @@ def plan_render(
     spans, total = layout(timeline, [clip.info.duration_s for clip in clips])
     joins = list(timeline.transitions) or [None] * (len(spans) - 1)
     cuts = [(str(clip.path), span.source_start, span.duration) for clip, span in zip(clips, spans, strict=True)]
-    inputs = {cut: ffmpeg.input(cut[0], ss=_num(cut[1]), t=_num(cut[2])) for cut in cuts}
+    inputs = {
+        cut: ffmpeg.input(cut[0], **input_options(Path(cut[0]), f"clip {i}"), ss=_num(cut[1]), t=_num(cut[2]))
+        for i, cut in enumerate(cuts, start=1)
+    }
     sounds = [
         (cut, inputs[cut].audio) if clip.info.has_audio else (("silence", span.duration), _silence(span.duration))
         for cut, clip, span in zip(cuts, clips, spans, strict=True)
@@ -96,6 +100,22 @@ def plan_render(
     options.update({"acodec": AUDIO[spec.container], "ar": SAMPLE_RATE, "r": _num(spec.fps), "t": _num(total)})
     args = ffmpeg.output(video, audio, str(output), **options).get_args()
     return RenderPlan([str(a) for a in args], output, total, choice)
+
+
+def plan_speech_track(source: SourceMedia, output: Path) -> RenderPlan:
+    """FFmpeg arguments writing a media file's first audio track (silence when it has none) as 16 kHz mono WAV.
+
+    Whisper reads this file, never the upload itself: its decoder would sniff the upload's format.
+    """
+    duration = max(source.info.duration_s, 0.1)
+    if source.info.has_audio:
+        audio = ffmpeg.input(str(source.path), **input_options(source.path)).audio
+    else:
+        audio = _silence(duration)
+    args = ffmpeg.output(
+        audio, str(output), acodec="pcm_s16le", ac=1, ar=SPEECH_SAMPLE_RATE, t=_num(duration), f="wav"
+    ).get_args()
+    return RenderPlan([str(a) for a in args], output, duration, None)
 
 
 def _num(value: float) -> str:
@@ -126,7 +146,7 @@ def _branches(streams: Sequence[tuple[object, Stream]], split: str) -> list[Stre
 
 def _silence(duration: float) -> Stream:
     """Silence for a clip without sound."""
-    return ffmpeg.input(f"anullsrc=r={SAMPLE_RATE}:cl=stereo", f="lavfi", t=_num(duration)).audio
+    return ffmpeg.input(f"anullsrc=r={SAMPLE_RATE}:cl=stereo", **LAVFI, t=_num(duration)).audio
 
 
 def _clip_video(source: Stream, span: ClipSpan, timeline: Timeline) -> Stream:
@@ -228,7 +248,7 @@ def _decorate(video: Stream, timeline: Timeline, total: float, *, logo: Path | N
         if logo is None:
             raise ValueError("the timeline has a logo but no logo file was given")
         spec = timeline.logo
-        image = ffmpeg.input(str(logo)).video
+        image = ffmpeg.input(str(logo), **input_options(logo, "logo")).video
         if spec.width is not None:
             image = image.filter("scale", spec.width, -1)
         image = image.filter("format", "rgba").filter("colorchannelmixer", aa=_num(spec.opacity))
@@ -251,7 +271,8 @@ def _with_music(speech: Stream, timeline: Timeline, total: float, music: SourceM
         raise ValueError("the timeline has background music but no music file was given")
     if not music.info.has_audio:
         raise BadInput("the background music file has no audio stream", code="NO_AUDIO", details={"field": "audio"})
-    source = ffmpeg.input(str(music.path), stream_loop=-1) if spec.loop else ffmpeg.input(str(music.path))
+    opened = input_options(music.path, "background audio")
+    source = ffmpeg.input(str(music.path), **opened, **({"stream_loop": -1} if spec.loop else {}))
     track = (
         source.audio.filter("aresample", SAMPLE_RATE)
         .filter("aformat", sample_fmts="fltp", sample_rates=SAMPLE_RATE, channel_layouts="stereo")

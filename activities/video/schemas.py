@@ -110,6 +110,8 @@ class ProbeResult(BaseModel):
     height: int | None = None
     video_codec: str | None = None
     audio_codec: str | None = None
+    fps: float | None = None
+    """Frames per second of the video stream (checked against the budget; not stored on the video)."""
 
 
 class VideoJobResult(BaseModel):

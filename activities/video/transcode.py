@@ -9,6 +9,7 @@ import ffmpeg
 from pydantic import BaseModel, Field, model_validator
 
 from activities.video.encoders import EncoderChoice, choose_encoder
+from activities.video.formats import input_options
 from conveyor.errors import BadInput
 
 #: Containers each video codec can be stored in (FFmpeg 5.1's muxers).
@@ -79,7 +80,7 @@ class TranscodePlan:
 def plan_transcode(source: Path, output: Path, spec: TranscodeSpec, *, has_audio: bool) -> TranscodePlan:
     """The FFmpeg graph: scale if asked (even sizes), the chosen encoder with CRF or bitrate, matching audio."""
     choice = choose_encoder(spec.codec, allow_gpu=spec.allow_gpu)
-    stream = ffmpeg.input(str(source))
+    stream = ffmpeg.input(str(source), **input_options(source))
     video = stream.video
     if spec.width or spec.height:
         video = video.filter("scale", spec.width or -2, spec.height or -2)

@@ -35,7 +35,9 @@ class CrawlCreate(BaseModel):
     url: str = Field(description="Start URL (http or https).")
     max_pages: int = Field(50, ge=1, le=1000, description="Page budget.")
     max_depth: int = Field(3, ge=0, le=10, description="Links followed from the start page (0: only the start page).")
-    same_origin: bool = Field(True, description="Stay on the start URL's origin (else: its host and subdomains).")
+    same_origin: bool = Field(
+        True, description="Stay on the start URL's origin (else: its registrable domain, never a public suffix)."
+    )
     respect_robots: bool = Field(True, description="Obey robots.txt.")
     slow_page_ms: int = Field(3000, ge=100, le=120_000, description="Pages loading slower than this are bugs.")
     check_links: bool = Field(True, description="Check every internal link on each page.")
@@ -84,6 +86,11 @@ class CrawlOut(RunOut):
     live: Progress | None = None
     truncated: bool
     stop_reason: str | None
+    limits_reached: list[str] = Field(
+        default_factory=list,
+        description="Per-session caps the crawl reached (bugs, screenshots, tickets, link_checks): that kind of "
+        "work stopped, the crawl went on.",
+    )
 
 
 class BugOut(BaseModel):

@@ -1,12 +1,18 @@
-"""``GET /api/health``: the database, Temporal, and a poller on every served queue."""
+"""``GET /api/health``: the database, Temporal, and a poller on every served queue, probed at most once per TTL.
+
+The answer is public (load balancers call it without a key), so it says what is up and never why something is
+down: the error text of a failed check (DB URLs, server paths) is logged, and shown only to admins.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -14,15 +20,21 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 
-from api.deps import StateDep
+from api.deps import KeyOwnerDep, StateDep
+from api.state import AppState
 from conveyor.errors import ConveyorError
+from conveyor.logging import get_logger
 from workers.pipelines import all_queues
 
 router = APIRouter(prefix="/api", tags=["health"])
+log = get_logger(__name__)
+
+#: At most this many task queues are described at once during a probe.
+QUEUE_PROBE_CONCURRENCY = 4
 
 
 class Check(BaseModel):
-    """One dependency's state."""
+    """One dependency's state (``detail``: why it failed, shown to admins only)."""
 
     ok: bool
     latency_ms: float | None = None
@@ -30,9 +42,10 @@ class Check(BaseModel):
 
 
 class Health(BaseModel):
-    """Overall and per-dependency health."""
+    """Overall and per-dependency health, as of ``checked_at``."""
 
     status: str
+    checked_at: datetime
     database: Check
     temporal: Check
     queues: dict[str, dict[str, Any]]
@@ -43,37 +56,91 @@ def served_queues() -> dict[str, bool]:
     return {name: bool(queue.workflows) for name, queue in all_queues().items()}
 
 
+@dataclass
+class HealthCache:
+    """The last probe, reused for ``ttl_s`` seconds; concurrent callers share one probe in flight."""
+
+    ttl_s: float
+    probes: int = 0
+    _last: Health | None = None
+    _at: float = 0.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def get(self, state: AppState) -> Health:
+        """The cached answer, probing again once it is older than the TTL."""
+        if self._fresh():
+            assert self._last is not None
+            return self._last
+        async with self._lock:
+            if not self._fresh():
+                self._last = await _probe(state)
+                self._at = time.monotonic()
+                self.probes += 1
+        assert self._last is not None
+        return self._last
+
+    def _fresh(self) -> bool:
+        return self._last is not None and time.monotonic() - self._at < self.ttl_s
+
+
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
-async def health(state: StateDep) -> JSONResponse:
+async def health(request: Request, state: StateDep, owner: KeyOwnerDep) -> JSONResponse:
     """200 when the DB answers, Temporal answers, and every served queue has workflow and activity pollers."""
+    cache: HealthCache = request.app.state.health
+    body = await cache.get(state)
+    if owner is None or not owner.user.is_admin:
+        body = body.model_copy(
+            update={
+                "database": body.database.model_copy(update={"detail": None}),
+                "temporal": body.temporal.model_copy(update={"detail": None}),
+            }
+        )
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.status == "ok" else 503)
+
+
+async def _probe(state: AppState) -> Health:
+    """Check every dependency once."""
     database = await _check_db(state)
     temporal, queues = await _check_temporal(state)
     ok = database.ok and temporal.ok and all(q["ok"] for q in queues.values())
-    body = Health(status="ok" if ok else "degraded", database=database, temporal=temporal, queues=queues)
-    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+    return Health(
+        status="ok" if ok else "degraded",
+        checked_at=datetime.now(UTC),
+        database=database,
+        temporal=temporal,
+        queues=queues,
+    )
 
 
-async def _check_db(state: Any) -> Check:
+async def _check_db(state: AppState) -> Check:
     start = time.perf_counter()
     try:
         async with state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as err:  # noqa: BLE001 - any DB failure is reported, not raised
+        log.warning("health: database check failed", error=f"{type(err).__name__}: {err}")
         return Check(ok=False, detail=f"{type(err).__name__}: {err}")
     return Check(ok=True, latency_ms=round((time.perf_counter() - start) * 1000, 2))
 
 
-async def _check_temporal(state: Any) -> tuple[Check, dict[str, dict[str, Any]]]:
+async def _check_temporal(state: AppState) -> tuple[Check, dict[str, dict[str, Any]]]:
     start = time.perf_counter()
     try:
         client = await state.temporal()
         await client.service_client.check_health()
     except (ConveyorError, RuntimeError) as err:
+        log.warning("health: Temporal check failed", error=str(err))
         return Check(ok=False, detail=str(err)), {}
     check = Check(ok=True, latency_ms=round((time.perf_counter() - start) * 1000, 2))
     served = served_queues()
     names = list(served)
-    counts = await asyncio.gather(*(_pollers(client, q) for q in names))
+    limit = asyncio.Semaphore(QUEUE_PROBE_CONCURRENCY)
+
+    async def pollers(queue: str) -> tuple[int, int]:
+        async with limit:
+            return await _pollers(client, queue)
+
+    counts = await asyncio.gather(*(pollers(q) for q in names))
     queues = {
         name: {"workflow_pollers": wf, "activity_pollers": act, "ok": (wf > 0 or not served[name]) and act > 0}
         for name, (wf, act) in zip(names, counts, strict=True)

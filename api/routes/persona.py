@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import BaseModel, Field
 
+from activities.persona import contract
 from activities.persona.models import IngestionJob, Persona
 from activities.persona.schemas import Collection, SearchRequest, SearchResult
 from api.caller import Caller
@@ -23,9 +24,9 @@ router = APIRouter(prefix="/api", tags=["persona"])
 class PersonaCreate(BaseModel):
     """A new persona."""
 
-    id: str = Field(description="Slug naming the persona's data folders (data/<id>/…).")
-    name: str = ""
-    description: str = ""
+    id: str = Field(description="Slug of 3-64 lower-case letters, digits, '-' or '_', unique among your personas.")
+    name: str = Field("", description=f"At most {contract.NAME_LENGTH} characters (default: the id).")
+    description: str = Field("", description=f"At most {contract.DESCRIPTION_LENGTH} characters.")
 
 
 class JobOut(RunOut):
@@ -45,11 +46,20 @@ class JobOut(RunOut):
 class PersonaOut(RunOut):
     """A persona (its run fields are its latest ingestion's) with that ingestion's jobs."""
 
-    id: str
+    id: str = Field(validation_alias="slug")
     name: str
     description: str
     last_ingested_at: datetime | None
     jobs: list[JobOut]
+
+
+class DocumentOut(BaseModel):
+    """A stored document of a persona (ingested by its next ingestion)."""
+
+    persona_id: str
+    collection: Collection
+    name: str = Field(description="Where it is kept in the persona's corpus: <collection>/<file name>.")
+    size: int
 
 
 class IngestOut(BaseModel):
@@ -71,8 +81,10 @@ class SearchIn(BaseModel):
 
 
 def persona_out(persona: Persona, settings: Settings, jobs: Sequence[IngestionJob] = ()) -> PersonaOut:
-    """The public form of a persona."""
-    return public(PersonaOut, persona, settings, jobs=[public(JobOut, j, settings) for j in jobs])
+    """The public form of a persona (its id as its owner named it; its jobs name it the same way)."""
+    return public(
+        PersonaOut, persona, settings, jobs=[public(JobOut, j, settings, persona_id=persona.slug) for j in jobs]
+    )
 
 
 LISTING = "Your personas, newest first."
@@ -98,11 +110,23 @@ async def get_persona(persona_id: str, caller: CallerDep) -> PersonaOut:
     return await _with_jobs(caller, await service.get_persona(caller, persona_id))
 
 
+@router.post("/personas/{persona_id}/documents", response_model=DocumentOut, status_code=201)
+async def add_document(
+    persona_id: str,
+    file: Annotated[UploadFile, File(description="works/profile: a .txt or .md file; quotes: a .jsonl file")],
+    caller: CallerDep,
+    collection: Annotated[Collection, Form(description="works, quotes or profile")] = Collection.WORKS,
+) -> DocumentOut:
+    """Add a document to the persona's corpus (a file of the same name is replaced); then ingest."""
+    name, size = await service.add_document(caller, persona_id, collection, file.filename or "upload.txt", file.file)
+    return DocumentOut(persona_id=persona_id, collection=collection, name=name, size=size)
+
+
 @router.post("/personas/{persona_id}/ingest", response_model=IngestOut, status_code=202)
 async def ingest(persona_id: str, caller: CallerDep) -> IngestOut:
     """Ingest the persona's works, quotes and profile; while one ingestion runs, answers with it."""
     settings = caller.settings
-    started = await service.start_ingestion(caller, persona_id, settings.persona_data_root_resolved)
+    started = await service.start_ingestion(caller, persona_id)
     return IngestOut(
         persona_id=persona_id,
         workflow_id=started.workflow_id,
@@ -121,7 +145,8 @@ async def cancel(persona_id: str, caller: CallerDep) -> PersonaOut:
 @router.get("/jobs/{job_id}", response_model=JobOut)
 async def get_job(job_id: str, caller: CallerDep) -> JobOut:
     """One ingestion job: status, progress, vectors, files, warnings, error."""
-    return public(JobOut, await service.get_job(caller, job_id), caller.settings)
+    job = await service.get_job(caller, job_id)
+    return public(JobOut, job, caller.settings, persona_id=await service.slug_of_job(caller, job))
 
 
 @router.post("/personas/{persona_id}/search", response_model=SearchResult)
@@ -129,4 +154,5 @@ async def search(persona_id: str, body: SearchIn, caller: CallerDep) -> SearchRe
     """The passages that best answer a question, with source file, collection and score."""
     persona = await service.get_persona(caller, persona_id)
     request = SearchRequest(persona_id=persona.id, query=body.query, k=body.k, collections=body.collections)
-    return await service.search(caller, persona, request)
+    found = await service.search(caller, persona, request)
+    return found.model_copy(update={"persona_id": persona.slug})

@@ -15,7 +15,7 @@ from activities.video.models import JobKind, ResourceSample, Video, VideoJob
 from activities.video.schemas import CaptionParams, PreviewParams
 from api.blobs import serve_blob
 from api.caller import Caller
-from api.deps import CallerDep, CurrentUser, SessionDep, SettingsDep
+from api.deps import AdminUser, CallerDep, SessionDep, SettingsDep
 from api.runs import RunOut, add_listing, public
 from api.services import video as service
 from conveyor.errors import NotFound
@@ -267,12 +267,12 @@ def sample_out(row: ResourceSample) -> SampleOut:
 
 @resources_router.get("/resources", response_model=ResourcesOut)
 async def resources(
-    _user: CurrentUser,
+    _admin: AdminUser,
     session: SessionDep,
     settings: SettingsDep,
     minutes: Annotated[int, Query(ge=1, le=MAX_HISTORY_MINUTES, description="How much history to return.")] = 60,
 ) -> ResourcesOut:
-    """The latest stored sample per host and the last ``minutes`` of samples (the monitor schedule takes them)."""
+    """Operators only (admin role): the latest sample per host and the last ``minutes`` of samples."""
     newest = (
         select(ResourceSample.host, func.max(ResourceSample.sampled_at).label("at"))
         .group_by(ResourceSample.host)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,8 @@ from api.runs import owned_run
 from conveyor.client import start_workflow
 from conveyor.errors import BadInput, Conflict, ConveyorError, NotFound
 from conveyor.models import User
+from conveyor.netpolicy import NetPolicy
+from conveyor.quotas import RunCharge, admit
 from conveyor.reconcile import cancel_run
 from conveyor.runs import RunError, RunStatus
 
@@ -37,20 +40,39 @@ class BugView:
     ticket: Ticket | None
 
 
-def check_start_url(url: str) -> str:
-    """The normalized start URL, or BAD_URL naming what is wrong with it."""
+async def check_start_url(url: str, policy: NetPolicy) -> str:
+    """The normalized start URL, or BAD_URL naming what is wrong with it, or URL_NOT_ALLOWED naming the address.
+
+    Credentials in the URL (``user:pass@``) are refused rather than stripped: they would be stored with the
+    session and shown back, and a crawl without them would not be the crawl that was asked for. The host is
+    resolved and every address checked here, before anything is stored or started; the workers check again
+    at connect time (a name may resolve differently later).
+    """
     text = url.strip()
     if not text:
         raise BadInput("url is empty", code="BAD_URL", details={"field": "url"})
     normalized = normalize_url(text)
     if normalized is None or not text.lower().startswith(("http://", "https://")):
         raise BadInput(f"url must be an absolute http(s) URL, got {url!r}", code="BAD_URL", details={"field": "url"})
+    parts = urlsplit(text)
+    if parts.username is not None or parts.password is not None:
+        raise BadInput(
+            "url must not carry credentials (user:pass@host): they would be stored and shown with the session",
+            code="BAD_URL",
+            details={"field": "url"},
+        )
+    target = urlsplit(normalized)
+    await policy.check(target.hostname or "", target.port or (443 if target.scheme == "https" else 80))
     return normalized
 
 
-async def start_session(caller: Caller, config: CrawlConfig) -> CrawlSession:
-    """Record a queued session and start its workflow (answers at once; the crawl runs on the workers)."""
-    config = config.model_copy(update={"url": check_start_url(config.url)})
+async def start_session(caller: Caller, config: CrawlConfig, *, policy: NetPolicy | None = None) -> CrawlSession:
+    """Record a queued session and start its workflow (answers at once; the crawl runs on the workers).
+
+    ``policy`` defaults to the operator's (from the settings); tests pass one with a stub resolver.
+    """
+    policy = policy or NetPolicy.from_settings(caller.settings)
+    config = config.model_copy(update={"url": await check_start_url(config.url, policy)})
     crawl = CrawlSession(
         id=str(uuid.uuid4()),
         user_id=caller.user.id,
@@ -60,10 +82,24 @@ async def start_session(caller: Caller, config: CrawlConfig) -> CrawlSession:
         stage="queued",
     )
     crawl.workflow_id = contract.workflow_id_for(crawl.id)
+    await _admit(caller, crawl)
     caller.session.add(crawl)
     await caller.session.commit()
     await _start_workflow(caller, crawl)
     return crawl
+
+
+async def _admit(caller: Caller, crawl: CrawlSession) -> None:
+    """The kernel's admission: the per-user cap (429), then a hold of ``max_pages`` pages (402); nothing started."""
+    max_pages = int(crawl.config.get("max_pages", 0))
+    charge = RunCharge(
+        contract.SESSION_TABLE,
+        crawl.id,
+        contract.PAGE_PRICE.cost(max_pages),
+        {"max_pages": max_pages},
+    )
+    group = crawl.workflow_id or contract.workflow_id_for(crawl.id)
+    await admit(caller.session, caller.settings, caller.user.id, contract.PIPELINE, group=group, charges=[charge])
 
 
 async def _start_workflow(caller: Caller, crawl: CrawlSession) -> bool:
@@ -103,6 +139,7 @@ async def rerun_session(caller: Caller, session_id: str) -> CrawlSession:
     crawl = await get_session(caller, session_id)
     if not crawl.finished:
         raise Conflict(f"crawl session {session_id} is still {crawl.status}", code="SESSION_RUNNING")
+    await _admit(caller, crawl)  # a rerun visits the site again: it pays for the session's pages as it ends
     crawl.set_status(RunStatus.QUEUED, stage="queued")
     crawl.started_at = crawl.completed_at = None
     crawl.progress = 0

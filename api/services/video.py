@@ -1,25 +1,29 @@
 """Videos: upload, render a timeline, preview/caption/transcode, read, cancel. Shared by the HTTP API and the CLI.
 
 Requests are checked before anything is queued, so bad input is a 4xx naming the problem: a file FFmpeg cannot
-read, a timeline that does not validate, a clip key that is not one of the user's files, an overlay past the
-end of the video (from the clips' probed lengths), an impossible codec/container pair.
+read or in a container off the whitelist, a timeline that does not validate, a clip key that is not one of the
+user's files, an overlay past the end of the video (from the clips' probed lengths), an impossible codec/container
+pair, a job over its budget (:mod:`activities.video.budget`), a title longer than its column.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import String, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.video import contract
-from activities.video.checks import check_step, media_container, resolve_timeline
+from activities.video.budget import JobBudget, VideoLimits, check_upload, render_budget, step_budget
+from activities.video.checks import check_step, resolve_timeline
 from activities.video.contract import video_prefix
+from activities.video.formats import WHITELIST, read_header, sniff
 from activities.video.models import JobKind, Video, VideoJob
 from activities.video.schemas import (
     CaptionParams,
@@ -36,13 +40,24 @@ from api.runs import owned_run
 from api.services.analysis import copy_limited, safe_filename
 from conveyor.client import execute_workflow, start_workflow
 from conveyor.errors import BadInput, Conflict, ConveyorError, NotFound
+from conveyor.quotas import RunCharge, admit
 from conveyor.reconcile import cancel_run, reconcile
 from conveyor.runs import RunError, RunStatus
+from conveyor.settings import Settings
 
 #: Most transcode variants one render request may ask for.
 MAX_VARIANTS = 6
-#: How much of an upload the API reads to tell its container.
-HEADER_BYTES = 1024
+
+
+def _column_length(column: Any) -> int:
+    """The length of a ``String(n)`` column."""
+    kind = column.type
+    assert isinstance(kind, String) and kind.length is not None
+    return int(kind.length)
+
+
+#: The longest title a video row holds (longer ones are a 400 naming the field, never a database error).
+TITLE_MAX = _column_length(Video.__table__.c.title)
 
 
 @dataclass
@@ -62,6 +77,7 @@ async def upload(caller: Caller, *, filename: str, stream: BinaryIO, title: str 
     """
     blobs, user = caller.blobs, caller.user
     name = safe_filename(filename)
+    title = checked_title(title, default=name)
     video_id = str(uuid.uuid4())
     key = f"{video_prefix(video_id)}/{name}"
     with tempfile.TemporaryDirectory(prefix="conveyor-video-") as tmp:
@@ -72,8 +88,14 @@ async def upload(caller: Caller, *, filename: str, stream: BinaryIO, title: str 
         is_srt = local.suffix.lower() == ".srt"
         if is_srt:
             _check_srt(local, name)
-        elif media_container(await asyncio.to_thread(_header, local)) is None:
-            raise BadInput(f"{name} is not a video, audio or image file Conveyor reads", code="INVALID_MEDIA")
+        elif sniff(await asyncio.to_thread(read_header, local)) is None:
+            supported = ", ".join(c.name for c in WHITELIST)
+            raise BadInput(
+                f"{name} is not a video, audio or image file Conveyor reads: unsupported container "
+                f"(supported: {supported}, and .srt subtitles)",
+                code="INVALID_MEDIA",
+                details={"file": name},
+            )
         await asyncio.to_thread(blobs.move_file, key, local)
     facts = ProbeResult()
     if not is_srt:
@@ -83,13 +105,14 @@ async def upload(caller: Caller, *, filename: str, stream: BinaryIO, title: str 
             facts = await execute_workflow(
                 caller.client, contract.PROBE_START, probe, ProbeResult, id=probe_id, owner=user.id
             )
+            check_upload(name, facts.duration_s, facts.fps, VideoLimits.of(caller.settings))
         except ConveyorError:
             await asyncio.to_thread(blobs.delete, key)
             raise
     row = Video(
         id=video_id,
         user_id=user.id,
-        title=title or name,
+        title=title,
         origin="upload",
         status=RunStatus.COMPLETED.value,
         stage="uploaded",
@@ -97,7 +120,7 @@ async def upload(caller: Caller, *, filename: str, stream: BinaryIO, title: str 
         blob_key=key,
         filename=name,
         size_bytes=size,
-        **facts.model_dump(),
+        **facts.model_dump(exclude={"fps"}),
     )
     caller.session.add(row)
     await caller.session.commit()
@@ -124,15 +147,19 @@ async def start_render(
 ) -> Started:
     """Check the timeline against the caller's files, record the video and its jobs, and start the workflow."""
     session, user = caller.session, caller.user
+    title = checked_title(title, default="render")
     timeline = check_timeline(timeline_raw)
     sources = await resolve_timeline(session, user.id, timeline)
-    durations = []
+    inputs: list[tuple[str, float]] = []
     for i, key in enumerate(sources.clips, start=1):
         info = sources.media.get(key)
         if info is None or info.video is None:
             raise BadInput(f"clip {i}: {Path(key).name} has no video stream", code="NO_VIDEO")
-        durations.append(info.duration_s)
-    layout(timeline, durations)
+        inputs.append((f"clip {i}", info.duration_s))
+    music = sources.media.get(sources.music) if sources.music else None
+    if music is not None:
+        inputs.append(("the background audio", music.duration_s))
+    layout(timeline, [seconds for _, seconds in inputs[: len(sources.clips)]])
     variants = transcodes or []
     if len(variants) > MAX_VARIANTS:
         raise BadInput(f"at most {MAX_VARIANTS} transcode variants, got {len(variants)}", code="TOO_MANY_VARIANTS")
@@ -140,10 +167,12 @@ async def start_render(
     from_caption = bool(timeline.subtitles and timeline.subtitles.from_caption)
     if from_caption and caption is None and timeline.subtitles is not None:
         caption = CaptionParams(model_size=timeline.subtitles.model_size)
+    budget = render_budget(timeline, inputs, caption=caption is not None, preview=preview is not None, transcodes=specs)
+    budget.check(VideoLimits.of(caller.settings))
     video = Video(
         id=str(uuid.uuid4()),
         user_id=user.id,
-        title=title or "render",
+        title=title,
         origin="render",
         status=RunStatus.QUEUED.value,
         stage="queued",
@@ -163,6 +192,8 @@ async def start_render(
     caption_job = job(JobKind.CAPTION, caption.model_dump(mode="json")) if caption is not None else None
     preview_job = job(JobKind.PREVIEW, preview.model_dump(mode="json")) if preview is not None else None
     variant_jobs = [TranscodeJob(job_id=job(JobKind.TRANSCODE, s.model_dump(mode="json")), spec=s) for s in specs]
+    # the budget lists outputs in the jobs' order: render, captions, preview, transcodes
+    await _admit(caller, workflow_id, list(jobs), budget)
     await session.commit()
     request = VideoJobInput(
         video_id=video.id,
@@ -189,6 +220,8 @@ async def start_step(caller: Caller, video_id: str, kind: JobKind, params: dict[
     request = VideoJobInput(video_id=video.id)
     job_id = str(uuid.uuid4())
     checked = check_step(kind, params)
+    budget = stored_video_budget(video, kind, checked, caller.settings)
+    budget.check(VideoLimits.of(caller.settings))
     if isinstance(checked, PreviewParams):
         request.preview_job_id, request.preview = job_id, checked
     elif isinstance(checked, CaptionParams):
@@ -197,9 +230,27 @@ async def start_step(caller: Caller, video_id: str, kind: JobKind, params: dict[
         request.transcodes = [TranscodeJob(job_id=job_id, spec=checked)]
     workflow_id = contract.step_workflow_id(kind.value, job_id)
     _queue_job(caller.session, video, kind, checked.model_dump(mode="json"), workflow_id, job_id=job_id)
+    await _admit(caller, workflow_id, [job_id], budget)
     await caller.session.commit()
     await _start(caller, video, workflow_id, request)
     return Started(video, {job_id: kind.value}, workflow_id)
+
+
+async def _admit(caller: Caller, workflow_id: str, job_ids: list[str], budget: JobBudget) -> None:
+    """The kernel's admission (429 past the cap, 402 without credits), rolled back with the rows if refused.
+
+    Each job holds its output seconds (rounded up) and pays them when it completes; a failed or cancelled job
+    delivered no file and pays nothing. ``job_ids`` are in the order of ``budget.outputs``.
+    """
+    seconds = [math.ceil(o.seconds) for o in budget.outputs]
+    if len(job_ids) == 1:
+        seconds = [math.ceil(budget.output_seconds)]
+    charges = [
+        RunCharge(contract.JOB_TABLE, job_id, contract.SECOND_PRICE.cost(s), {"output_seconds": s})
+        for job_id, s in zip(job_ids, seconds, strict=True)
+    ]
+    user_id = caller.user.id
+    await admit(caller.session, caller.settings, user_id, contract.PIPELINE, group=workflow_id, charges=charges)
 
 
 def _queue_job(
@@ -272,7 +323,31 @@ def file_key(video: Video, key: str) -> str:
     raise NotFound(f"video {video.id} has no file {key!r}", code="FILE_NOT_FOUND")
 
 
-def _header(path: Path) -> bytes:
-    """The first bytes of a file, enough to tell its container."""
-    with path.open("rb") as file:
-        return file.read(HEADER_BYTES)
+def checked_title(title: str, *, default: str) -> str:
+    """The title to store: the one given (BadInput naming the field when it does not fit its column), or the
+    default cut to fit."""
+    if len(title) > TITLE_MAX:
+        raise BadInput(
+            f"title: at most {TITLE_MAX} characters, got {len(title)}",
+            code="TITLE_TOO_LONG",
+            details={"field": "title", "max_length": TITLE_MAX},
+        )
+    return title or default[:TITLE_MAX]
+
+
+def stored_video_budget(video: Video, kind: JobKind, params: Any, settings: Settings) -> JobBudget:
+    """The budget of a step on a stored video, from the facts probed when it was stored.
+
+    An upload's frame rate is not stored: it is bounded by ``video_max_fps`` (faster uploads are refused).
+    """
+    output = (video.timeline or {}).get("output") or {}
+    fps = float(output.get("fps") or settings.video_max_fps)
+    return step_budget(
+        kind,
+        params,
+        label=video.filename or "the video",
+        duration_s=video.duration_s or 0.0,
+        width=video.width or 0,
+        height=video.height or 0,
+        fps=fps,
+    )

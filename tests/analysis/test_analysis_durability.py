@@ -67,8 +67,7 @@ async def test_task_completes_after_the_worker_is_killed_mid_agent(tmp_path: Pat
             running = [
                 p
                 for p in pending
-                if p.activity_type.name == RUN_AGENT
-                and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                if p.activity_type.name == RUN_AGENT and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
             ]
             assert running, "no agent is running on the worker yet"
             async with sessions() as session:

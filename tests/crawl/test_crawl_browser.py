@@ -14,6 +14,7 @@ from activities.crawl.schemas import PageVisit
 from cli.sample_site import SampleSite
 from conveyor.errors import BadInput, ErrorKind, Retryable
 from conveyor.heartbeat import ProgressBox
+from conveyor.netpolicy import NetPolicy
 from conveyor.settings import Settings
 from tests.helpers import TEST_CHROMIUM_ARGS, assert_eventually, free_port
 
@@ -35,10 +36,20 @@ def _kill_chromium() -> int:
     return killed
 
 
+def _pool(url: str) -> BrowserPool:
+    """A browser pool whose network policy allows exactly the test's own server."""
+    return BrowserPool(Settings().chromium_path, TEST_CHROMIUM_ARGS, "ConveyorBot/0.1", policy=_allowing(url))
+
+
+def _allowing(url: str) -> NetPolicy:
+    """The network policy with exactly ``url``'s loopback host:port allowed (the test's own server)."""
+    return NetPolicy.build(allowed_hosts=[url.removeprefix("http://").rstrip("/")])
+
+
 @pytest.mark.needs_chromium
 @pytest.mark.process
 async def test_a_browser_crash_mid_visit_is_retryable_and_the_next_visit_relaunches(sample_site: SampleSite) -> None:
-    pool = BrowserPool(Settings().chromium_path, TEST_CHROMIUM_ARGS, "ConveyorBot/0.1")
+    pool = _pool(sample_site.url)
     agent = PageAgent(pool)
     try:
         first = await agent.run(_visit(f"{sample_site.url}/about.html", sample_site.url), ProgressBox())
@@ -70,7 +81,7 @@ async def test_a_browser_crash_mid_visit_is_retryable_and_the_next_visit_relaunc
 @pytest.mark.needs_chromium
 @pytest.mark.process
 async def test_a_browser_that_died_between_visits_is_relaunched_in_place(sample_site: SampleSite) -> None:
-    pool = BrowserPool(Settings().chromium_path, TEST_CHROMIUM_ARGS, "ConveyorBot/0.1")
+    pool = _pool(sample_site.url)
     agent = PageAgent(pool)
     try:
         await agent.run(_visit(f"{sample_site.url}/about.html", sample_site.url), ProgressBox())
@@ -84,9 +95,9 @@ async def test_a_browser_that_died_between_visits_is_relaunched_in_place(sample_
 
 @pytest.mark.needs_chromium
 async def test_an_unreachable_start_page_is_bad_input_but_other_pages_are_recorded(sample_site: SampleSite) -> None:
-    pool = BrowserPool(Settings().chromium_path, TEST_CHROMIUM_ARGS, "ConveyorBot/0.1")
-    agent = PageAgent(pool)
     closed = f"http://127.0.0.1:{free_port()}"
+    pool = BrowserPool(Settings().chromium_path, TEST_CHROMIUM_ARGS, "ConveyorBot/0.1", policy=_allowing(closed))
+    agent = PageAgent(pool)
     try:
         with pytest.raises(BadInput) as refused:
             await agent.run(_visit(f"{closed}/", closed, is_start=True), ProgressBox())
@@ -108,7 +119,13 @@ async def test_a_missing_chromium_is_a_clear_configuration_error() -> None:
 
 @pytest.mark.needs_chromium
 async def test_the_browser_is_recycled_after_serving_its_share_of_pages(sample_site: SampleSite) -> None:
-    pool = BrowserPool(Settings().chromium_path, TEST_CHROMIUM_ARGS, "ConveyorBot/0.1", recycle_after=2)
+    pool = BrowserPool(
+        Settings().chromium_path,
+        TEST_CHROMIUM_ARGS,
+        "ConveyorBot/0.1",
+        recycle_after=2,
+        policy=_allowing(sample_site.url),
+    )
     agent = PageAgent(pool)
     try:
         for path in ("/about.html", "/contact.html", "/about.html"):

@@ -34,18 +34,24 @@ CRAWL_QUEUES = (PAGES_QUEUE, MEDIA_QUEUE, TICKETS_QUEUE)
 async def test_crawl_completes_after_the_worker_is_killed_mid_page(sample_site: SampleSite) -> None:
     env = await start_dev_server()  # its own server: no in-process worker may pick up the retried visit
     var = Path(tempfile.mkdtemp(prefix="conveyor-crawl-durability-"))
-    settings = Settings(var_dir=var, temporal_address=env.client.service_client.config.target_host)
+    settings = Settings(
+        var_dir=var,
+        temporal_address=env.client.service_client.config.target_host,
+        crawl_allowed_hosts=[f"127.0.0.1:{sample_site.port}"],  # exactly the sample site
+    )
     await migrate(settings.database_url_resolved)
     engine = create_engine(settings.database_url_resolved)
     sessions = session_factory(engine)
     manifest = json.loads((Path(__file__).resolve().parents[2] / "samples/site/expected.json").read_text())
-    first = spawn_worker(
-        settings, CRAWL_QUEUES, var / "worker1.log", {"CONVEYOR_CHROMIUM_ARGS": json.dumps(TEST_CHROMIUM_ARGS)}
-    )
+    worker_env = {
+        "CONVEYOR_CHROMIUM_ARGS": json.dumps(TEST_CHROMIUM_ARGS),
+        "CONVEYOR_CRAWL_ALLOWED_HOSTS": json.dumps(settings.crawl_allowed_hosts),
+    }
+    first = spawn_worker(settings, CRAWL_QUEUES, var / "worker1.log", worker_env)
     second: subprocess.Popen[bytes] | None = None
     try:
         async with sessions() as session:
-            user, _ = await create_user(session, "durable-crawler", 0)
+            user, _ = await create_user(session, "durable-crawler", 10_000)
             await session.commit()
             blobs = LocalBlobStore(Path(settings.blob_url_resolved))
             crawl = await service.start_session(
@@ -77,9 +83,7 @@ async def test_crawl_completes_after_the_worker_is_killed_mid_page(sample_site: 
         await assert_eventually(visiting_after_a_few_pages, within_s=120, interval=0.05)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        second = spawn_worker(
-            settings, CRAWL_QUEUES, var / "worker2.log", {"CONVEYOR_CHROMIUM_ARGS": json.dumps(TEST_CHROMIUM_ARGS)}
-        )
+        second = spawn_worker(settings, CRAWL_QUEUES, var / "worker2.log", worker_env)
         result = await asyncio.wait_for(handle.result(), timeout=240)
     finally:
         stop_all(first, second)
@@ -90,8 +94,13 @@ async def test_crawl_completes_after_the_worker_is_killed_mid_page(sample_site: 
         assert row is not None and row.status == "completed"
         bugs = await session.scalar(select(func.count()).select_from(CrawlBug).where(CrawlBug.session_id == crawl.id))
         tickets = list(await session.scalars(select(Ticket).where(Ticket.session_id == crawl.id)))
+        ticketed = await session.scalar(
+            select(func.count())
+            .select_from(CrawlBug)
+            .where(CrawlBug.session_id == crawl.id, CrawlBug.severity.in_(["critical", "high", "medium"]))
+        )
     assert bugs == len(manifest["bugs"])
-    assert len(tickets) == bugs  # exactly one ticket per bug, none filed twice
+    assert ticketed and len(tickets) == ticketed  # one ticket per bug at or above medium, none filed twice
     assert len({t.fingerprint for t in tickets}) == len(tickets)
     history = await handle.fetch_history()
     assert max_activity_attempt(history) >= 2  # the interrupted page really was visited again on the new worker

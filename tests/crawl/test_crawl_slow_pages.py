@@ -23,6 +23,7 @@ from activities.crawl.browser import BrowserPool
 from activities.crawl.probe import ServerWait, confirmed_slow, server_time
 from activities.crawl.schemas import BugKind, Finding, PageVisit
 from conveyor.heartbeat import ProgressBox
+from conveyor.netpolicy import NetPolicy
 from conveyor.settings import Settings
 from tests.helpers import TEST_CHROMIUM_ARGS
 from tests.helpers.fakes import FakeHttpServer, Recorded, Response
@@ -73,13 +74,18 @@ def _slow(state: VisitState) -> list[Finding]:
     return [f for f in state["findings"] if f.kind == BugKind.SLOW_PAGE]
 
 
+def _allow(agent: PageAgent, url: str) -> None:
+    """Let the agent's browser reach exactly ``url``'s loopback server (the policy denies loopback otherwise)."""
+    agent.pool.policy = NetPolicy.build(allowed_hosts=[url.removeprefix("http://")])
+
+
 def _gets(server: FakeHttpServer, path: str) -> int:
     return sum(1 for r in server.requests if r.method == "GET" and r.path == path)
 
 
 @pytest.fixture(scope="module")
 async def agent() -> AsyncIterator[PageAgent]:
-    pool = BrowserPool(Settings().chromium_path, TEST_CHROMIUM_ARGS, "ConveyorBot/0.1")
+    pool = BrowserPool(Settings().chromium_path, TEST_CHROMIUM_ARGS, "ConveyorBot/0.1")  # each test allows its site
     try:
         yield PageAgent(pool)
     finally:
@@ -131,6 +137,7 @@ def busy_cpu() -> Iterator[list[subprocess.Popen[bytes]]]:
 # ------------------------------------------------------------------------------------ real Chromium
 async def test_a_page_whose_server_answers_slowly_is_a_slow_page(agent: PageAgent) -> None:
     with FakeHttpServer(_site(slow_path="/")) as server:
+        _allow(agent, server.url)
         state = await agent.run(_visit(f"{server.url}/", server.url), ProgressBox())
 
     assert state.get("error") is None and state["status"] == 200
@@ -147,6 +154,7 @@ async def test_a_page_whose_server_answers_slowly_is_a_slow_page(agent: PageAgen
 
 async def test_a_slow_stylesheet_makes_the_page_slow_and_is_named(agent: PageAgent) -> None:
     with FakeHttpServer(_site(slow_path="/slow.css", css="slow.css")) as server:
+        _allow(agent, server.url)
         state = await agent.run(_visit(f"{server.url}/", server.url), ProgressBox())
 
     [finding] = _slow(state)
@@ -158,6 +166,7 @@ async def test_a_slow_stylesheet_makes_the_page_slow_and_is_named(agent: PageAge
 
 async def test_one_slow_answer_that_a_second_measurement_contradicts_is_not_filed(agent: PageAgent) -> None:
     with FakeHttpServer(_site(slow_path="/", only_first=True)) as server:
+        _allow(agent, server.url)
         state = await agent.run(_visit(f"{server.url}/", server.url), ProgressBox())
 
     assert state.get("error") is None and state["status"] == 200
@@ -171,6 +180,7 @@ async def test_a_navigation_that_times_out_is_still_a_slow_page(
 ) -> None:
     monkeypatch.setattr(agent_module, "NAVIGATION_TIMEOUT_MS", 300)
     with FakeHttpServer(_site(slow_path="/")) as server:
+        _allow(agent, server.url)
         state = await agent.run(_visit(f"{server.url}/", server.url, threshold_ms=200), ProgressBox())
 
     assert state["error"] == "navigation timed out"
@@ -181,6 +191,7 @@ async def test_a_navigation_that_times_out_is_still_a_slow_page(
 async def test_fast_pages_are_not_slow_while_the_cpu_is_saturated(
     agent: PageAgent, site_process: str, busy_cpu: list[subprocess.Popen[bytes]]
 ) -> None:
+    _allow(agent, site_process)
     urls = [f"{site_process}{path}" for path in json.loads(EXPECTED.read_text())["clean_pages"]]
 
     states = [await agent.run(_visit(url, site_process, BUSY_THRESHOLD_MS), ProgressBox()) for url in urls]

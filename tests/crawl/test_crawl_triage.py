@@ -117,10 +117,17 @@ def test_relative_links_resolve_against_their_page() -> None:
     assert first.fingerprint != second.fingerprint
 
 
-def test_same_image_without_alt_on_two_pages_has_one_fingerprint() -> None:
+def test_images_without_alt_on_a_page_are_one_finding_listing_them() -> None:
+    grouped = one([signal(BugKind.MISSING_ALT, target=f"/img/{n}.png") for n in range(33)])
+    assert grouped.count == 33 and len(grouped.evidence["elements"]) == 33
+    assert grouped.title == "33 images without alt text on /cart"
+    assert "`/img/7.png`" in grouped.description
+
+
+def test_images_without_alt_are_one_finding_per_page() -> None:
     first = one([signal(BugKind.MISSING_ALT, target="/img/logo.png")])
     second = one([signal(BugKind.MISSING_ALT, OTHER_PAGE, target="/img/logo.png")], OTHER_PAGE)
-    assert first.fingerprint == second.fingerprint
+    assert first.fingerprint != second.fingerprint
 
 
 def test_failed_request_ignores_the_query_but_not_the_method() -> None:
@@ -353,7 +360,7 @@ def test_findings_come_worst_first_then_by_kind_and_fingerprint() -> None:
     keys = [(SEVERITY_RANK[f.severity], f.kind.value, f.fingerprint) for f in findings]
     assert keys == sorted(keys)
     assert findings[0].kind is BugKind.SERVER_ERROR
-    assert [f.kind for f in findings[-3:]] == [BugKind.MISSING_ALT, BugKind.MISSING_ALT, BugKind.MISSING_LANG]
+    assert [f.kind for f in findings[-2:]] == [BugKind.MISSING_ALT, BugKind.MISSING_LANG]
 
 
 def test_output_does_not_depend_on_signal_order() -> None:

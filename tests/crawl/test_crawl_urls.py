@@ -198,7 +198,7 @@ def test_parse_robots_consecutive_agent_lines_share_one_group() -> None:
     assert parse_robots(text, AGENT).disallow == ["/shared"]
 
 
-def test_parse_robots_ignores_comments_unknown_lines_sitemap_and_crawl_delay() -> None:
+def test_parse_robots_ignores_comments_unknown_lines_and_sitemap_and_records_crawl_delay() -> None:
     text = (
         "# robots for example.com\n"
         "Sitemap: https://example.com/sitemap.xml\n"
@@ -208,7 +208,7 @@ def test_parse_robots_ignores_comments_unknown_lines_sitemap_and_crawl_delay() -
         "Disallow: /admin # the back office\n"
         "this line is garbage\n"
     )
-    assert parse_robots(text, AGENT) == RobotsRules(allow=[], disallow=["/admin"])
+    assert parse_robots(text, AGENT) == RobotsRules(allow=[], disallow=["/admin"], crawl_delay=10.0)
 
 
 def test_parse_robots_empty_disallow_means_everything_allowed() -> None:
@@ -322,8 +322,11 @@ def test_should_visit_subdomains_and_ports_only_when_not_same_origin() -> None:
         assert should_visit(url, START, same_origin=False, robots=None)
 
 
-def test_should_visit_never_climbs_to_a_parent_domain() -> None:
-    assert not should_visit("https://example.com/", "https://www.example.com", same_origin=False, robots=None)
+def test_should_visit_roams_the_registrable_domain_not_its_public_suffix() -> None:
+    assert should_visit("https://example.com/", "https://www.example.com", same_origin=False, robots=None)
+    assert should_visit("https://docs.example.com/", "https://www.example.com", same_origin=False, robots=None)
+    assert not should_visit("https://b.github.io/", "https://a.github.io", same_origin=False, robots=None)
+    assert not should_visit("https://y.co.uk/", "https://x.co.uk", same_origin=False, robots=None)
 
 
 def test_should_visit_honours_robots_on_the_start_origin() -> None:

@@ -45,8 +45,7 @@ from activities.crawl.schemas import (
 )
 from activities.crawl.urls import url_key
 from conveyor.runs import RunUpdate
-from conveyor.temporal import DATA_CONVERTER
-from tests.helpers import assert_eventually, record_run_fake, replayer
+from tests.helpers import DATA_CONVERTER, assert_eventually, record_run_fake, replayer
 from tests.helpers import test_server_path as temporal_test_server  # aliased: pytest would collect test_*
 from workflows.crawl import MEDIA_QUEUE, TICKETS_QUEUE, CrawlSessionWorkflow, workflow_id_for
 
@@ -629,9 +628,7 @@ async def test_fresh_crawl_histories_replay(client: Client) -> None:
             run_id = history.events[-1].workflow_execution_continued_as_new_event_attributes.new_execution_run_id
         assert len(histories) == 2
 
-    fakes = Fakes(
-        site={"/": Page(links=["/a", "/hold"], bugs=["X"]), "/a": Page(bugs=["Y"]), "/hold": Page(hold=True)}
-    )
+    fakes = Fakes(site={"/": Page(links=["/a", "/hold"], bugs=["X"]), "/a": Page(bugs=["Y"]), "/hold": Page(hold=True)})
     async with crawl_workers(client, fakes) as crawler:
         cancelled = await crawler.start()
 

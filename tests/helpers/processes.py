@@ -59,6 +59,9 @@ async def run_cli(settings: Settings, *args: str, within_s: float = 180) -> subp
         "CONVEYOR_TEMPORAL_ADDRESS": settings.temporal_address,
         "CONVEYOR_API_PORT": str(settings.api_port),
         "CONVEYOR_LOG_LEVEL": "warning",
+        # the CLI checks a crawl's start URL itself: the same allow-list as the stack
+        "CONVEYOR_CRAWL_ALLOWED_HOSTS": json.dumps(settings.crawl_allowed_hosts),
+        "CONVEYOR_CRAWL_ONLY_ALLOWED_HOSTS": str(settings.crawl_only_allowed_hosts).lower(),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE

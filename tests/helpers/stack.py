@@ -38,11 +38,14 @@ class Stack:
     blobs: BlobStore
     api_url: str
     resources: WorkerResources
+    closed_url: str = ""
+    """A loopback URL the stack's network policy allows but where nothing listens (unreachable-start tests)."""
 
-    async def new_user(self, credits: int = 100) -> tuple[int, str]:
-        """A fresh user with ``credits`` and its API key."""
+    async def new_user(self, credits: int = 10_000, *, admin: bool = False) -> tuple[int, str]:
+        """A fresh user with ``credits`` (enough for any test's runs) and its API key (an operator with ``admin``)."""
         async with self.sessions.begin() as session:
-            user, key = await create_user(session, f"user-{uuid.uuid4().hex[:8]}", credits)
+            role = "admin" if admin else "user"
+            user, key = await create_user(session, f"user-{uuid.uuid4().hex[:8]}", credits, role=role)
             return user.id, key
 
     def http(self, key: str | None) -> httpx.AsyncClient:
@@ -51,9 +54,22 @@ class Stack:
         return httpx.AsyncClient(base_url=self.api_url, headers=headers, timeout=30)
 
 
-def stack_settings(var: Path, temporal_address: str, **overrides: Any) -> Settings:
-    """Settings of a test stack under ``var`` (small upload cap, JSON logs, Chromium kept on loopback)."""
+def stack_settings(
+    var: Path, temporal_address: str, *, allowed_hosts: tuple[str, ...] = (), **overrides: Any
+) -> Settings:
+    """Settings of a test stack under ``var`` (small upload cap, JSON logs, Chromium kept on loopback).
+
+    Crawls may reach exactly ``allowed_hosts`` (the suite's own loopback servers) and the demo's sample site.
+    """
+    demo_port = free_port()
     values: dict[str, Any] = {
+        "demo_site_port": demo_port,
+        "crawl_allowed_hosts": [*allowed_hosts, f"127.0.0.1:{demo_port}"],
+        # nothing the crawler or Chromium asks for leaves the machine, not even a DNS lookup
+        "crawl_only_allowed_hosts": True,
+        # the suite's users make requests far faster than any tenant should (the edge tests check the limit)
+        "rate_limit_per_minute": 60_000,
+        "rate_limit_burst": 10_000,
         "var_dir": var,
         "temporal_address": temporal_address,
         "api_port": free_port(),

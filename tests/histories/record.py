@@ -164,13 +164,12 @@ async def record_crawl() -> None:
         site.stop()
 
 
-def _stage_persona(root: Path, persona_id: str, extra_works: int) -> None:
-    """The bundled persona under ``persona_id``, with ``extra_works`` copies of its works to make it longer."""
-    import shutil
+def _stage_persona(folder: Path, extra_works: int) -> None:
+    """The bundled persona in a persona's ``folder``, with ``extra_works`` copies of its works to make it longer."""
+    from activities.persona.sources import stage_seed_layout
 
-    shutil.copytree(PERSONAS / "data" / "franklin", root / "data" / persona_id)
-    shutil.copytree(PERSONAS / "personas" / "franklin", root / "personas" / persona_id)
-    works = root / "data" / persona_id / "works"
+    stage_seed_layout(PERSONAS, "franklin", folder)
+    works = folder / "works"
     for i in range(extra_works):
         for path in sorted(works.glob("the_*")):
             (works / f"copy{i}_{path.name}").write_text(path.read_text() + f"\n\nCopy {i}.")
@@ -181,16 +180,18 @@ async def record_persona() -> None:
     from api.services import persona as persona_service
 
     async with running_stack("persona") as stack:
+        from activities.persona.sources import persona_folder
+
         root = stack.settings.persona_data_root_resolved
-        await asyncio.to_thread(_stage_persona, root, "rec-completed", 0)
-        await asyncio.to_thread(_stage_persona, root, "rec-cancelled", 6)
         async with stack.resources.sessions() as session:
             user, _ = await create_user(session, "persona-recorder", 0)
             await session.commit()
+            await asyncio.to_thread(_stage_persona, persona_folder(root, user.id, "rec-completed"), 0)
+            await asyncio.to_thread(_stage_persona, persona_folder(root, user.id, "rec-cancelled"), 6)
             for outcome in ("completed", "failed", "cancelled"):
                 persona_id = f"rec-{outcome}"
                 await persona_service.create_persona(session, user, persona_id, persona_id, "")
-                started = await persona_service.start_ingestion(stack.caller(session, user), persona_id, root)
+                started = await persona_service.start_ingestion(stack.caller(session, user), persona_id)
                 handle = stack.client.get_workflow_handle(started.workflow_id)
                 if outcome == "cancelled":
                     await _wait_for_progress(handle, 1)  # the profile collection is done; works and quotes run

@@ -18,8 +18,6 @@ from workers.pipelines import PIPELINES
 TABLE = "crawl_sessions"
 
 
-
-
 async def _new_run(sessions: async_sessionmaker[AsyncSession]) -> str:
     async with sessions.begin() as session:
         user, _ = await create_user(session, f"u-{uuid.uuid4().hex[:8]}", 0)
@@ -36,9 +34,7 @@ async def _row(sessions: async_sessionmaker[AsyncSession], run_id: str) -> Crawl
 def test_every_run_table_of_every_pipeline_is_registered_by_its_manifest() -> None:
     for pipeline in PIPELINES:  # as a worker does before it serves the bookkeeping activity
         pipeline.load_models()
-    assert {"analysis_tasks", "crawl_sessions", "personas", "ingestion_jobs", "videos", "video_jobs"} <= set(
-        RUN_TABLES
-    )
+    assert {"analysis_tasks", "crawl_sessions", "personas", "ingestion_jobs", "videos", "video_jobs"} <= set(RUN_TABLES)
     assert RUN_TABLES["videos"] is Video
 
 

@@ -17,6 +17,7 @@ from activities.persona.embedder import DIMENSIONS
 from activities.persona.ingest import EMBED_BATCH
 from activities.persona.models import IngestionJob, Persona
 from activities.persona.schemas import Collection, CollectionRun
+from activities.persona.sources import persona_folder
 from activities.persona.vectors import VectorStore, open_chroma
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
@@ -50,9 +51,9 @@ class GatedEmbedder:
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def _works(root: Path) -> None:
+def _works(persona: Path) -> None:
     """Three works of 60 paragraphs each (one chunk per paragraph: two batches per file)."""
-    folder = root / "data" / PERSONA / "works"
+    folder = persona / "works"
     folder.mkdir(parents=True)
     for f in range(FILES):
         paragraphs = [" ".join(f"w{f}p{p}x{i}" for i in range(90)) + "." for p in range(60)]
@@ -61,22 +62,27 @@ def _works(root: Path) -> None:
 
 async def test_a_cancelled_ingestion_stops_after_the_batch_it_is_storing(tmp_path: Path) -> None:
     settings = Settings(var_dir=tmp_path / "var")
-    await asyncio.to_thread(_works, tmp_path)
     await migrate(settings.database_url_resolved)
     engine = create_engine(settings.database_url_resolved)
     try:
         sessions = session_factory(engine)
         async with sessions.begin() as session:
             user, _ = await create_user(session, "persona-activity", 0)
-            session.add(Persona(id=PERSONA, user_id=user.id, name=PERSONA, description="", current_jobs={}))
+            session.add(
+                Persona(id=PERSONA, slug=PERSONA, user_id=user.id, name=PERSONA, description="", current_jobs={})
+            )
             await session.flush()
             session.add(IngestionJob(id="job-works", persona_id=PERSONA, collection="works", warnings=[]))
+        await asyncio.to_thread(_works, persona_folder(tmp_path / "data", user.id, PERSONA))
         store = VectorStore(open_chroma(tmp_path / "chroma"))
         embedder = GatedEmbedder()
-        acts = PersonaActivities(sessions, lambda: store, lambda: embedder)  # type: ignore[arg-type,return-value]
-        run = CollectionRun(
-            persona_id=PERSONA, collection=Collection.WORKS, job_id="job-works", data_root=str(tmp_path)
+        acts = PersonaActivities(
+            sessions,
+            lambda: store,
+            lambda: embedder,  # type: ignore[arg-type,return-value]
+            data_root=tmp_path / "data",
         )
+        run = CollectionRun(persona_id=PERSONA, collection=Collection.WORKS, job_id="job-works")
         env = ActivityEnvironment()
         ingesting = asyncio.create_task(env.run(acts.ingest_collection, run))
 

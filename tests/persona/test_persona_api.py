@@ -20,7 +20,7 @@ from activities.persona.chunking import chunk_id
 from activities.persona.embedder import shared_embedder
 from activities.persona.ingest import MAX_TOKENS, OVERLAP_TOKENS
 from activities.persona.schemas import Collection
-from activities.persona.sources import list_sources, read_source
+from activities.persona.sources import list_sources, persona_folder, read_source, stage_seed_layout
 from tests.helpers import assert_eventually
 from tests.helpers.stack import Stack
 
@@ -52,17 +52,21 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _copy_corpus(root: Path, persona_id: str) -> None:
-    """The bundled Franklin corpus under ``persona_id`` (blocking: run it in a thread)."""
-    shutil.copytree(SAMPLES / "data" / "franklin", root / "data" / persona_id)
-    shutil.copytree(SAMPLES / "personas" / "franklin", root / "personas" / persona_id)
+def _folder(stack: Stack, owner: int, persona_id: str) -> Path:
+    """Where the workers read one owner's persona (the operator's ``--data-dir`` copy goes there too)."""
+    return persona_folder(stack.settings.persona_data_root_resolved, owner, persona_id)
 
 
-def _chunk_ids(root: Path, persona_id: str, collection: str) -> dict[str, set[str]]:
+def _copy_corpus(folder: Path) -> None:
+    """The bundled Franklin corpus in a persona's folder (blocking: run it in a thread)."""
+    stage_seed_layout(SAMPLES, "franklin", folder)
+
+
+def _chunk_ids(folder: Path, collection: str) -> dict[str, set[str]]:
     """The chunk ids the project's own reader and chunker make of each file of a collection (blocking)."""
     embedder = shared_embedder()
     ids: dict[str, set[str]] = {}
-    for source in list_sources(root, persona_id, Collection(collection)):
+    for source in list_sources(folder, folder.name, Collection(collection)):
         read = read_source(
             source,
             Collection(collection),
@@ -78,8 +82,8 @@ def _count(per_file: dict[str, set[str]]) -> int:
     return len(set().union(*per_file.values())) if per_file else 0
 
 
-async def _expected(root: Path, persona_id: str) -> dict[str, dict[str, set[str]]]:
-    return {c: await asyncio.to_thread(_chunk_ids, root, persona_id, c) for c in sorted(COLLECTIONS)}
+async def _expected(folder: Path) -> dict[str, dict[str, set[str]]]:
+    return {c: await asyncio.to_thread(_chunk_ids, folder, c) for c in sorted(COLLECTIONS)}
 
 
 async def _create(http: httpx.AsyncClient, persona_id: str, name: str = "Benjamin Franklin") -> dict[str, Any]:
@@ -148,16 +152,14 @@ async def _search(
     return list(resp.json()["passages"])
 
 
-def _long_corpus(root: Path, persona_id: str, files: int = 60) -> None:
+def _long_corpus(folder: Path, files: int = 60) -> None:
     """The bundled corpus plus many generated works, so its works collection takes long enough to stop (blocking)."""
-    _copy_corpus(root, persona_id)
+    _copy_corpus(folder)
     words = (SAMPLES / "data" / "franklin" / "works" / "the_whistle.txt").read_text("utf-8").split()
     rng = random.Random(7)
     for i in range(files):
         paragraphs = [" ".join(rng.choice(words) for _ in range(70)).capitalize() + "." for _ in range(14)]
-        (root / "data" / persona_id / "works" / f"generated_{i:02d}.txt").write_text(
-            f"Essay {i}\n\n" + "\n\n".join(paragraphs), "utf-8"
-        )
+        (folder / "works" / f"generated_{i:02d}.txt").write_text(f"Essay {i}\n\n" + "\n\n".join(paragraphs), "utf-8")
 
 
 async def _persona(http: httpx.AsyncClient, persona_id: str) -> dict[str, Any]:
@@ -208,11 +210,11 @@ class Ingested:
 @pytest.fixture(scope="module")
 async def franklin(stack: Stack) -> Ingested:
     """A fresh copy of the bundled corpus, created and ingested (with a second ingest sent while it runs)."""
-    root = stack.settings.persona_data_root_resolved
     persona_id = _new_id("fr")
-    await asyncio.to_thread(_copy_corpus, root, persona_id)
-    expected = await _expected(root, persona_id)
-    _, key = await stack.new_user()
+    owner, key = await stack.new_user()
+    folder = _folder(stack, owner, persona_id)
+    await asyncio.to_thread(_copy_corpus, folder)
+    expected = await _expected(folder)
     async with stack.http(key) as http:
         created = await _create(http, persona_id)
         first = await http.post(f"/api/personas/{persona_id}/ingest")
@@ -231,7 +233,7 @@ async def test_full_ingestion_completes_the_persona_with_exact_vector_counts(fra
     assert franklin.created["workflow_id"] is None and franklin.created["started_at"] is None
 
     started = franklin.started
-    assert started["workflow_id"] == f"persona-ingest-{franklin.persona_id}"
+    assert started["workflow_id"].startswith("persona-ingest-")
     assert started["started"] is True
     assert set(started["jobs"]) == COLLECTIONS
     assert len(set(started["jobs"].values())) == 3
@@ -312,10 +314,10 @@ async def test_a_finished_ingestion_cannot_be_cancelled(stack: Stack, franklin: 
 
 # --------------------------------------------------------------------------------- re-ingestion
 async def test_reingest_is_idempotent_and_follows_changed_and_deleted_files(stack: Stack) -> None:
-    root = stack.settings.persona_data_root_resolved
     persona_id = _new_id("fr")
-    await asyncio.to_thread(_copy_corpus, root, persona_id)
-    _, key = await stack.new_user()
+    owner, key = await stack.new_user()
+    folder = _folder(stack, owner, persona_id)
+    await asyncio.to_thread(_copy_corpus, folder)
     async with stack.http(key) as http:
         await _create(http, persona_id)
         first = _jobs(await _ingest_and_wait(http, persona_id))
@@ -328,15 +330,15 @@ async def test_reingest_is_idempotent_and_follows_changed_and_deleted_files(stac
             assert (job["added"], job["removed"]) == (0, 0), job
             assert job["total_vectors"] == first[collection]["total_vectors"]
 
-        works = root / "data" / persona_id / "works"
-        deleted = await asyncio.to_thread(_chunk_ids, root, persona_id, "works")
+        works = folder / "works"
+        deleted = await asyncio.to_thread(_chunk_ids, folder, "works")
         deleted_chunks = len(deleted["the_ephemera.txt"])
         assert deleted_chunks > 0
         changed = works / "the_whistle.txt"
         text = await asyncio.to_thread(changed.read_text, "utf-8")
         await asyncio.to_thread(changed.write_text, text.rstrip("\n") + NEW_PARAGRAPH, "utf-8")
         await asyncio.to_thread((works / "the_ephemera.txt").unlink)
-        expected_works = _count(await asyncio.to_thread(_chunk_ids, root, persona_id, "works"))
+        expected_works = _count(await asyncio.to_thread(_chunk_ids, folder, "works"))
 
         changed_run = await _ingest_and_wait(http, persona_id)
         assert changed_run["status"] == "completed"
@@ -356,20 +358,20 @@ async def test_reingest_is_idempotent_and_follows_changed_and_deleted_files(stac
 
 # --------------------------------------------------------------------------------- bad input
 async def test_missing_persona_folder_fails_every_job_and_a_rerun_succeeds(stack: Stack) -> None:
-    root = stack.settings.persona_data_root_resolved
     persona_id = _new_id("gone")
-    folder = root / "data" / persona_id
-    _, key = await stack.new_user()
+    owner, key = await stack.new_user()
+    folder = _folder(stack, owner, persona_id)
     async with stack.http(key) as http:
         await _create(http, persona_id)
         failed = await _ingest_and_wait(http, persona_id)
         assert failed["status"] == "failed"
-        assert str(folder) in (failed["error_message"] or ""), failed["error_message"]
+        assert persona_id in (failed["error_message"] or ""), failed["error_message"]
+        assert str(folder.parent) not in (failed["error_message"] or ""), failed["error_message"]  # no server paths
         assert (failed["error_kind"], failed["error_code"]) == ("BadInput", "PERSONA_DATA_NOT_FOUND")
         for job in _jobs(failed).values():
             assert job["status"] == "failed", job
             assert job["error_code"] == "PERSONA_DATA_NOT_FOUND"
-            assert str(folder) in (job["error_message"] or ""), job
+            assert str(folder.parent) not in (job["error_message"] or ""), job
             assert job["completed_at"] is not None
 
         def make_folders() -> None:
@@ -387,9 +389,9 @@ async def test_missing_persona_folder_fails_every_job_and_a_rerun_succeeds(stack
 
 
 async def test_messy_works_and_quotes_are_ingested_with_warnings(stack: Stack) -> None:
-    root = stack.settings.persona_data_root_resolved
     persona_id = _new_id("messy")
-    folder = root / "data" / persona_id
+    owner, key = await stack.new_user()
+    folder = _folder(stack, owner, persona_id)
 
     def build() -> None:
         valid = (SAMPLES / "data" / "franklin" / "quotes" / QUOTES_FILE).read_text("utf-8").splitlines()[:5]
@@ -418,8 +420,7 @@ async def test_messy_works_and_quotes_are_ingested_with_warnings(stack: Stack) -
         (folder / "quotes" / QUOTES_FILE).write_text("\n".join(lines) + "\n", "utf-8")
 
     await asyncio.to_thread(build)
-    expected_works = _count(await asyncio.to_thread(_chunk_ids, root, persona_id, "works"))
-    _, key = await stack.new_user()
+    expected_works = _count(await asyncio.to_thread(_chunk_ids, folder, "works"))
     async with stack.http(key) as http:
         await _create(http, persona_id)
         persona = await _ingest_and_wait(http, persona_id)
@@ -456,18 +457,16 @@ async def test_messy_works_and_quotes_are_ingested_with_warnings(stack: Stack) -
 
 
 async def test_persona_without_works_folder_still_completes(stack: Stack) -> None:
-    root = stack.settings.persona_data_root_resolved
     persona_id = _new_id("noworks")
+    owner, key = await stack.new_user()
+    folder = _folder(stack, owner, persona_id)
 
     def build() -> None:
-        (root / "data" / persona_id / "quotes").mkdir(parents=True)
-        shutil.copy(
-            SAMPLES / "data" / "franklin" / "quotes" / QUOTES_FILE, root / "data" / persona_id / "quotes" / QUOTES_FILE
-        )
-        shutil.copytree(SAMPLES / "personas" / "franklin", root / "personas" / persona_id)
+        (folder / "quotes").mkdir(parents=True)
+        shutil.copy(SAMPLES / "data" / "franklin" / "quotes" / QUOTES_FILE, folder / "quotes" / QUOTES_FILE)
+        shutil.copy(SAMPLES / "personas" / "franklin" / "profile.md", folder / "profile.md")
 
     await asyncio.to_thread(build)
-    _, key = await stack.new_user()
     async with stack.http(key) as http:
         await _create(http, persona_id)
         persona = await _ingest_and_wait(http, persona_id)
@@ -514,10 +513,11 @@ async def test_bad_requests_are_refused_with_clear_errors(stack: Stack) -> None:
             assert resp.status_code == 400, (bad, resp.text)
             assert _error_code(resp) == "BAD_PERSONA_ID"
 
-        # ids are global: a second create is a conflict, whoever asks
-        for client in (http, other):
-            resp = await client.post("/api/personas", json={"id": persona_id, "name": "Again"})
-            assert resp.status_code == 409, resp.text
+        # ids are unique per owner: a second create is a conflict for its owner only
+        resp = await http.post("/api/personas", json={"id": persona_id, "name": "Again"})
+        assert resp.status_code == 409, resp.text
+        resp = await other.post("/api/personas", json={"id": persona_id, "name": "Theirs"})
+        assert resp.status_code == 201, resp.text
         assert (await http.get(f"/api/personas/{persona_id}")).json()["name"] == "Benjamin Franklin"
 
         resp = await http.post(f"/api/personas/{persona_id}/search", json={"query": "", "k": 3})
@@ -540,10 +540,9 @@ async def test_bad_requests_are_refused_with_clear_errors(stack: Stack) -> None:
 
 # --------------------------------------------------------------------------------- cancel and termination
 async def test_cancelling_a_running_ingestion_cancels_the_persona_and_its_unfinished_jobs(stack: Stack) -> None:
-    root = stack.settings.persona_data_root_resolved
     persona_id = _new_id("long")
-    await asyncio.to_thread(_long_corpus, root, persona_id)
-    _, key = await stack.new_user()
+    owner, key = await stack.new_user()
+    await asyncio.to_thread(_long_corpus, _folder(stack, owner, persona_id))
     async with stack.http(key) as http:
         await _create(http, persona_id)
         started = await _ingest(http, persona_id)
@@ -583,10 +582,9 @@ async def test_cancelling_a_running_ingestion_cancels_the_persona_and_its_unfini
 
 
 async def test_a_terminated_ingestion_reads_as_failed_never_running(stack: Stack) -> None:
-    root = stack.settings.persona_data_root_resolved
     persona_id = _new_id("killed")
-    await asyncio.to_thread(_long_corpus, root, persona_id)
-    _, key = await stack.new_user()
+    owner, key = await stack.new_user()
+    await asyncio.to_thread(_long_corpus, _folder(stack, owner, persona_id))
     async with stack.http(key) as http:
         await _create(http, persona_id)
         started = await _ingest(http, persona_id)

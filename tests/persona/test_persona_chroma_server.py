@@ -9,6 +9,7 @@ import pytest
 from activities.persona.embedder import shared_embedder
 from activities.persona.ingest import IngestProgress, ingest_collection
 from activities.persona.schemas import Collection, CollectionRun
+from activities.persona.sources import stage_seed_layout
 from activities.persona.vectors import VectorStore, open_chroma
 
 pytestmark = pytest.mark.process  # a `chroma run` server of its own
@@ -16,12 +17,14 @@ pytestmark = pytest.mark.process  # a `chroma run` server of its own
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "personas"
 
 
-def _ingest(store: VectorStore) -> dict[Collection, int]:
+def _ingest(store: VectorStore, folder: Path) -> dict[Collection, int]:
+    if not folder.is_dir():
+        stage_seed_layout(SAMPLES, "franklin", folder)
     counts = {}
     for collection in Collection:
-        run = CollectionRun(persona_id="franklin", collection=collection, job_id="j", data_root=str(SAMPLES))
+        run = CollectionRun(persona_id="franklin", collection=collection, job_id="j")
         counts[collection] = ingest_collection(
-            run, store, shared_embedder(), IngestProgress(), lambda _p: None
+            run, folder, store, shared_embedder(), IngestProgress(), lambda _p: None
         ).total_vectors
     return counts
 
@@ -29,8 +32,9 @@ def _ingest(store: VectorStore) -> dict[Collection, int]:
 def test_ingesting_into_a_chroma_server_matches_the_embedded_store(chroma_server: str, tmp_path: Path) -> None:
     server = VectorStore(open_chroma(None, chroma_server))
     embedded = VectorStore(open_chroma(tmp_path / "chroma"))
-    assert _ingest(server) == _ingest(embedded)
-    again = _ingest(server)  # idempotent on the server too
+    folder = tmp_path / "franklin"
+    assert _ingest(server, folder) == _ingest(embedded, folder)
+    again = _ingest(server, folder)  # idempotent on the server too
     assert again[Collection.QUOTES] == 50
     question = "How long can you host guests before they wear out their welcome?"
     ranked_server = [h.id for h in server.query("franklin", ["quotes", "works"], question, 3)]

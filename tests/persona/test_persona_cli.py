@@ -68,10 +68,9 @@ async def test_persona_ingest_of_a_missing_folder_fails_in_one_line(stack: Stack
     lines = missing.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error DATA_DIR_NOT_FOUND:"), missing.stderr
 
+    # a folder without this persona's data: refused before anything is copied or started
     failed = await conveyor(
         stack, "persona", "ingest", f"gone-{uuid.uuid4().hex[:6]}", "--data-dir", str(tmp_path), "--json"
     )
-    assert failed.returncode == 1
-    persona = as_json(failed)
-    assert persona["status"] == "failed" and "not found" in (persona["error_message"] or "")
-    assert persona["error_code"] == "PERSONA_DATA_NOT_FOUND"
+    assert failed.returncode == 2
+    assert as_json(failed)["error"]["code"] == "PERSONA_DATA_NOT_FOUND"

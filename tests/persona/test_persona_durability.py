@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -18,7 +17,7 @@ from activities.persona.embedder import shared_embedder
 from activities.persona.ingest import MAX_TOKENS, OVERLAP_TOKENS
 from activities.persona.models import IngestionJob, Persona
 from activities.persona.schemas import Collection, IngestResult
-from activities.persona.sources import list_sources, read_source
+from activities.persona.sources import list_sources, persona_folder, read_source, stage_seed_layout
 from activities.persona.vectors import VectorStore, open_chroma
 from api.caller import Caller
 from api.services import persona as service
@@ -35,23 +34,20 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "personas"
 PERSONA = "franklin-big"
 
 
-def _big_corpus(root: Path, files: int = 36) -> None:
+def _big_corpus(folder: Path, files: int = 36) -> None:
     """The bundled persona plus many generated works, so ingestion takes long enough to be interrupted."""
-    shutil.copytree(SAMPLES / "data" / "franklin", root / "data" / PERSONA)
-    shutil.copytree(SAMPLES / "personas" / "franklin", root / "personas" / PERSONA)
+    stage_seed_layout(SAMPLES, "franklin", folder)
     words = (SAMPLES / "data" / "franklin" / "works" / "the_whistle.txt").read_text().split()
     rng = random.Random(7)
     for i in range(files):
         paragraphs = [" ".join(rng.choice(words) for _ in range(70)).capitalize() + "." for _ in range(14)]
-        (root / "data" / PERSONA / "works" / f"generated_{i:02d}.txt").write_text(
-            f"Essay {i}\n\n" + "\n\n".join(paragraphs)
-        )
+        (folder / "works" / f"generated_{i:02d}.txt").write_text(f"Essay {i}\n\n" + "\n\n".join(paragraphs))
 
 
-def _expected(root: Path, collection: Collection) -> int:
+def _expected(folder: Path, collection: Collection) -> int:
     embedder = shared_embedder()
     ids: set[str] = set()
-    for source in list_sources(root, PERSONA, collection):
+    for source in list_sources(folder, PERSONA, collection):
         read = read_source(
             source, collection, count_tokens=embedder.count_tokens, max_tokens=MAX_TOKENS, overlap_tokens=OVERLAP_TOKENS
         )
@@ -63,9 +59,6 @@ async def test_ingestion_completes_after_the_worker_is_killed_mid_collection() -
     env = await start_dev_server()  # its own server: no in-process worker may take the retried collection
     var = Path(tempfile.mkdtemp(prefix="conveyor-persona-durability-"))
     settings = Settings(var_dir=var, temporal_address=env.client.service_client.config.target_host)
-    root = settings.persona_data_root_resolved
-    await asyncio.to_thread(_big_corpus, root)
-    expected = {c: await asyncio.to_thread(_expected, root, c) for c in Collection}
     await migrate(settings.database_url_resolved)
     engine = create_engine(settings.database_url_resolved)
     sessions = session_factory(engine)
@@ -74,12 +67,15 @@ async def test_ingestion_completes_after_the_worker_is_killed_mid_collection() -
     try:
         try:
             async with sessions() as session:
-                user, _ = await create_user(session, "persona-durable", 0)
+                user, _ = await create_user(session, "persona-durable", 10_000)
                 await session.commit()
-                await service.create_persona(session, user, PERSONA, "Franklin, long", "")
+                folder = persona_folder(settings.persona_data_root_resolved, user.id, PERSONA)
+                await asyncio.to_thread(_big_corpus, folder)
+                expected = {c: await asyncio.to_thread(_expected, folder, c) for c in Collection}
+                key = (await service.create_persona(session, user, PERSONA, "Franklin, long", "")).id
                 blobs = LocalBlobStore(Path(settings.blob_url_resolved))
                 caller = Caller(user=user, session=session, client=env.client, blobs=blobs, settings=settings)
-                started = await service.start_ingestion(caller, PERSONA, root)
+                started = await service.start_ingestion(caller, PERSONA)
             works_job = started.jobs["works"]
 
             async def works_half_done() -> None:
@@ -100,11 +96,11 @@ async def test_ingestion_completes_after_the_worker_is_killed_mid_collection() -
             stop_all(first, second)
         assert result.status == "completed" and not result.errors
         async with sessions() as session:
-            persona = await session.get(Persona, PERSONA)
+            persona = await session.get(Persona, key)
             assert persona is not None and persona.status == "completed" and persona.error_code is None
             jobs = {
                 j.collection: j
-                for j in await session.scalars(select(IngestionJob).where(IngestionJob.persona_id == PERSONA))
+                for j in await session.scalars(select(IngestionJob).where(IngestionJob.persona_id == key))
             }
         for collection in Collection:
             job = jobs[collection.value]
@@ -115,7 +111,7 @@ async def test_ingestion_completes_after_the_worker_is_killed_mid_collection() -
         # are found in Chroma and skipped, so they are not counted as added a second time)
         assert 0 < works.added <= expected[Collection.WORKS]
         store = VectorStore(open_chroma(settings.chroma_path_resolved))
-        ids = store.existing_ids(store.collection(PERSONA, "works"))
+        ids = store.existing_ids(store.collection(key, "works"))
         assert len(ids) == expected[Collection.WORKS]  # no duplicates
         assert max_activity_attempt(await handle.fetch_history()) >= 2
     finally:

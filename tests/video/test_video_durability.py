@@ -89,7 +89,7 @@ async def _kill_mid_render_then_finish(
     try:
         clip = await asyncio.to_thread(_make_clip, var / "source.mp4")
         async with sessions() as session:
-            user, _ = await create_user(session, "video-durable", 0)
+            user, _ = await create_user(session, "video-durable", 10_000)
             await session.commit()
             caller = Caller(user=user, session=session, client=client, blobs=blobs, settings=settings)
             stream = await asyncio.to_thread(clip.open, "rb")

@@ -11,6 +11,7 @@ import pytest
 
 from activities.video.encoders import choose_encoder, nvenc_works
 from activities.video.ffmpeg import FfmpegProgress, ProgressParser, partial_path, probe, run_ffmpeg
+from activities.video.formats import input_options
 from conveyor.errors import BadInput, Cancelled
 
 
@@ -54,7 +55,7 @@ def test_probe_refuses_a_truncated_mp4_and_a_text_file(clip: Path, tmp_path: Pat
 def test_transcode_reports_progress_and_writes_a_valid_file(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.webm"
     args = (
-        ffmpeg.input(str(clip))
+        ffmpeg.input(str(clip), **input_options(clip))
         .output(
             str(out), vcodec="libvpx-vp9", acodec="libopus", crf=40, **{"b:v": 0, "deadline": "realtime", "cpu-used": 8}
         )
@@ -75,7 +76,7 @@ def test_cancel_stops_ffmpeg_within_seconds_and_leaves_nothing(clip: Path, tmp_p
     out = tmp_path / "slow.mp4"
     # a slow encode (veryslow preset, stream looped 20 times) that would run far longer than the test
     args = (
-        ffmpeg.input(str(clip), stream_loop=20)
+        ffmpeg.input(str(clip), **input_options(clip), stream_loop=20)
         .output(str(out), vcodec="libx264", preset="veryslow", acodec="aac")
         .get_args()
     )
@@ -94,7 +95,7 @@ def test_cancel_stops_ffmpeg_within_seconds_and_leaves_nothing(clip: Path, tmp_p
 @pytest.mark.needs_ffmpeg
 def test_an_impossible_codec_container_pair_is_bad_input(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "h265.webm"
-    args = ffmpeg.input(str(clip)).output(str(out), vcodec="libx265", t=1).get_args()
+    args = ffmpeg.input(str(clip), **input_options(clip)).output(str(out), vcodec="libx265", t=1).get_args()
     with pytest.raises(BadInput) as err:
         run_ffmpeg(args, output=out, duration_s=1.0)
     assert err.value.code == "FFMPEG_BAD_INPUT" and not out.exists() and not partial_path(out).exists()

@@ -96,7 +96,7 @@ async def _monitor(stack: Stack, request: MonitorRequest) -> ResourceReport:
 
 async def test_resources_endpoint_serves_stored_samples_only_and_takes_none_itself(stack: Stack) -> None:
     await _clear_samples(stack)
-    _user_id, key = await stack.new_user()
+    _user_id, key = await stack.new_user(admin=True)
 
     async with stack.http(key) as http:
         response = await http.get("/api/system/resources")
@@ -124,7 +124,7 @@ async def test_monitor_workflow_stores_samples_that_the_endpoint_returns(stack: 
     assert [r.id for r in rows if r.id in ours] == [first.sample_id, second.sample_id]
     assert next(r for r in rows if r.id == second.sample_id).warnings == second.warnings
 
-    _user_id, key = await stack.new_user()
+    _user_id, key = await stack.new_user(admin=True)
     async with stack.http(key) as http:
         response = await http.get("/api/system/resources", params={"minutes": 5})
         too_long = await http.get("/api/system/resources", params={"minutes": 1441})

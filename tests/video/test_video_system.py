@@ -298,8 +298,6 @@ class _RecordingLog:
         self.records.append(("warning", event, kw))
 
 
-
-
 async def test_the_cleanup_activity_uses_the_configured_folder_and_limits(
     tmp_path: Path, sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:

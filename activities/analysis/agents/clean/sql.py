@@ -38,8 +38,6 @@ _INT_TYPES = frozenset("TINYINT SMALLINT INTEGER BIGINT HUGEINT UTINYINT USMALLI
 _FLOAT_TYPES = frozenset({"FLOAT", "DOUBLE", "REAL"})
 
 
-
-
 def _sql_list(values: Iterable[str]) -> str:
     return "(" + ", ".join(qstr(v) for v in values) + ")"
 

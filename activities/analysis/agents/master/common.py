@@ -16,8 +16,6 @@ Report = Callable[[float, str], None]
 """A progress callback: fraction done (0-1) and a message."""
 
 
-
-
 def _parquet(path: Path, *, row_numbers: bool = False) -> str:
     extra = ", file_row_number = true" if row_numbers else ""
     return f"read_parquet({qstr(str(path))}{extra})"

@@ -36,8 +36,6 @@ class _Col:
         return qident(self.name)
 
 
-
-
 def _source(ds: Dataset) -> str:
     return f"read_parquet({qstr(str(ds.path))})"
 

@@ -1,0 +1,1 @@
+"""Security tests: one per finding of the exposure review, each failing without its fix."""
