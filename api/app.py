@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
+from api.links import add_links
 from api.middleware import EdgeMiddleware
 from api.routes import codec, health, keys, pricing, workflows
 from api.state import AppState
@@ -52,4 +54,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pricing.router)
     for pipeline in PIPELINES:
         app.include_router(load(pipeline.router))
+    _serve_links(app)
     return app
+
+
+def _serve_links(app: FastAPI) -> None:
+    """Make the served OpenAPI schema carry the API's links (built once, like the schema itself)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_links(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

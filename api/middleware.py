@@ -53,6 +53,9 @@ PUBLIC_PATHS: tuple[str, ...] = (
 STREAM_ROUTES: tuple[tuple[str, str], ...] = (("GET", "/api/workflows/{workflow_id}/events"),)
 _STREAM_PATTERNS = [(method, compile_path(template)[0]) for method, template in STREAM_ROUTES]
 
+#: The codec server's payload routes: their bodies are Temporal payloads (up to 2 MB each, base64 in JSON), capped
+#: by ``max_codec_bytes`` rather than ``max_json_bytes`` (its sign-in form keeps the JSON cap).
+CODEC_ROUTES: tuple[str, ...] = ("/codec/decode", "/codec/encode")
 #: Room for multipart boundaries, part headers and the small form fields beside the files of an upload.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 #: What a client refused for too many open streams is told to wait, in seconds.
@@ -93,8 +96,10 @@ def _file_params(dependant: Dependant) -> list[Any]:
 
 
 def body_cap(route: BaseRoute | None, settings: Settings) -> int:
-    """The largest body ``route`` accepts: the upload cap for each file it takes, else the JSON cap."""
+    """The largest body ``route`` accepts: the upload cap for each file it takes, the codec cap, else the JSON cap."""
     if isinstance(route, APIRoute):
+        if route.path in CODEC_ROUTES:
+            return settings.max_codec_bytes
         files = _file_params(route.dependant)
         if files:
             count = sum(settings.max_files_per_task if _is_list(p.field_info.annotation) else 1 for p in files)
@@ -345,6 +350,7 @@ async def send_error(send: Send, err: ConveyorError) -> None:
 
 
 __all__ = [
+    "CODEC_ROUTES",
     "PUBLIC_PATHS",
     "SCOPE_OWNER",
     "STREAM_ROUTES",

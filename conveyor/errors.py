@@ -9,6 +9,7 @@ Workflows read failures back with :func:`failure_info`; the API maps kinds to HT
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -276,3 +277,32 @@ def failure_info(err: BaseException) -> FailureInfo:
             continue
         cur = cur.__cause__
     return FailureInfo("INTERNAL_ERROR", ErrorKind.INTERNAL, str(err) or type(err).__name__)
+
+
+#: ``scheme://user:pass@`` (or ``scheme://token@``): the credentials part of a URL.
+_URL_CREDENTIALS = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*)://[^\s/@'\"`<>]+@")
+#: A whole database (or broker) URL: its host, port and database name say where the data lives.
+_DB_URL = re.compile(
+    r"\b((?:postgres(?:ql)?|mysql|mariadb|sqlite|oracle|mssql|redis|rediss|mongodb(?:\+srv)?|amqps?)"
+    r"(?:\+[\w-]+)?)://[^\s'\"`<>]*",
+    re.IGNORECASE,
+)
+#: ``file://`` URLs are paths.
+_FILE_URL = re.compile(r"\bfile://[^\s'\"`<>]*", re.IGNORECASE)
+#: An absolute path (POSIX, ``~/…`` or ``C:\\…``), not a URL's path and not a ratio such as ``1/2``.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~\\-])(?:~|[A-Za-z]:)?[/\\](?=[\w.~-])[^\s'\"`,;:()\[\]{}<>|]*")
+#: The bound parameters SQLAlchemy puts in its errors (row values: user data).
+_SQL_PARAMETERS = re.compile(r"\[parameters: .*?\](?=\s*(?:\n|\(Background|$))", re.DOTALL)
+
+
+def scrub_message(message: str) -> str:
+    """``message`` without server paths, database URLs or URL credentials (what a tenant may see of an error). Pure.
+
+    The kernel applies it to every exception that is not Conveyor's own before it leaves a worker (the full text
+    is logged there); Conveyor's own messages are written for users and are left alone.
+    """
+    text = _DB_URL.sub(lambda m: f"{m.group(1)}://<redacted>", message)
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}://<redacted>@", text)
+    text = _FILE_URL.sub("file://<path>", text)
+    text = _SQL_PARAMETERS.sub("[parameters: <redacted>]", text)
+    return _ABSOLUTE_PATH.sub("<path>", text)

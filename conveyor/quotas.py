@@ -9,6 +9,11 @@ Race safety: admission first writes the user's row (a no-op ``UPDATE``), which h
 the caller commits, on SQLite (the database's write lock) and PostgreSQL (the row lock) alike. Two admissions of
 one user therefore run one after the other, and the second counts the first's hold: they cannot both pass a cap
 of 1. The caller commits its run rows in the same transaction (and must not hold it open across slow work).
+
+A slot is freed when its run's row ends, and a run Temporal ended itself (terminated, timed out) only ends its row
+when something reconciles it. So a user found at the cap has their open runs of the pipeline read back against
+Temporal first (:func:`conveyor.reconcile.close_ended`, before the user's lock is taken): runs Temporal closed are
+ended and settled in the caller's transaction, and their slots count no more.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import CursorResult, distinct, func, select, update
+from sqlalchemy import CursorResult, distinct, func, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 
 from conveyor.credits import available_credits
 from conveyor.errors import InsufficientCredits, NotFound, RateLimited
 from conveyor.models import CreditHold, User
 from conveyor.pipeline import Pipeline
+from conveyor.reconcile import close_ended
+from conveyor.records import RUN_TABLES, RunColumns
 from conveyor.settings import Settings
 
 
@@ -54,6 +62,36 @@ async def running_runs(session: AsyncSession, user_id: int, pipeline: str) -> in
     return int(count or 0)
 
 
+async def close_ended_runs(session: AsyncSession, client: Client, user_id: int, pipeline: str) -> bool:
+    """End (and settle) the user's open runs of ``pipeline`` that Temporal has closed; True if any ended.
+
+    The rows are changed and flushed in ``session``'s transaction, not committed (the caller commits).
+    """
+    held = await session.execute(
+        select(CreditHold.run_table, CreditHold.run_id).where(
+            CreditHold.user_id == user_id,
+            CreditHold.pipeline == pipeline,
+            CreditHold.status == "active",
+            CreditHold.run_table.is_not(None),
+            CreditHold.run_id.is_not(None),
+        )
+    )
+    ids: dict[str, set[str]] = {}
+    for table, run_id in held:
+        ids.setdefault(str(table), set()).add(str(run_id))
+    rows: list[RunColumns] = []
+    for table, run_ids in sorted(ids.items()):
+        model = RUN_TABLES.get(table)
+        if model is None:
+            continue
+        key = inspect(model).primary_key[0]
+        found = await session.scalars(
+            select(model).where(key.in_(sorted(run_ids))).execution_options(populate_existing=True)
+        )
+        rows.extend(found)
+    return await close_ended(session, client, rows)
+
+
 async def check_credits(session: AsyncSession, user_id: int, amount: int) -> None:
     """INSUFFICIENT_CREDITS unless the user has ``amount`` available (holds nothing; a cheap early check)."""
     available = await available_credits(session, user_id)
@@ -72,12 +110,18 @@ async def admit(
     *,
     group: str,
     charges: Sequence[RunCharge],
+    client: Client | None = None,
 ) -> list[CreditHold]:
     """Admit one run (workflow ``group``) of ``pipeline``: check the cap, hold each charge; nothing is committed.
 
+    With ``client``, a user at the cap first has their open runs of the pipeline reconciled with Temporal
+    (:func:`close_ended_runs`), so a run Temporal ended that nobody read back does not keep its slot.
     Raises TOO_MANY_RUNNING (429, naming the pipeline and the cap) or INSUFFICIENT_CREDITS (402); either way
     nothing is held. The caller adds its rows and commits in the same transaction, which ends the user's lock.
     """
+    cap = running_cap(settings, pipeline)
+    if client is not None and await running_runs(session, user_id, pipeline.name) >= cap:
+        await close_ended_runs(session, client, user_id, pipeline.name)
     locked = await session.execute(
         update(User)
         .where(User.id == user_id)
@@ -87,7 +131,6 @@ async def admit(
     assert isinstance(locked, CursorResult)
     if locked.rowcount == 0:
         raise NotFound(f"user {user_id} not found", code="USER_NOT_FOUND")
-    cap = running_cap(settings, pipeline)
     running = await running_runs(session, user_id, pipeline.name)
     if running >= cap:
         raise RateLimited(

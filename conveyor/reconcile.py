@@ -58,6 +58,15 @@ def _verdict(row: RunColumns, desc: WorkflowExecutionDescription | None) -> tupl
 
 async def reconcile(session: AsyncSession, client: Client, rows: Sequence[RunColumns]) -> bool:
     """Mark active rows whose workflow Temporal closed (or lost) as their end; True if any changed (committed)."""
+    changed = await close_ended(session, client, rows)
+    if changed:
+        await session.commit()
+    return changed
+
+
+async def close_ended(session: AsyncSession, client: Client, rows: Sequence[RunColumns]) -> bool:
+    """:func:`reconcile` without the commit: the ended rows are set and flushed (settling their credits) in the
+    caller's transaction; True if any changed. Temporal unreachable: nothing changes."""
     active = [r for r in rows if r.status in ACTIVE and r.workflow_id]
     ids = sorted({r.workflow_id for r in active if r.workflow_id})
     if not ids:
@@ -77,7 +86,7 @@ async def reconcile(session: AsyncSession, client: Client, rows: Sequence[RunCol
         row.set_status(status, error=error, at=desc.close_time if desc is not None else None)
         changed = True
     if changed:
-        await session.commit()
+        await session.flush()
     return changed
 
 

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(
         1_000_000, description="Largest request body of a non-upload route (JSON), in bytes: 413 above it."
     )
+    max_codec_bytes: int = Field(
+        4_000_000,
+        description="Largest request body of the codec server (/codec/*), in bytes: 413 above it. Temporal payloads "
+        "reach 2 MB, about 2.7 MB as base64 in the codec's JSON.",
+    )
     rate_limit_per_minute: float = Field(
         600.0, description="Requests per minute each API key may make on average (token bucket refill): 429 above."
     )

@@ -47,14 +47,18 @@ class CrawlSession(RunColumns, Base):
             await refresh_counters(session, self.id)
 
     def credits_due(self, session: Session, held: CreditHold) -> int:
-        """The pages this run visited (stored page rows beyond those of earlier runs), at the page price."""
+        """The pages this run visited (stored pages dated since it started: a rerun's earlier pages are not
+        charged again, the ones it visits again are), at the page price."""
         from activities.crawl.contract import PAGE_PRICE
 
         if self.started_at is None:  # never started (a start that failed, a cancel while queued): nothing visited
             return 0
-        pages = session.scalar(select(func.count()).select_from(CrawlPage).where(CrawlPage.session_id == self.id))
-        before = int((held.details or {}).get("pages_before", 0))
-        return PAGE_PRICE.cost(int(pages or 0) - before)
+        pages = session.scalar(
+            select(func.count())
+            .select_from(CrawlPage)
+            .where(CrawlPage.session_id == self.id, CrawlPage.visited_at >= self.started_at)
+        )
+        return PAGE_PRICE.cost(int(pages or 0))
 
 
 class CrawlPage(Base):

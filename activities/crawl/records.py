@@ -9,6 +9,7 @@ from activities.crawl.models import LIMITS_REACHED, CrawlBug, CrawlBugPage, Craw
 from activities.crawl.schemas import LIMIT_BUGS, Finding, PageReport, PageVisit
 from activities.crawl.urls import url_key
 from conveyor.db import dialect_insert
+from conveyor.models import utcnow
 from conveyor.runs import RunStatus
 
 
@@ -39,6 +40,8 @@ async def record_page(
         "links": len(report.links),
         "bugs": len(findings),
         "error": report.error,
+        # a rerun's visit of a page stored before dates it anew: each run pays for the pages it visited
+        "visited_at": utcnow(),
     }
     page = dialect_insert(session, CrawlPage).values(session_id=visit.session_id, url_key=key, **values)
     await session.execute(page.on_conflict_do_update(index_elements=["session_id", "url_key"], set_=values))

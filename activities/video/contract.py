@@ -60,11 +60,13 @@ def video_prefix(video_id: str) -> str:
     return f"videos/{video_id}"
 
 
-#: A job pays per second of media it outputs (render, preview, transcode) or transcribes (caption), when it completes.
+#: A job pays per second of media it outputs (render, transcode) or transcribes (caption), when it completes. A preview
+#: writes still frames, no seconds of media (``budget.py`` plans it at 0 s): it is free, though it takes a slot.
 SECOND_PRICE = Price(
     "output second",
     1,
-    "one second of the video a job renders, previews, transcodes or captions (rounded up per job)",
+    "one second of the video a job renders, transcodes or captions (rounded up per job); previews (still frames) "
+    "are free",
 )
 
 

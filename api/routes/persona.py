@@ -24,9 +24,22 @@ router = APIRouter(prefix="/api", tags=["persona"])
 class PersonaCreate(BaseModel):
     """A new persona."""
 
-    id: str = Field(description="Slug of 3-64 lower-case letters, digits, '-' or '_', unique among your personas.")
-    name: str = Field("", description=f"At most {contract.NAME_LENGTH} characters (default: the id).")
-    description: str = Field("", description=f"At most {contract.DESCRIPTION_LENGTH} characters.")
+    # The constraints are documented in the schema (clients and generators read them) and checked by the service,
+    # which answers 400 naming the field rather than a validation 422.
+    id: str = Field(
+        description="Slug of 3-64 lower-case letters, digits, '-' or '_', unique among your personas.",
+        json_schema_extra={"pattern": "^[a-z0-9][a-z0-9_-]{1,62}[a-z0-9]$"},
+    )
+    name: str = Field(
+        "",
+        description=f"At most {contract.NAME_LENGTH} characters (default: the id).",
+        json_schema_extra={"maxLength": contract.NAME_LENGTH},
+    )
+    description: str = Field(
+        "",
+        description=f"At most {contract.DESCRIPTION_LENGTH} characters.",
+        json_schema_extra={"maxLength": contract.DESCRIPTION_LENGTH},
+    )
 
 
 class JobOut(RunOut):

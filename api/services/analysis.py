@@ -159,7 +159,9 @@ async def process_task(caller: Caller, task_id: str) -> ProcessResult:
     cost = tool_cost(task.tool_id, list(task.agents))
     charge = RunCharge(contract.TASK_TABLE, task.task_id, cost, {"agents": list(task.agents)})
     # 429 past the cap, 402 without the credits: before the workflow converts a single file
-    (held,) = await admit(session, caller.settings, user.id, contract.PIPELINE, group=workflow_id, charges=[charge])
+    (held,) = await admit(
+        session, caller.settings, user.id, contract.PIPELINE, group=workflow_id, charges=[charge], client=caller.client
+    )
     await session.refresh(task)  # read under the user's lock: a concurrent process call may have queued it
     if task.status in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.COMPLETED):
         await session.rollback()

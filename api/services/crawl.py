@@ -99,7 +99,15 @@ async def _admit(caller: Caller, crawl: CrawlSession) -> None:
         {"max_pages": max_pages},
     )
     group = crawl.workflow_id or contract.workflow_id_for(crawl.id)
-    await admit(caller.session, caller.settings, caller.user.id, contract.PIPELINE, group=group, charges=[charge])
+    await admit(
+        caller.session,
+        caller.settings,
+        caller.user.id,
+        contract.PIPELINE,
+        group=group,
+        charges=[charge],
+        client=caller.client,
+    )
 
 
 async def _start_workflow(caller: Caller, crawl: CrawlSession) -> bool:
@@ -139,7 +147,7 @@ async def rerun_session(caller: Caller, session_id: str) -> CrawlSession:
     crawl = await get_session(caller, session_id)
     if not crawl.finished:
         raise Conflict(f"crawl session {session_id} is still {crawl.status}", code="SESSION_RUNNING")
-    await _admit(caller, crawl)  # a rerun visits the site again: it pays for the session's pages as it ends
+    await _admit(caller, crawl)  # a rerun visits the site again: it pays for the pages it visits as it ends
     crawl.set_status(RunStatus.QUEUED, stage="queued")
     crawl.started_at = crawl.completed_at = None
     crawl.progress = 0

@@ -183,7 +183,13 @@ async def start_ingestion(caller: Caller, persona_id: str) -> IngestStarted:
     charge = RunCharge(contract.PERSONA_TABLE, persona.id, contract.CHUNK_PRICE.cost(chunks), {"chunks": chunks})
     # 429 past the cap, 402 without the credits for the corpus's estimated chunks: before anything is queued
     (held,) = await admit(
-        session, caller.settings, caller.user.id, contract.PIPELINE, group=workflow_id, charges=[charge]
+        session,
+        caller.settings,
+        caller.user.id,
+        contract.PIPELINE,
+        group=workflow_id,
+        charges=[charge],
+        client=caller.client,
     )
     await session.refresh(persona)  # read under the user's lock: a concurrent request may have started it
     if persona.status in ACTIVE:

@@ -250,7 +250,15 @@ async def _admit(caller: Caller, workflow_id: str, job_ids: list[str], budget: J
         for job_id, s in zip(job_ids, seconds, strict=True)
     ]
     user_id = caller.user.id
-    await admit(caller.session, caller.settings, user_id, contract.PIPELINE, group=workflow_id, charges=charges)
+    await admit(
+        caller.session,
+        caller.settings,
+        user_id,
+        contract.PIPELINE,
+        group=workflow_id,
+        charges=charges,
+        client=caller.client,
+    )
 
 
 def _queue_job(

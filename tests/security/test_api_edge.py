@@ -9,37 +9,50 @@ against the real dev server.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from temporalio import workflow
+from temporalio.api.common.v1 import Payload
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner
 
 from activities.video.models import Video
+from api import app as api_app
 from api.app import create_app
+from api.deps import get_current_user, get_owner_id, get_session
 from api.middleware import EdgeMiddleware
+from api.routes import workflows as workflows_routes
 from api.server import uvicorn_config
 from conveyor.auth import create_user
+from conveyor.codec import EncryptionCodec, load_keys
 from conveyor.db import create_engine, migrate, session_factory
 from conveyor.settings import Settings
-from conveyor.temporal import free_port
-from tests.helpers import assert_eventually
+from conveyor.temporal import OWNER_ATTR, free_port
+from tests.helpers import assert_eventually, make_worker
 
 GB = 1024**3
 MB = 1024 * 1024
@@ -205,6 +218,39 @@ async def test_chunked_json_over_the_cap_is_413(edge: Edge) -> None:
     assert sum(edge.pulled) <= edge.settings.max_json_bytes + 1000
 
 
+async def test_codec_routes_take_temporal_sized_payloads_under_their_own_cap(tmp_path: Path) -> None:
+    """A payload near Temporal's 2 MB limit (2.6 MB as base64 JSON) passes the 1 MB JSON cap; over the codec cap 413."""
+    settings = edge_settings(tmp_path, codec_token="operator-token", max_json_bytes=1_000_000)
+    assert settings.max_codec_bytes == 4_000_000  # the default
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'"' + b"a" * 1_950_000 + b'"')
+    sealed = (await EncryptionCodec(load_keys(settings)).encode([plain]))[0]
+    body = json.dumps(
+        {
+            "payloads": [
+                {
+                    "metadata": {k: base64.b64encode(v).decode() for k, v in sealed.metadata.items()},
+                    "data": base64.b64encode(sealed.data).decode(),
+                }
+            ]
+        }
+    ).encode()
+    assert 2_500_000 <= len(body) < settings.max_codec_bytes
+    auth = {"Authorization": "Bearer operator-token", "Content-Type": "application/json"}
+    async with running(settings) as edge, edge.http() as http:
+        decoded = await http.post("/codec/decode", content=body, headers=auth)
+        declared_over = await http.post(
+            "/codec/decode", content=Body(4_000_001, 64 * 1024), headers=auth | {"Content-Length": "4000001"}
+        )
+        pulled_before = sum(edge.pulled)
+        streamed_over = await http.post("/codec/encode", content=Body(6 * MB, 64 * 1024), headers=auth)
+    assert decoded.status_code == 200, decoded.text
+    assert base64.b64decode(decoded.json()["payloads"][0]["data"]) == plain.data
+    assert declared_over.status_code == 413
+    assert declared_over.json()["error"]["details"]["limit"] == settings.max_codec_bytes
+    assert streamed_over.status_code == 413  # no Content-Length: the running count stops it
+    assert sum(edge.pulled) - pulled_before <= settings.max_codec_bytes + 64 * 1024
+
+
 def test_the_runner_applies_the_uvicorn_limits(tmp_path: Path) -> None:
     settings = edge_settings(tmp_path, api_limit_concurrency=7, api_max_incomplete_event_bytes=9000, api_keep_alive_s=3)
     config = uvicorn_config(create_app(settings), settings)
@@ -340,6 +386,129 @@ async def test_event_streams_per_key_are_capped(edge: Edge) -> None:
     assert await first == await second == 200
     assert await get("d") == 200  # closed streams give their slots back
     assert sorted(opened) == ["a", "b", "d"]
+
+
+@workflow.defn(name="EdgeHeldOpen")
+class HeldOpen:
+    """A workflow that runs until signalled (what an event stream watches while it is open)."""
+
+    def __init__(self) -> None:
+        self.finished = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self.finished)
+
+    @workflow.signal
+    def finish(self) -> None:
+        self.finished = True
+
+
+def _dependency_calls(dependant: Dependant) -> set[Any]:
+    """Every dependency callable a route's dependant uses, at any depth."""
+    found: set[Any] = set()
+    for sub in dependant.dependencies:
+        found.add(sub.call)
+        found |= _dependency_calls(sub)
+    return found
+
+
+def test_workflow_routes_take_no_db_session() -> None:
+    """No workflow route (the event stream above all) depends on a request DB session, directly or through another."""
+    routes = [r for r in workflows_routes.router.routes if isinstance(r, APIRoute)]
+    assert {r.path for r in routes} >= {"/api/workflows/{workflow_id}/events"}
+    for route in routes:
+        calls = _dependency_calls(route.dependant)
+        assert get_session not in calls and get_current_user not in calls, route.path
+        assert get_owner_id in calls, route.path
+
+
+async def test_open_event_streams_hold_no_db_connection(
+    dev_server: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More open streams than the API's DB pool has connections, and other authenticated requests still answer.
+
+    The app's pool is one connection with no overflow: a stream that kept a connection for its lifetime would leave
+    every later request waiting for it (500 after ``pool_timeout``). The open streams hold no session either (a
+    session that has run a query keeps its connection until it closes).
+    """
+    settings = edge_settings(tmp_path, temporal_address=dev_server.client.service_client.config.target_host)
+    tiny: list[AsyncEngine] = []
+
+    def tiny_pool(url: str) -> AsyncEngine:
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=10)
+        tiny.append(engine)
+        return engine
+
+    monkeypatch.setattr(api_app, "create_engine", tiny_pool)
+    live: set[AsyncSession] = set()  # the app's sessions not closed yet
+
+    class CountedSession(AsyncSession):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            live.add(self)
+
+        async def close(self) -> None:
+            live.discard(self)
+            await super().close()
+
+    monkeypatch.setattr(
+        api_app,
+        "session_factory",
+        lambda engine: async_sessionmaker(engine, expire_on_commit=False, class_=CountedSession),
+    )
+    streams = 3
+    await migrate(settings.database_url_resolved)
+    engine = create_engine(settings.database_url_resolved)
+    sessions = session_factory(engine)
+    async with sessions.begin() as session:
+        user, key = await create_user(session, f"sse-{uuid.uuid4().hex[:8]}", 10)
+        user_id = user.id
+    await engine.dispose()
+
+    client = dev_server.client
+    ids = [f"edge-sse-{uuid.uuid4()}" for _ in range(streams)]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.api_port, log_config=None)
+    )
+    async with make_worker(client, [HeldOpen], workflow_runner=UnsandboxedWorkflowRunner()) as worker:
+        handles = [
+            await client.start_workflow(
+                HeldOpen.run,
+                id=workflow_id,
+                task_queue=worker.task_queue,
+                search_attributes=TypedSearchAttributes([SearchAttributePair(OWNER_ATTR, str(user_id))]),
+            )
+            for workflow_id in ids
+        ]
+        serving = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                await asyncio.sleep(0.05)
+            assert tiny and tiny[0].pool.size() == 1  # type: ignore[attr-defined]
+            base = f"http://127.0.0.1:{settings.api_port}"
+            async with (
+                AsyncExitStack() as open_streams,
+                httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=60) as http,
+            ):
+                for workflow_id in ids:
+                    response = await open_streams.enter_async_context(
+                        http.stream("GET", f"/api/workflows/{workflow_id}/events")
+                    )
+                    assert response.status_code == 200
+                    lines = response.aiter_lines()
+                    assert await anext(lines) == "event: progress"  # the stream is open and has answered
+                assert live == set(), "an open stream holds a DB session"
+                assert tiny[0].pool.checkedout() == 0  # type: ignore[attr-defined]
+                others = [await http.get("/api/keys") for _ in range(3)]  # each needs the pool's one connection
+                assert [r.status_code for r in others] == [200, 200, 200], others[-1].text
+                progress = await http.get(f"/api/workflows/{ids[0]}/progress")
+                assert progress.status_code == 200 and progress.json()["status"] == "running"
+        finally:
+            for handle in handles:
+                await handle.signal(HeldOpen.finish)
+            server.should_exit = True
+            await serving
 
 
 async def test_health_is_cached_and_shows_no_db_error_or_path(tmp_path: Path) -> None:

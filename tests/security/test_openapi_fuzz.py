@@ -14,11 +14,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
+from api.links import Link, add_links
+from cli.sample_site import SampleSite
 from conveyor.codec import codec_token
 from tests.helpers.stack import Stack
 
@@ -98,3 +101,40 @@ async def test_generated_requests_reach_every_handler_and_get_no_server_error(st
     assert not server_errors, "\n".join(server_errors[:10])
     unreached = {label: dict(o.statuses) for label, o in outcomes.items() if not o.reached}
     assert not unreached, f"operations whose generated requests never reached the handler: {unreached}"
+
+
+async def test_the_schemas_links_lead_from_a_created_thing_to_its_reads(stack: Stack, sample_site: SampleSite) -> None:
+    """Every link from a create answer resolves: the read it names answers 200 for the id the answer carried."""
+    _, key = await stack.new_user()
+    async with stack.http(key) as http:
+        spec = (await http.get("/openapi.json")).json()
+        created = {
+            "POST /api/personas": await http.post("/api/personas", json={"id": "linked", "name": "Linked"}),
+            "POST /api/crawls": await http.post("/api/crawls", json={"url": sample_site.url + "/", "max_pages": 2}),
+        }
+        by_id = {op["operationId"]: f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m, op in ops.items()}
+        followed = []
+        for source, answer in created.items():
+            assert answer.status_code in (201, 202), answer.text
+            method, _, path = source.partition(" ")
+            links = spec["paths"][path][method.lower()]["responses"][str(answer.status_code)]["links"]
+            for link in links.values():
+                target = by_id[link["operationId"]]
+                if not target.startswith("GET "):
+                    continue
+                url = target.removeprefix("GET ")
+                for param, expression in link["parameters"].items():
+                    field = expression.removeprefix("$response.body#/")
+                    url = url.replace("{" + param + "}", str(answer.json()[field]))
+                read = await http.get(url)
+                assert read.status_code == 200, (source, target, read.text)
+                followed.append(target)
+    assert "GET /api/personas/{persona_id}" in followed and "GET /api/crawls/{session_id}/bugs" in followed
+
+
+def test_a_link_to_an_operation_the_api_lacks_fails_the_schema_build() -> None:
+    spec = {"paths": {"/a": {"post": {"operationId": "make_a", "responses": {"201": {}}}}}}
+    add_links(spec, [Link("POST /a", "201", "POST /a", {"x": "$response.body#/id"})])
+    assert spec["paths"]["/a"]["post"]["responses"]["201"]["links"]["PostA"]["operationId"] == "make_a"
+    with pytest.raises(LookupError, match="GET /a/{id}"):
+        add_links(spec, [Link("POST /a", "201", "GET /a/{id}", {"id": "$response.body#/id"})])
