@@ -29,6 +29,7 @@ bench: bootstrap
 	$(VENV)/python -m bench.crawl
 	$(VENV)/python -m bench.persona
 	$(VENV)/python -m bench.video
+	$(VENV)/python -m bench.codec
 
 up: bootstrap
 	$(VENV)/conveyor up

@@ -22,11 +22,14 @@ async def record_page(
     (known ones still count the page) and the session notes ``bugs`` in its reached limits. A visit that ends
     after its session was cancelled or failed stores nothing: the session's record is final.
     """
-    # Locking the session's row (PostgreSQL; SQLite writes one at a time anyway) keeps concurrent visits from
-    # both passing the bug cap.
-    status = await session.scalar(
-        select(CrawlSession.status).where(CrawlSession.id == visit.session_id).with_for_update()
+    # A no-op write to the session's row first: it takes the row's lock on PostgreSQL and SQLite's write lock
+    # (whose driver starts a transaction only at the first write, so a leading SELECT would count bugs outside
+    # it), so concurrent visits of one session count and store their bugs one at a time and cannot both pass
+    # the bug cap.
+    await session.execute(
+        update(CrawlSession).where(CrawlSession.id == visit.session_id).values(status=CrawlSession.status)
     )
+    status = await session.scalar(select(CrawlSession.status).where(CrawlSession.id == visit.session_id))
     if status in (RunStatus.CANCELLED, RunStatus.FAILED):
         return []
     findings = await _within_bug_cap(session, visit, findings)

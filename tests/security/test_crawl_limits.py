@@ -8,6 +8,7 @@ findings grouped by rule and page with tickets only from a severity up; Markdown
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from markdown_it import MarkdownIt
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -26,10 +28,21 @@ from temporalio.testing import WorkflowEnvironment
 from activities.crawl import contract
 from activities.crawl.agent import MAX_LINKS
 from activities.crawl.models import CrawlBug, CrawlPage, CrawlSession
-from activities.crawl.schemas import CrawlConfig, CrawlRequest, CrawlResult
+from activities.crawl.records import record_page
+from activities.crawl.schemas import (
+    BugKind,
+    CrawlConfig,
+    CrawlRequest,
+    CrawlResult,
+    Finding,
+    PageReport,
+    PageVisit,
+    Severity,
+)
 from activities.crawl.tickets import escape_markdown, ticket_description
 from activities.crawl.urls import should_visit
 from cli.sample_site import SampleSite, start_sample_site
+from conveyor.auth import create_user
 from tests.helpers import assert_eventually, start_dev_server
 from tests.helpers.stack import Stack, run_stack, stack_settings
 
@@ -321,3 +334,37 @@ def test_same_origin_false_roams_the_registrable_domain() -> None:
     """Sibling hosts of one registrable domain are one site."""
     assert should_visit("https://docs.x.co.uk/", "https://www.x.co.uk/", same_origin=False, robots=None)
     assert should_visit("https://a.github.io/blog", "https://a.github.io/", same_origin=False, robots=None)
+
+
+async def test_concurrent_visits_of_one_session_cannot_both_pass_the_bug_cap(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Eight visits storing new bugs at once, on SQLite: the session ends with exactly its cap of bugs."""
+    async with sessions.begin() as session:
+        user, _ = await create_user(session, f"cap-{uuid.uuid4().hex[:6]}", 0)
+        crawl = CrawlSession(id=str(uuid.uuid4()), user_id=user.id, url="http://127.0.0.1:1/", config={})
+        session.add(crawl)
+
+    async def visit(n: int) -> None:
+        url = f"http://127.0.0.1:1/page-{n}"
+        findings = [
+            Finding(
+                fingerprint=f"{n:04d}{i:012d}",
+                kind=BugKind.CONSOLE_ERROR,
+                severity=Severity.MEDIUM,
+                title=f"error {n}.{i}",
+                description="",
+                page_url=url,
+            )
+            for i in range(2)
+        ]
+        visit = PageVisit(session_id=crawl.id, url=url, depth=1, origin="http://127.0.0.1:1", max_bugs=5)
+        async with sessions.begin() as session:
+            await record_page(session, visit, PageReport(url=url, final_url=url, status=200, load_ms=1), findings)
+
+    await asyncio.gather(*(visit(n) for n in range(8)))
+    async with sessions() as session:
+        stored = list(await session.scalars(select(CrawlBug).where(CrawlBug.session_id == crawl.id)))
+        row = await session.get(CrawlSession, crawl.id)
+    assert len(stored) == 5
+    assert row is not None and "bugs" in row.config.get("limits_reached", [])
