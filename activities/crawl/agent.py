@@ -174,15 +174,7 @@ class PageAgent:
         refused = _refusal(self.pool.blocked(state["context"]), page.url)
         if refused is not None:
             # the document (or a redirect hop of it) was refused: what answered is the proxy, not the site
-            return {
-                "page": page,
-                "probe": probe,
-                "status": None,
-                "final_url": visit.url,
-                "is_html": False,
-                "load_ms": 0,
-                "error": f"blocked by the network policy: {refused.reason}",
-            }
+            return _no_document(visit, page, probe, f"blocked by the network policy: {refused.reason}")
         await probe.settle()
         # The server's share of the load, not the browser's load event or the wall clock: on a busy machine the
         # renderer's parsing, scripts and layout stretch those, and a QA crawler must not file that as the
@@ -375,6 +367,11 @@ def _unreachable_page(visit: PageVisit, page: Page, probe: PageProbe, reason: st
     """The state of a page whose host could not be reached (fatal for a start URL: bad input, no retries)."""
     if visit.is_start and reason in UNREACHABLE:
         raise BadInput(f"cannot reach the start URL {visit.url}: {reason}", code="START_URL_UNREACHABLE")
+    return _no_document(visit, page, probe, reason)
+
+
+def _no_document(visit: PageVisit, page: Page, probe: PageProbe, error: str) -> VisitState:
+    """The state of a visit that got no document from the site: nothing to read, ``error`` says why."""
     return {
         "page": page,
         "probe": probe,
@@ -382,7 +379,7 @@ def _unreachable_page(visit: PageVisit, page: Page, probe: PageProbe, reason: st
         "final_url": visit.url,
         "is_html": False,
         "load_ms": 0,
-        "error": reason,
+        "error": error,
     }
 
 
