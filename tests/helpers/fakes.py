@@ -1,4 +1,5 @@
-"""Fake HTTP services for tests: a generic recording server, a stateful Linear GraphQL API, an OpenAI endpoint."""
+"""Fake HTTP services for tests: a generic recording server, a stateful Linear GraphQL API, an OpenAI endpoint,
+HubSpot's CRM v3 deals API."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
 
 Response = tuple[int, dict[str, str], bytes]
 Handler = Callable[["Recorded"], Response]
@@ -392,3 +394,92 @@ class FakeOpenAI(FakeService):
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             },
         )
+
+
+def _hubspot_error(status: int, category: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    """HubSpot's error body: ``status``, ``message``, ``correlationId``, ``category``."""
+    body = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()), "category": category}
+    return json_response(status, body, headers)
+
+
+class FakeHubSpot(FakeService):
+    """A fake of HubSpot's CRM v3 ``GET /crm/v3/objects/deals/{id}`` that checks requests like the real API does.
+
+    Deals are stored with :meth:`add_deal`; an answer holds only the requested properties (plus HubSpot's
+    defaults) and contact associations only when ``associations=contacts`` was asked for and there are some.
+    """
+
+    def __init__(self, *, access_token: str = "pat-na1-fake-0123-4567-89ab") -> None:
+        self.access_token = access_token
+        self._lock = threading.Lock()
+        self._deals: dict[str, tuple[dict[str, str | None], list[str]]] = {}
+        self._failures: list[Response] = []
+        self.server = FakeHttpServer(self._handle)
+
+    @property
+    def url(self) -> str:
+        """The base URL to configure (``https://api.hubapi.com`` in production)."""
+        return self.server.url
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """Every request received so far."""
+        return self.server.requests
+
+    def add_deal(self, deal_id: str, properties: dict[str, str | None], contact_ids: list[str] | None = None) -> None:
+        """Store a deal with its properties (as HubSpot's strings) and associated contacts."""
+        with self._lock:
+            self._deals[deal_id] = (dict(properties), list(contact_ids or []))
+
+    def fail_next(self, status: int, *, retry_after: int | None = None) -> None:
+        """Answer the next request with ``status`` (a 429 carries ``Retry-After`` when given)."""
+        if status == 429:
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            body = {
+                "status": "error",
+                "message": "You have reached your secondly limit.",
+                "errorType": "RATE_LIMIT",
+                "correlationId": str(uuid.uuid4()),
+                "policyName": "SECONDLY",
+            }
+            answer = json_response(429, body, headers)
+        else:
+            answer = _hubspot_error(status, "INTERNAL_ERROR", "internal error")
+        with self._lock:
+            self._failures.append(answer)
+
+    def _handle(self, request: Recorded) -> Response:
+        parts = urlsplit(request.path)
+        match = re.fullmatch(r"/crm/v3/objects/deals/([0-9]+)", parts.path)
+        if request.method != "GET" or match is None:
+            return _hubspot_error(404, "OBJECT_NOT_FOUND", "resource not found")
+        with self._lock:
+            if self._failures:
+                return self._failures.pop(0)
+        if request.headers.get("authorization") != f"Bearer {self.access_token}":
+            return _hubspot_error(
+                401,
+                "INVALID_AUTHENTICATION",
+                "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
+            )
+        query = parse_qs(parts.query)
+        # HubSpot takes a comma-separated list (or the parameter repeated).
+        wanted = [name for value in query.get("properties", []) for name in value.split(",") if name]
+        associations = [name for value in query.get("associations", []) for name in value.split(",") if name]
+        with self._lock:
+            stored = self._deals.get(match.group(1))
+        if stored is None:
+            return _hubspot_error(404, "OBJECT_NOT_FOUND", "resource not found")
+        properties, contacts = stored
+        defaults = {"createdate": "2025-03-01T10:00:00Z", "hs_object_id": match.group(1)}
+        answer: dict[str, Any] = {
+            "id": match.group(1),
+            "properties": {**defaults, **{name: properties.get(name) for name in wanted}},
+            "createdAt": "2025-03-01T10:00:00Z",
+            "updatedAt": "2025-03-02T10:00:00Z",
+            "archived": False,
+        }
+        if "contacts" in associations and contacts:
+            results = [{"id": contact, "type": "deal_to_contact"} for contact in contacts]
+            answer["associations"] = {"contacts": {"results": results}}
+        return json_response(200, answer)
