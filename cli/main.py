@@ -220,6 +220,16 @@ async def _with_session(settings: Any, work: Any) -> Any:
         await engine.dispose()
 
 
+def _users_command(settings: Any, work: Any, as_json: bool, lines: Any) -> None:
+    """Run ``work(session)`` in one transaction; print its result as JSON, or the ``lines(result)`` for people."""
+    result = run_command(_with_session(settings, work), as_json=as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        for line in lines(result):
+            console.print(line)
+
+
 @users_app.command("create")
 def users_create(
     name: str,
@@ -245,12 +255,15 @@ def users_create(
             "prefix": key_prefix(key),
         }
 
-    result = run_command(_with_session(settings, work), as_json=as_json)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(f"user {result['name']} (id {result['id']}, {result['role']}) with {result['credits']} credits")
-        console.print(f"API key (shown once): [bold]{result['api_key']}[/bold]")
+    _users_command(
+        settings,
+        work,
+        as_json,
+        lambda r: [
+            f"user {r['name']} (id {r['id']}, {r['role']}) with {r['credits']} credits",
+            f"API key (shown once): [bold]{r['api_key']}[/bold]",
+        ],
+    )
 
 
 @users_app.command("promote")
@@ -268,11 +281,7 @@ def users_promote(
         user = await set_role(session, name, "user" if demote else "admin")
         return {"id": user.id, "name": user.name, "role": user.role}
 
-    result = run_command(_with_session(settings, work), as_json=as_json)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(f"user {result['name']} is now {result['role']}")
+    _users_command(settings, work, as_json, lambda r: [f"user {r['name']} is now {r['role']}"])
 
 
 @users_app.command("revoke")
@@ -297,11 +306,7 @@ def users_revoke(
         row = await revoke_prefix(session, prefix)
         return {"user_id": row.user_id, "prefix": row.prefix, "revoked": 1}
 
-    result = run_command(_with_session(settings, work), as_json=as_json)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(f"revoked {result['revoked']} key(s)")
+    _users_command(settings, work, as_json, lambda r: [f"revoked {r['revoked']} key(s)"])
 
 
 @users_app.command("rotate")
@@ -316,12 +321,15 @@ def users_rotate(name: str, expires_in: ExpiresOpt = None, as_json: JsonOpt = Fa
         key, revoked = await rotate(session, owner, expires_in_days=expires_in)
         return {"name": owner.name, "api_key": key, "prefix": key_prefix(key), "revoked": revoked}
 
-    result = run_command(_with_session(settings, work), as_json=as_json)
-    if as_json:
-        emit_json(result)
-    else:
-        console.print(f"revoked {result['revoked']} older key(s) of {result['name']}")
-        console.print(f"new API key (shown once): [bold]{result['api_key']}[/bold]")
+    _users_command(
+        settings,
+        work,
+        as_json,
+        lambda r: [
+            f"revoked {r['revoked']} older key(s) of {r['name']}",
+            f"new API key (shown once): [bold]{r['api_key']}[/bold]",
+        ],
+    )
 
 
 @db_app.command("upgrade")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import timedelta
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from activities.attribution.revenue import parse_amount, to_cents
 from conveyor.errors import BadInput, ExternalServiceError, NotFound, RateLimited
+from conveyor.outbound import OutboundClient
 
 HUBSPOT_API_URL = "https://api.hubapi.com"
 
@@ -106,7 +106,7 @@ def deal_from_event_properties(properties: Mapping[str, Any], *, deal_id: str | 
     return _deal(_check_deal_id(raw_id), properties, ())
 
 
-class HubSpotCrmClient:
+class HubSpotCrmClient(OutboundClient):
     """Reads deals from HubSpot's CRM v3 API with a private app's access token."""
 
     def __init__(
@@ -121,25 +121,7 @@ class HubSpotCrmClient:
             raise BadInput("the HubSpot access token is empty", code="HUBSPOT_TOKEN_INVALID")
         self._token = access_token
         self._base_url = base_url.rstrip("/")
-        self._timeout_s = timeout_s
-        # A client handed in belongs to the caller: we use it but never close it.
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(timeout=timeout_s)
-
-    async def __aenter__(self) -> HubSpotCrmClient:
-        """Use the client as an async context manager that closes it on exit."""
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        """Close the client."""
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_http:
-            await self._http.aclose()
+        super().__init__(timeout_s=timeout_s, http=http)
 
     async def get_deal(self, deal_id: str | int) -> DealProperties:
         """The deal's attribution properties and associated contact ids."""

@@ -8,12 +8,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any, Literal
 
 import httpx
 
 from conveyor.errors import BadInput, ConveyorError, ExternalServiceError, RateLimited
+from conveyor.outbound import OutboundClient
 
 LINEAR_API_URL = "https://api.linear.app/graphql"
 
@@ -65,7 +65,7 @@ class _GraphQLErrors(Exception):
         self.error = error
 
 
-class LinearClient:
+class LinearClient(OutboundClient):
     """Files and reads Linear issues of one team with a personal API key."""
 
     def __init__(
@@ -84,25 +84,7 @@ class LinearClient:
         self._api_key = api_key
         self._team_id = team_id
         self._api_url = api_url
-        self._timeout_s = timeout_s
-        # A client handed in belongs to the caller: we use it but never close it.
-        self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(timeout=timeout_s)
-
-    async def __aenter__(self) -> LinearClient:
-        """Use the client as an async context manager that closes it on exit."""
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        """Close the client."""
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the HTTP client if this object created it."""
-        if self._owns_http:
-            await self._http.aclose()
+        super().__init__(timeout_s=timeout_s, http=http)
 
     async def create_issue(
         self,
