@@ -6,7 +6,9 @@
    a page visit does (load, wait for network quiet, read the DOM, HEAD every internal link once, follow
    links breadth-first) with no orchestration.
 3. Conveyor: the same crawl as a ``CrawlSessionWorkflow`` on the real dev server, with a ``conveyor worker``
-   process serving the crawl queues (its concurrency: the crawl queue's 2), timed from start to result.
+   process serving the crawl queues (its concurrency: the crawl queue's 2), timed from start to result. Its
+   Chromium goes through the network policy's filtering proxy; the per-host politeness delay is set to 0, as
+   the plain loop has none.
    The two alternate ``--rounds`` times; the best of each is compared.
 4. Peak RSS of the worker process and its Chromium during the Conveyor crawls.
 
@@ -205,7 +207,7 @@ async def conveyor_crawl(
     """One crawl through Conveyor; returns (pages, seconds from start to result)."""
     started = time.perf_counter()
     async with sessions() as session:
-        user, _ = await create_user(session, f"bench-{time.monotonic_ns()}", 0)
+        user, _ = await create_user(session, f"bench-{time.monotonic_ns()}", 10**9)
         await session.commit()
         blobs = blob_store_from_url(settings.blob_url_resolved)
         caller = Caller(user=user, session=session, client=client, blobs=blobs, settings=settings)
@@ -236,6 +238,10 @@ async def main(pages: int, rounds: int) -> None:
         "CONVEYOR_TEMPORAL_ADDRESS": settings.temporal_address,
         "CONVEYOR_CHROMIUM_ARGS": json.dumps(OFFLINE_ARGS),
         "CONVEYOR_CRAWL_ALLOWED_HOSTS": json.dumps(allowed),
+        # nothing leaves the machine, not even Chromium's own background lookups
+        "CONVEYOR_CRAWL_ONLY_ALLOWED_HOSTS": "true",
+        # the plain loop has no per-host politeness delay: compare the orchestration, not the policy
+        "CONVEYOR_CRAWL_HOST_DELAY_S": "0",
         "CONVEYOR_LOG_LEVEL": "warning",
     }
     log = (var / "worker.log").open("ab")

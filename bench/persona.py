@@ -76,7 +76,7 @@ async def run_conveyor(
 ) -> tuple[int, float]:
     """Ingest through the workflow; returns (chunks, seconds from the start request to the result)."""
     async with sessions() as session:
-        user, _ = await create_user(session, f"bench-{persona_id}", 0)
+        user, _ = await create_user(session, f"bench-{persona_id}", 10**9)
         await session.commit()
         folder = persona_folder(settings.persona_data_root_resolved, user.id, persona_id)
         await asyncio.to_thread(build_corpus, folder, works)

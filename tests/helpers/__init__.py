@@ -7,7 +7,6 @@ environment, a fresh-task-queue worker factory, the real dev server and the in-p
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import sys
 import uuid
@@ -20,7 +19,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from conveyor.codec import KeyRing, encrypting_converter
+from conveyor.codec import encrypting_converter, process_keys
 from conveyor.runs import RECORD_RUN, RunUpdate
 from conveyor.temporal import free_port, start_ephemeral_server
 from workers.pipelines import PIPELINES
@@ -32,11 +31,10 @@ TEST_CHROMIUM_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1
 
 NewWorker = Callable[..., Worker]
 
-#: One random payload key per test process, put in the environment so the settings of this process and of every
-#: CLI and worker child it starts read the same key (as one install's processes share its key file).
-os.environ.setdefault("CONVEYOR_PAYLOAD_KEYS", KeyRing.generate("test").render(","))
-#: The suite's data converter: pydantic, payloads encrypted with the test process's key.
-DATA_CONVERTER = encrypting_converter(KeyRing.parse(os.environ["CONVEYOR_PAYLOAD_KEYS"]))
+#: The suite's data converter: pydantic, payloads encrypted with one random key per test process, put in the
+#: environment so every CLI and worker child it starts reads the same key (as one install's processes share its
+#: key file).
+DATA_CONVERTER = encrypting_converter(process_keys("test"))
 
 __all__ = [
     "DATA_CONVERTER",
