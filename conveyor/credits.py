@@ -178,3 +178,35 @@ async def settle(session: AsyncSession, reference: str, due: int, *, reason: str
         return settle_sync(sync, held, due, reason=reason)
 
     return await session.run_sync(run)
+
+
+async def charge_usage(session: AsyncSession, user_id: int, amount: int, *, reason: str, key: str) -> bool:
+    """Charge ``amount`` for work already done, once per ``key``; ``False`` if ``key`` was charged before.
+
+    Metered usage (events a webhook delivered) is billed in full in the caller's transaction, even past the balance:
+    the work cannot be refused after the data was accepted. A balance below zero makes every later start a 402.
+    """
+    if amount <= 0:
+        return False
+    if await session.scalar(select(CreditLedgerEntry.id).where(CreditLedgerEntry.idempotency_key == key)) is not None:
+        return False
+    await session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(credits=User.credits - amount)
+        .execution_options(synchronize_session=False)
+    )
+    balance = await session.scalar(select(User.credits).where(User.id == user_id))
+    session.add(
+        CreditLedgerEntry(
+            user_id=user_id,
+            amount=-amount,
+            kind="charge",
+            reason=reason[:200],
+            reference=key[:200],
+            idempotency_key=key,
+            balance_after=int(balance or 0),
+        )
+    )
+    await session.flush()
+    return True

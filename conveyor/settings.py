@@ -231,6 +231,52 @@ class Settings(BaseSettings):
         90.0, description="CPU, memory, disk or GPU use above this percent logs a warning (monitor_resources)."
     )
     resource_retention_hours: float = Field(24.0, description="Resource samples older than this are deleted.")
+    # attribution pipeline (seed 004's ML service: HubSpot webhooks, fatigue, winner index)
+    hubspot_client_secret: SecretStr | None = Field(
+        None,
+        description="The HubSpot app's client secret: it keys the webhook signatures (unset: POST /webhooks/hubspot "
+        "answers 503 WEBHOOK_NOT_CONFIGURED).",
+    )
+    public_url: str = Field(
+        "",
+        description="Scheme and host HubSpot calls (e.g. https://conveyor.example.com) when the API runs behind a "
+        "proxy: the signed URI is this plus the request's path and query (empty: the URL the API received).",
+    )
+    hubspot_default_owner: str = Field(
+        "",
+        description="User that owns deliveries from a portal nobody connected (empty: the CLI's local user).",
+    )
+    hubspot_access_token: SecretStr | None = Field(
+        None,
+        description="HubSpot private-app token for the CRM API (deal amount, stage, UTMs); unset: only events that "
+        "carry their deal's properties, and the stored deal, are used.",
+    )
+    hubspot_api_url: str = Field("https://api.hubapi.com", description="HubSpot CRM API base URL.")
+    hubspot_stage_probabilities: dict[str, float] = Field(
+        default_factory=dict,
+        description='Deal stage → win probability, a JSON object (e.g. {"qualified": 0.3}); merged over HubSpot\'s '
+        "default pipeline's stages. Closed-won always counts the full amount.",
+    )
+    attribution_batch_size: int = Field(
+        500, ge=1, le=5000, description="Most accepted webhook events one ingest batch applies in one transaction."
+    )
+    attribution_winners: int = Field(20, ge=1, description="Winners per campaign the 12-hourly index embeds.")
+    attribution_winner_min_trials: float = Field(
+        1.0, ge=0, description="Least evidence (conversions + clicks) an ad needs to count as a winner."
+    )
+    attribution_approval_timeout_h: float = Field(
+        24.0, gt=0, description="Hours a fatigue approval waits for a human; then it expires and nothing runs."
+    )
+    fatigue_window_days: int = Field(
+        7, ge=2, le=90, description="Days of ad metrics the fatigue trends are fitted over."
+    )
+    fatigue_min_days: int = Field(4, ge=2, description="Fewer days with impressions in the window: no fatigue verdict.")
+    fatigue_frequency_rise: float = Field(
+        0.03, gt=0, description="Frequency growth per day, relative to its mean, that counts as fatigue."
+    )
+    fatigue_frequency_ceiling: float = Field(3.5, gt=0, description="Latest frequency at or above this is fatigue.")
+    fatigue_cpm_rise: float = Field(0.03, gt=0, description="CPM growth per day, relative to its mean, that counts.")
+    fatigue_ctr_decline: float = Field(0.03, gt=0, description="CTR fall per day, relative to its mean, that counts.")
 
     @property
     def temporal_db_path(self) -> Path:
