@@ -16,6 +16,8 @@ class IngestState(BaseModel):
     """What a portal's ingest workflow carries across ``continue_as_new``."""
 
     portal_id: int
+    batch_size: int = Field(500, ge=1)
+    """Most events one batch applies (``CONVEYOR_ATTRIBUTION_BATCH_SIZE`` when the API started the workflow)."""
     batches: int = 0
     processed: int = 0
     failed: int = 0
@@ -232,3 +234,9 @@ class SimilarResult(BaseModel):
 
     version: int
     results: list[SimilarCreative]
+
+
+class RewardDelivery(BaseModel):
+    """The rewards one ingest batch earned, for the campaigns' sampler workflows."""
+
+    batches: list[RewardBatch] = Field(default_factory=list)

@@ -24,6 +24,7 @@ from conveyor.settings import Settings
 from conveyor.storage import BlobStore
 from conveyor.temporal import free_port
 from tests.helpers import TEST_CHROMIUM_ARGS
+from tests.helpers.hubspot import SECRET as HUBSPOT_SECRET
 from workers.pipelines import all_queues
 from workers.run import build_workers
 
@@ -77,6 +78,7 @@ def stack_settings(
         "log_json": True,
         "chromium_args": TEST_CHROMIUM_ARGS,
         "worker_legacy_queues": False,
+        "hubspot_client_secret": HUBSPOT_SECRET,
         **overrides,
     }
     return Settings(**values)
