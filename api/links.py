@@ -94,6 +94,22 @@ LINKS: list[Link] = [
     ),
     *_from("POST /api/videos/render", "202", "video_id", "video_id", "GET /api/videos/{video_id}"),
     *_progress("POST /api/videos/render", "202"),
+    *_from(
+        "POST /api/ads",
+        "201",
+        "ad_id",
+        "ad_id",
+        "GET /api/ads/{ad_id}",
+        "GET /api/ads/{ad_id}/attribution",
+    ),
+    *_from(
+        "POST /api/ads",
+        "201",
+        "campaign_id",
+        "campaign_id",
+        "GET /api/campaigns/{campaign_id}/sampler",
+        "GET /api/campaigns/{campaign_id}/allocations",
+    ),
 ]
 
 

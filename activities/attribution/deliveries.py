@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from conveyor.errors import BadInput
@@ -37,6 +37,11 @@ class EventDisposition(StrEnum):
     IGNORED = "ignored"
 
 
+#: HubSpot's ids are non-negative 64-bit integers (what a database's BIGINT holds).
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=0, le=MAX_ID)]
+
+
 class HubSpotEvent(BaseModel):
     """One webhook event as HubSpot sends it (camelCase on the wire, snake_case here); unknown fields are dropped."""
 
@@ -49,21 +54,32 @@ class HubSpotEvent(BaseModel):
         coerce_numbers_to_str=True,
     )
 
-    event_id: int
-    subscription_id: int
-    portal_id: int
-    app_id: int
-    occurred_at: int
+    event_id: Id
+    subscription_id: Id
+    portal_id: Id
+    app_id: Id
+    occurred_at: int = Field(ge=0, le=MAX_ID)
     """Milliseconds since the epoch."""
-    subscription_type: str
-    attempt_number: int = 0
-    object_id: int
-    object_type_id: str | None = None
-    property_name: str | None = None
-    property_value: str | None = None
-    change_source: str | None = None
-    properties: dict[str, str | None] | None = None
+    subscription_type: str = Field(min_length=1, max_length=100)
+    attempt_number: int = Field(0, ge=0, le=1000)
+    object_id: Id
+    object_type_id: str | None = Field(None, max_length=40)
+    property_name: str | None = Field(None, max_length=200)
+    property_value: str | None = Field(None, max_length=10_000)
+    change_source: str | None = Field(None, max_length=100)
+    properties: dict[str, str | None] | None = Field(None, max_length=500)
     """The deal's properties when the event carries them (exports, replays, tests): no CRM call is needed."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _encodable(cls, value: Any) -> Any:
+        """Text must be UTF-8 (JSON's ``\\ud800`` escapes decode to lone surrogates no database can store)."""
+        texts = [value] if isinstance(value, str) else []
+        if isinstance(value, dict):
+            texts = [t for pair in value.items() for t in pair if isinstance(t, str)]
+        for text in texts:
+            text.encode("utf-8")  # UnicodeEncodeError is a ValueError: pydantic reports the field
+        return value
 
 
 def _reject_constant(name: str) -> Any:

@@ -147,7 +147,7 @@ class DealCredit(Base):
 
 
 class Conversion(Base):
-    """One distinct deal event applied: the ad it was credited to (NULL: unattributed) and the deal's revenue after it."""
+    """One distinct deal event applied: the ad credited (NULL: unattributed) and the deal's revenue after it."""
 
     __tablename__ = "conversions"
     __table_args__ = (Index("ix_conversions_user_ad", "user_id", "ad_id"),)

@@ -20,9 +20,9 @@ def _crm(resources: WorkerResources) -> Callable[[], HubSpotCrmClient | None]:
         await client.aclose()
 
     def client() -> HubSpotCrmClient | None:
-        if s.hubspot_access_token is None:
+        token = s.hubspot_access_token.get_secret_value().strip() if s.hubspot_access_token else ""
+        if not token:  # unset or empty (compose passes an empty optional value)
             return None
-        token = s.hubspot_access_token.get_secret_value()
         return resources.shared(
             "attribution.crm", lambda: HubSpotCrmClient(token, base_url=s.hubspot_api_url), close=close
         )

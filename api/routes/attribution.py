@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from activities.attribution.deliveries import MAX_EVENTS_PER_DELIVERY, HubSpotEvent
 from activities.attribution.sampler import Allocation
 from activities.attribution.schemas import ApprovalOutcome, SamplerView, SimilarResult
 from api.deps import CallerDep, StateDep
@@ -19,6 +20,9 @@ from api.services.attribution import AdIn, Delivery, Doorbell, MetricIn, Touchpo
 from conveyor.errors import ConveyorError
 
 router = APIRouter(tags=["attribution"])
+
+#: An approval's id in a path (a database integer).
+ApprovalId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _doorbell(state: StateDep) -> Doorbell:
@@ -31,11 +35,30 @@ def _doorbell(state: StateDep) -> Doorbell:
     return state.shared("attribution.doorbell", lambda: Doorbell(send))
 
 
+def _delivery_schema() -> dict[str, Any]:
+    """The body HubSpot posts: an array of up to 100 events (one event alone is accepted too)."""
+    event = HubSpotEvent.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    event.pop("title", None)
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"anyOf": [{"type": "array", "items": event, "maxItems": MAX_EVENTS_PER_DELIVERY}, event]}
+            }
+        },
+    }
+
+
 @router.post(
     "/webhooks/hubspot",
     response_model=Delivery,
     summary="HubSpot webhook (signed; no API key)",
-    responses={401: {"description": "bad or stale signature"}, 400: {"description": "malformed delivery"}},
+    responses={
+        401: {"description": "bad or stale signature"},
+        400: {"description": "malformed delivery (nothing accepted)"},
+        503: {"description": "not configured, or the ingest could not be woken: retry (nothing is lost)"},
+    },
+    openapi_extra={"requestBody": _delivery_schema()},
 )
 async def hubspot_webhook(request: Request, state: StateDep) -> Any:
     """A HubSpot delivery: up to 100 events, verified by its v3 (or v1/v2) signature, each event stored once in the
@@ -316,7 +339,7 @@ async def list_approvals(caller: CallerDep, window: PageDep, status: str | None 
 
 
 @router.get("/api/approvals/{approval_id}", response_model=ApprovalOut)
-async def get_approval(approval_id: int, caller: CallerDep) -> ApprovalOut:
+async def get_approval(approval_id: ApprovalId, caller: CallerDep) -> ApprovalOut:
     """One of your approvals."""
     return ApprovalOut.model_validate(await service.get_approval(caller, approval_id))
 
@@ -328,13 +351,13 @@ class DecisionIn(BaseModel):
 
 
 @router.post("/api/approvals/{approval_id}/approve", response_model=ApprovalOutcome)
-async def approve(approval_id: int, caller: CallerDep, body: DecisionIn | None = None) -> ApprovalOutcome:
+async def approve(approval_id: ApprovalId, caller: CallerDep, body: DecisionIn | None = None) -> ApprovalOutcome:
     """Approve: the action (pause or rotate the ad) runs once and is audited with your name; 409 once decided."""
     return await service.decide(caller, approval_id, True, body.note if body else "")
 
 
 @router.post("/api/approvals/{approval_id}/reject", response_model=ApprovalOutcome)
-async def reject(approval_id: int, caller: CallerDep, body: DecisionIn | None = None) -> ApprovalOutcome:
+async def reject(approval_id: ApprovalId, caller: CallerDep, body: DecisionIn | None = None) -> ApprovalOutcome:
     """Reject: nothing runs; the rejection is audited with your name; 409 once decided."""
     return await service.decide(caller, approval_id, False, body.note if body else "")
 

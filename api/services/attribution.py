@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -44,6 +45,7 @@ from activities.attribution.schemas import (
 from activities.attribution.signatures import verify_request
 from api.caller import Caller
 from conveyor.client import execute_workflow, search_attributes, temporal_errors
+from conveyor.codec import is_local_install, write_secret_once
 from conveyor.credits import available_credits, charge_usage
 from conveyor.db import dialect_insert
 from conveyor.errors import BadInput, Conflict, ConveyorError, ExternalServiceError, InsufficientCredits, NotFound
@@ -102,6 +104,21 @@ class Doorbell:
                     waiter.set_result(None)
         finally:
             self._running.discard(portal_id)
+
+
+#: Where a local install keeps the client secret it made for itself (the demo and ``webhooks replay`` sign with it).
+LOCAL_SECRET_FILE = "hubspot-client-secret"
+
+
+def client_secret(settings: Settings) -> str | None:
+    """The HubSpot app's client secret: ``CONVEYOR_HUBSPOT_CLIENT_SECRET``, else on a local install (Temporal on
+    loopback) a secret of its own, made once under the var dir with mode 0600; ``None`` otherwise."""
+    if settings.hubspot_client_secret is not None and settings.hubspot_client_secret.get_secret_value():
+        return settings.hubspot_client_secret.get_secret_value()
+    if not is_local_install(settings):
+        return None
+    path = settings.var_dir.resolve() / LOCAL_SECRET_FILE
+    return write_secret_once(path, secrets.token_urlsafe(32)).strip()
 
 
 async def wake_ingest(client: Client, settings: Settings, portal_id: int, owner: int) -> None:
@@ -177,11 +194,11 @@ async def accept_delivery(
     401 bad or stale signature, 400 malformed (nothing stored), 503 when the secret is unset or Temporal could not
     be told (the events are kept; HubSpot's retry rings again and adds nothing twice).
     """
-    if settings.hubspot_client_secret is None:
+    secret = client_secret(settings)
+    if secret is None:
         raise ExternalServiceError(
             "HubSpot webhooks are not configured: set CONVEYOR_HUBSPOT_CLIENT_SECRET", code="WEBHOOK_NOT_CONFIGURED"
         )
-    secret = settings.hubspot_client_secret.get_secret_value()
     verify_request(method, url, body, headers, secret, datetime.now(UTC), settings.public_url or None)
     events = parse_delivery(body)
     portals = sorted({e.portal_id for e in events})

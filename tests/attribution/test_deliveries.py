@@ -231,3 +231,18 @@ def test_classification(subscription_type: str, object_type_id: str | None, disp
 def test_unknown_subscription_type_is_accepted_not_refused() -> None:
     (event,) = parse_delivery(_body(_event(subscriptionType="conversation.newMessage")))
     assert classify(event) is EventDisposition.IGNORED
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("portalId", -1), ("objectId", 2**63), ("occurredAt", -5), ("subscriptionType", ""), ("attemptNumber", -1)],
+)
+def test_ids_out_of_a_databases_range_are_refused(field: str, value: Any) -> None:
+    err = _bad(_body([_event(**{field: value})]))
+    assert err.code == "INVALID_FIELD" and err.details["field"] == field
+
+
+def test_text_that_is_not_utf8_is_refused() -> None:
+    body = b'[' + json.dumps(_event())[:-1].encode() + b', "propertyValue": "\\ud800"}]'
+    err = _bad(body)
+    assert err.details["field"] == "propertyValue"

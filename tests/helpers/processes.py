@@ -63,6 +63,8 @@ async def run_cli(settings: Settings, *args: str, within_s: float = 180) -> subp
         "CONVEYOR_CRAWL_ALLOWED_HOSTS": json.dumps(settings.crawl_allowed_hosts),
         "CONVEYOR_CRAWL_ONLY_ALLOWED_HOSTS": str(settings.crawl_only_allowed_hosts).lower(),
     }
+    if settings.hubspot_client_secret is not None:  # webhooks replay signs with the stack's secret
+        env["CONVEYOR_HUBSPOT_CLIENT_SECRET"] = settings.hubspot_client_secret.get_secret_value()
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

@@ -10,9 +10,11 @@ means the schema does not describe what the handler accepts, and fails the test 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pytest
 import schemathesis
@@ -20,13 +22,17 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
+from activities.attribution.signatures import signed_headers
 from api.links import Link, add_links
 from cli.sample_site import SampleSite
 from conveyor.codec import codec_token
+from tests.helpers.hubspot import SECRET as HUBSPOT_SECRET
 from tests.helpers.stack import Stack
 
 #: Requests generated per operation: enough to cover each body's shapes, few enough for the suite's time.
 EXAMPLES = 20
+#: Webhooks whose generated requests are signed with the stack's secret (their body is their credential).
+SIGNED_PATHS = {"/webhooks/hubspot": HUBSPOT_SECRET}
 #: Answers that mean the request never reached the handler's own code.
 NOT_REACHED = {401, 405, 413, 415, 422, 429}
 
@@ -67,7 +73,13 @@ def _fuzz_one(operation: schemathesis.APIOperation, outcome: Outcome, base_url: 
     )
     @given(case=operation.as_strategy())
     def send(case: schemathesis.Case) -> None:
-        response = case.call(base_url=base_url, headers=headers, timeout=60)
+        if operation.path in SIGNED_PATHS:  # a webhook: the signature over the generated body is its credential
+            body = json.dumps(case.body).encode() if isinstance(case.body, (list, dict)) else b""
+            url = f"{base_url}{operation.path}"
+            signed = signed_headers(SIGNED_PATHS[operation.path], "POST", url, body, datetime.now(UTC))
+            response = case.call(base_url=base_url, headers=signed, timeout=60, data=body)
+        else:
+            response = case.call(base_url=base_url, headers=headers, timeout=60)
         outcome.statuses[response.status_code] += 1
         try:
             case.validate_response(response, checks=[not_a_server_error])
