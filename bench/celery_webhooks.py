@@ -212,3 +212,8 @@ def read_totals(client: redis.Redis, portal_id: int) -> PeerTotals:
         revenue_cents={_text(k): int(v) for k, v in revenue.items()},
         conversions={_text(k): int(v) for k, v in conversions.items()},
     )
+
+
+def peer_app_from_env() -> Starlette:
+    """The peer's app for ``uvicorn --factory``: its Redis and secret from the bench's environment."""
+    return create_peer_app(os.environ["CONVEYOR_BENCH_SECRET"], os.environ["CONVEYOR_BENCH_REDIS_URL"])

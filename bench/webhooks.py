@@ -217,6 +217,40 @@ async def serve(app: Any, port: int) -> AsyncIterator[str]:
         await serving
 
 
+@asynccontextmanager
+async def serve_process(command: list[str], env: dict[str, str], port: int, log: Path) -> AsyncIterator[str]:
+    """Run an HTTP endpoint as its own process (as it runs in production) on 127.0.0.1:``port``; yields its URL.
+
+    Each side's endpoint gets a process of its own, so neither shares this process's interpreter with the load
+    generator posting to it.
+    """
+    out = log.open("ab")
+    process = subprocess.Popen(command, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        async with httpx.AsyncClient(timeout=2) as http:
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"{command[2:4]} exited with {process.returncode}; see {log}")
+                try:
+                    await http.get(f"{url}/")
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"{command[2:4]} did not listen on {port} within 60 s") from None
+                    await asyncio.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        out.close()
+
+
 @dataclass
 class Totals:
     """What a side applied: conversions and revenue cents per ``utm_content`` (``UNATTRIBUTED`` for none)."""
@@ -322,7 +356,6 @@ async def register(http: httpx.AsyncClient, url: str, key: str, bodies: list[dic
 
 async def run_conveyor(workload: Workload, concurrency: int) -> SideResult:
     """The workload through Conveyor's API and an ``attribution.webhooks`` worker process."""
-    from api.app import create_app
     from conveyor.auth import create_user
     from conveyor.codec import process_keys
     from conveyor.db import create_engine, migrate, session_factory
@@ -362,7 +395,18 @@ async def run_conveyor(workload: Workload, concurrency: int) -> SideResult:
         [sys.executable, "-m", "cli", "worker", "-q", WEBHOOK_QUEUE], env=worker_env, stdout=log, stderr=log
     )
     try:
-        async with serve(create_app(settings), settings.api_port) as url, httpx.AsyncClient(timeout=30) as http:
+        api_env = {
+            **worker_env,
+            "CONVEYOR_API_HOST": "127.0.0.1",
+            "CONVEYOR_API_PORT": str(settings.api_port),
+            "CONVEYOR_RATE_LIMIT_PER_MINUTE": str(settings.rate_limit_per_minute),
+            "CONVEYOR_RATE_LIMIT_BURST": str(settings.rate_limit_burst),
+        }
+        api_command = [sys.executable, "-m", "cli", "api"]
+        async with (
+            serve_process(api_command, api_env, settings.api_port, var / "api.log") as url,
+            httpx.AsyncClient(timeout=30) as http,
+        ):
             for portal, key in keys.items():
                 await register(http, f"{url}/api/hubspot/portals", key, [{"portal_id": portal}])
                 await register(http, f"{url}/api/ads", key, all_ads())  # Conveyor credits only known ads
@@ -453,7 +497,7 @@ async def run_celery(workload: Workload, concurrency: int) -> SideResult:
     try:
         import redis
 
-        from bench.celery_webhooks import QUEUE, create_peer_app, read_totals
+        from bench.celery_webhooks import QUEUE, read_totals
     except ImportError:
         raise SystemExit("Celery or redis-py is missing: run scripts/bench-setup.sh") from None
 
@@ -471,7 +515,6 @@ async def run_celery(workload: Workload, concurrency: int) -> SideResult:
     )
     client = redis.Redis.from_url(redis_url)
     try:
-        app = create_peer_app(SECRET, redis_url)
         await asyncio.to_thread(wait_for_celery_worker)
 
         async def warm_count() -> int:
@@ -484,7 +527,11 @@ async def run_celery(workload: Workload, concurrency: int) -> SideResult:
             peer = await asyncio.to_thread(read_totals, client, PORTAL)
             return Totals(sum(peer.conversions.values()), peer.revenue_cents, peer.conversions)
 
-        async with serve(app, free_port()) as url:
+        peer_port = free_port()
+        peer_env = {**os.environ, "CONVEYOR_BENCH_REDIS_URL": redis_url, "CONVEYOR_BENCH_SECRET": SECRET}
+        peer_command = [sys.executable, "-m", "uvicorn", "--factory", "bench.celery_webhooks:peer_app_from_env"]
+        peer_command += ["--host", "127.0.0.1", "--port", str(peer_port), "--log-level", "warning", "--no-access-log"]
+        async with serve_process(peer_command, peer_env, peer_port, logs / "peer.log") as url:
             await warm_up(url, warm_count)
             return await measure("Celery+Redis", url, workload, concurrency, count, totals)
     finally:

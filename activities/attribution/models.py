@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -150,7 +151,10 @@ class Conversion(Base):
     """One distinct deal event applied: the ad credited (NULL: unattributed) and the deal's revenue after it."""
 
     __tablename__ = "conversions"
-    __table_args__ = (Index("ix_conversions_user_ad", "user_id", "ad_id"),)
+    __table_args__ = (
+        Index("ix_conversions_user_ad", "user_id", "ad_id"),
+        Index("ix_conversions_portal_reward_pending", "portal_id", "reward_pending"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     event_key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -167,6 +171,9 @@ class Conversion(Base):
     delta_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    reward_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The deal was won by this event and its ad's sampler has not been told yet (an outbox: set in the batch's
+    transaction, cleared once the sampler got the reward, so a worker dying in between loses no reward)."""
 
 
 class Touchpoint(Base):

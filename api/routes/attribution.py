@@ -16,7 +16,7 @@ from activities.attribution.schemas import ApprovalOutcome, SamplerView, Similar
 from api.deps import CallerDep, StateDep
 from api.pages import Page, PageDep, page_of, paginate
 from api.services import attribution as service
-from api.services.attribution import AdIn, Delivery, Doorbell, MetricIn, TouchpointIn
+from api.services.attribution import AdIn, Delivery, Doorbell, Inbox, MetricIn, TouchpointIn
 from conveyor.errors import ConveyorError
 
 router = APIRouter(tags=["attribution"])
@@ -26,11 +26,8 @@ ApprovalId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
 def _doorbell(state: StateDep) -> Doorbell:
-    async def send(portal_id: int) -> None:
-        async with state.sessions() as session:
-            owners = await service.portal_owners(session, state.settings, [portal_id])
-            await session.commit()
-        await service.wake_ingest(await state.temporal(), state.settings, portal_id, owners[portal_id])
+    async def send(portal_id: int, owner: int) -> None:
+        await service.wake_ingest(await state.temporal(), state.settings, portal_id, owner)
 
     return state.shared("attribution.doorbell", lambda: Doorbell(send))
 
@@ -66,7 +63,7 @@ async def hubspot_webhook(request: Request, state: StateDep) -> Any:
     body = await request.body()
     try:
         return await service.accept_delivery(
-            state.sessions,
+            state.shared("attribution.inbox", lambda: Inbox(state.sessions, state.settings)),
             state.settings,
             _doorbell(state),
             method=request.method,

@@ -1,5 +1,5 @@
-"""attribution: HubSpot portals, ads and daily metrics, the webhook inbox, deals with their credits, conversions,
-touchpoints, fatigue approvals with their audit trail, and each owner's winner index
+"""attribution: HubSpot portals, ads and daily metrics, the webhook inbox, deals with their credits, conversions
+(with their reward outbox), touchpoints, fatigue approvals with their audit trail, and each owner's winner index
 
 Revision ID: 0009
 Revises: 0008
@@ -90,9 +90,13 @@ def upgrade() -> None:
         sa.Column("delta_cents", sa.BigInteger(), nullable=False),
         sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reward_pending", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("event_key"),
+    )
+    op.create_index(
+        "ix_conversions_portal_reward_pending", "conversions", ["portal_id", "reward_pending"], unique=False
     )
     op.create_index("ix_conversions_user_ad", "conversions", ["user_id", "ad_id"], unique=False)
     op.create_index(op.f("ix_conversions_user_id"), "conversions", ["user_id"], unique=False)
@@ -223,6 +227,7 @@ def downgrade() -> None:
     op.drop_table("creative_indexes")
     op.drop_index(op.f("ix_conversions_user_id"), table_name="conversions")
     op.drop_index("ix_conversions_user_ad", table_name="conversions")
+    op.drop_index("ix_conversions_portal_reward_pending", table_name="conversions")
     op.drop_table("conversions")
     op.drop_index(op.f("ix_approvals_user_id"), table_name="approvals")
     op.drop_table("approvals")
