@@ -30,6 +30,8 @@ bench: bootstrap
 	$(VENV)/python -m bench.persona
 	$(VENV)/python -m bench.video
 	$(VENV)/python -m bench.codec
+	scripts/bench-setup.sh
+	$(VENV)/python -m bench.webhooks
 
 up: bootstrap
 	$(VENV)/conveyor up

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -68,13 +68,18 @@ async def migrate(url: str, revision: str = "head") -> None:
     await asyncio.to_thread(_upgrade, url, revision)
 
 
-def dialect_insert(session: AsyncSession, model: type[Base]) -> Any:
-    """An INSERT for ``model`` that knows ``ON CONFLICT`` on the session's database (SQLite or PostgreSQL)."""
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
+def dialect_insert(session: AsyncSession | AsyncConnection, model: type[Base], *, core: bool = False) -> Any:
+    """An INSERT for ``model`` that knows ``ON CONFLICT`` on the session's database (SQLite or PostgreSQL).
+
+    ``core`` inserts into the model's table rather than the mapped class: many rows at once then skip the ORM's
+    per-row bulk bookkeeping (the webhook inbox writes whole deliveries this way).
+    """
+    target: Any = model.__table__ if core else model
+    dialect = session.dialect if isinstance(session, AsyncConnection) else session.get_bind().dialect
+    if dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(model)
+        return pg_insert(target)
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(model)
+    return sqlite_insert(target)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, func, insert, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -59,6 +59,44 @@ CRM_CONCURRENCY = 8
 REWARDS_PER_BATCH = 2000
 #: Attribution models: the primary one pays an ad (``utm`` or ``last_touch``; ``none`` is unattributed).
 PRIMARY_MODELS = ("utm", "last_touch", "none")
+
+
+#: The columns a batch writes back to a deal it changed.
+DEAL_COLUMNS = (
+    "user_id",
+    "stage",
+    "amount",
+    "currency",
+    "revenue_cents",
+    "as_of_ms",
+    "utm_content",
+    "utm_campaign",
+    "contact_ids",
+    "won_at",
+    "model",
+    "updated_at",
+)
+
+
+def _table(model: Any) -> Table:
+    """A model's table (its SQL expressions skip the ORM's per-row work)."""
+    table: Table = model.__table__
+    return table
+
+
+def _by_id(model: Any, columns: Sequence[str]) -> Any:
+    """``UPDATE <table> SET <columns> WHERE id = …`` for many rows at once (parameters from :func:`_keyed`)."""
+    table = _table(model)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values({name: bindparam(f"new_{name}") for name in columns})
+    )
+
+
+def _keyed(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as :func:`_by_id` parameters (a column's own name may not be a parameter's in an UPDATE)."""
+    return [{("row_id" if k == "id" else f"new_{k}"): v for k, v in row.items()} for row in rows]
 
 
 def stage_probabilities(settings: Settings) -> dict[str, Decimal]:
@@ -487,17 +525,22 @@ class IngestActivities:
                 f"{len(ids) - claimed.rowcount} of the batch's events were applied by another attempt",
                 code="BATCH_RACED",
             )
+        # SQL expressions on the tables, each run once over all its rows: no ORM per-row bookkeeping while the
+        # transaction holds SQLite's write lock (webhook acceptance waits for it)
         if plan.failures:
-            await session.execute(update(WebhookEvent), plan.failures)
+            await session.execute(
+                _by_id(WebhookEvent, ("status", "error_code", "error_message")), _keyed(plan.failures)
+            )
         changed = [d for d in context.deals.values() if d.changed]
         old = [d for d in changed if d.pk is not None]
+        deals = _table(Deal)
         if old:
-            await session.execute(update(Deal), [{"id": d.pk, **d.row()} for d in old])
-            await session.execute(delete(DealCredit).where(DealCredit.deal_pk.in_([d.pk for d in old])))
+            await session.execute(_by_id(Deal, DEAL_COLUMNS), _keyed([{"id": d.pk, **d.row()} for d in old]))
+            await session.execute(delete(_table(DealCredit)).where(DealCredit.deal_pk.in_([d.pk for d in old])))
         new = [d for d in changed if d.pk is None]
         if new:
             inserted = await session.execute(
-                insert(Deal).returning(Deal.id, Deal.deal_id),
+                insert(deals).returning(deals.c.id, deals.c.deal_id),
                 [{"portal_id": portal_id, "deal_id": d.deal_id, **d.row()} for d in new],
             )
             pks = {str(deal_id): int(pk) for pk, deal_id in inserted.all()}
@@ -517,9 +560,9 @@ class IngestActivities:
             for c in parts
         ]
         if credit_rows:
-            await session.execute(insert(DealCredit), credit_rows)
+            await session.execute(insert(_table(DealCredit)), credit_rows)
         if plan.conversions:
-            await session.execute(insert(Conversion), plan.conversions)
+            await session.execute(insert(_table(Conversion)), plan.conversions)
         for user_id, count in plan.processed.items():
             await charge_usage(
                 session,

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Select, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from activities.attribution import contract
@@ -199,6 +199,7 @@ class Inbox:
         self._settings = settings
         self._waiting: list[tuple[list[HubSpotEvent], asyncio.Future[tuple[Delivery, dict[int, int]]]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._default_owner: int | None = None
 
     async def accept(self, events: list[HubSpotEvent]) -> tuple[Delivery, dict[int, int]]:
         """Store ``events`` (those already there are duplicates); the delivery's counts and its portals' owners."""
@@ -224,24 +225,42 @@ class Inbox:
                     if not done.done():
                         done.set_result(answer)
 
+    async def _fallback_owner(self) -> int:
+        """The default owner (looked up, or made, once per process: the user it names does not change)."""
+        if self._default_owner is None:
+            async with self._sessions() as session:
+                self._default_owner = await default_owner(session, self._settings)
+                await session.commit()
+        return self._default_owner
+
     async def _write(self, deliveries: list[list[HubSpotEvent]]) -> list[tuple[Delivery, dict[int, int]]]:
         portals = sorted({e.portal_id for events in deliveries for e in events})
-        async with self._sessions() as session:
-            owners = await portal_owners(session, self._settings, portals)
+        engine: AsyncEngine = self._sessions.kw["bind"]
+        async with engine.begin() as conn:
+            # a connection and SQL expressions on the tables (no ORM session, identity map or per-row bookkeeping):
+            # this is the hot path of every webhook: one owner lookup, one INSERT … RETURNING, one commit
+            portal = HubSpotPortal.__table__.c
+            found = await conn.execute(select(portal.portal_id, portal.user_id).where(portal.portal_id.in_(portals)))
+            owners = {int(p): int(u) for p, u in found.all()}
+            if len(owners) < len(portals):
+                fallback = await self._fallback_owner()
+                owners.update({p: fallback for p in portals if p not in owners})
             rows: dict[str, dict[str, Any]] = {}
+            keys: list[list[str]] = []
             for events in deliveries:
+                keys.append([])
                 for event in events:
                     row = _inbox_row(event, owners[event.portal_id])
                     rows.setdefault(row["dedupe_key"], row)
-            insert = dialect_insert(session, WebhookEvent).values(list(rows.values()))
-            stored = insert.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(WebhookEvent.dedupe_key)
-            fresh = set((await session.execute(stored)).scalars())
-            await session.commit()
+                    keys[-1].append(row["dedupe_key"])
+            insert = dialect_insert(conn, WebhookEvent, core=True)
+            insert = insert.on_conflict_do_nothing(index_elements=["dedupe_key"])
+            stored = await conn.execute(insert.returning(insert.table.c.dedupe_key), list(rows.values()))
+            fresh = set(stored.scalars())
         answers = []
-        for events in deliveries:
+        for events, event_keys in zip(deliveries, keys, strict=True):
             accepted = duplicates = ignored = 0
-            for event in events:
-                key = dedupe_key(event)
+            for key in event_keys:
                 if key in fresh:
                     fresh.discard(key)  # the first delivery carrying it accepted it; a later one repeats it
                     accepted += 1
