@@ -405,9 +405,12 @@ async def _until_processed(http: httpx.AsyncClient, conversions: int, within_s: 
 
 async def demo(ctx: DemoContext) -> list[DemoRun]:
     """Import the sample ads, post the signed sample deliveries (one twice), run fatigue and the winner index."""
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
     from activities.attribution import contract
     from activities.attribution.schemas import FatigueReport, IndexReport
     from conveyor.client import describe
+    from conveyor.temporal import PIPELINE_ATTR
 
     http = ctx.http
     ads = json.loads((SAMPLES / "ads.json").read_text())
@@ -451,6 +454,8 @@ async def demo(ctx: DemoContext) -> list[DemoRun]:
         if best:
             shares.append(f"{campaign}: {best[0]} {best[1]:.0%}")
 
+    # the runs the 6- and 12-hourly schedules make, now: findable by pipeline like theirs
+    scheduled = TypedSearchAttributes([SearchAttributePair(PIPELINE_ATTR, contract.NAME)])
     t1 = time.monotonic()
     fatigue_id = f"attribution-fatigue-demo-{uuid.uuid4().hex[:8]}"
     fatigue: FatigueReport = await ctx.client.execute_workflow(
@@ -459,6 +464,7 @@ async def demo(ctx: DemoContext) -> list[DemoRun]:
         id=fatigue_id,
         task_queue=contract.FATIGUE_QUEUE,
         result_type=FatigueReport,
+        search_attributes=scheduled,
     )
     pending = (await http.get("/api/approvals", params={"status": "pending"})).json()["items"]
     if ctx.show and pending:
@@ -486,6 +492,7 @@ async def demo(ctx: DemoContext) -> list[DemoRun]:
         id=index_id,
         task_queue=contract.INDEX_QUEUE,
         result_type=IndexReport,
+        search_attributes=scheduled,
     )
     found = await http.get("/api/creatives/similar", params={"text": DEMO_QUERY, "k": 3})
     found.raise_for_status()

@@ -243,6 +243,6 @@ def test_ids_out_of_a_databases_range_are_refused(field: str, value: Any) -> Non
 
 
 def test_text_that_is_not_utf8_is_refused() -> None:
-    body = b'[' + json.dumps(_event())[:-1].encode() + b', "propertyValue": "\\ud800"}]'
+    body = b"[" + json.dumps(_event())[:-1].encode() + b', "propertyValue": "\\ud800"}]'
     err = _bad(body)
     assert err.details["field"] == "propertyValue"

@@ -35,9 +35,9 @@ async def tenant(stack: Stack, portal: int) -> httpx.AsyncClient:
     return http
 
 
-async def summary_when(http: httpx.AsyncClient, conversions: int, timeout: float = 60) -> dict[str, Any]:
+async def summary_when(http: httpx.AsyncClient, conversions: int, within_s: float = 60) -> dict[str, Any]:
     """The tenant's summary once it counts ``conversions`` (the portal's ingest works in the background)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     while True:
         body: dict[str, Any] = (await http.get("/api/attribution/summary")).json()
         if body["conversions"] >= conversions or time.monotonic() > deadline:

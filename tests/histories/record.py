@@ -45,7 +45,7 @@ HERE = Path(__file__).parent
 SAMPLES = HERE.parents[1] / "samples" / "analysis"
 #: Small crawls keep the recorded files small.
 CRAWL_MAX_PAGES = 8
-PIPELINES = ("analysis", "crawl", "persona", "video")
+PIPELINES = ("analysis", "crawl", "persona", "video", "attribution")
 PERSONAS = HERE.parents[1] / "samples" / "personas"
 VIDEOS = HERE.parents[1] / "samples" / "video"
 
@@ -66,15 +66,27 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(pipeline: str) -> AsyncIterator[Stack]:
-    """Start the dev server and workers for every queue of ``pipeline``; stop everything afterwards."""
-    env = await start_dev_server()
+async def running_stack(pipeline: str, *, plain: bool = False) -> AsyncIterator[Stack]:
+    """Start the dev server and workers for every queue of ``pipeline``; stop everything afterwards.
+
+    ``plain`` records unencrypted payloads: the suite's key is made afresh per process, so only plain histories
+    (which the encrypting converter still reads) replay in a later run.
+    """
+    if plain:
+        from temporalio.contrib.pydantic import pydantic_data_converter
+
+        from conveyor.temporal import start_ephemeral_server
+
+        env = await start_ephemeral_server(pydantic_data_converter)
+    else:
+        env = await start_dev_server()
     try:
         with tempfile.TemporaryDirectory() as var:
             settings = Settings(
                 var_dir=Path(var),
                 temporal_address=env.client.service_client.config.target_host,
                 chromium_args=TEST_CHROMIUM_ARGS,
+                attribution_approval_timeout_h=0.003,  # an approval left alone expires in about 11 s
             )
             await migrate(settings.database_url_resolved)
             async with open_resources(settings) as res:
@@ -272,6 +284,97 @@ async def record_video() -> None:
             await _finish(handle, HERE / f"video-{outcome}.json")
 
 
+#: Ads the recording makes critical: one approval is approved, one rejected, one left to expire.
+TIRED_ADS = ("spring-static-03", "fitness-carousel-03", "spring-ugc-02")
+
+
+async def _attribution_setup(stack: Stack) -> User:
+    """The sample ads, two weeks of metrics (one saturating ad, one losing CTR with rising CPM) and the sample
+    deliveries, accepted into the inbox and applied; the user that owns them."""
+    import json as _json
+    from datetime import UTC, datetime
+
+    from activities.attribution import contract
+    from activities.attribution.deliveries import parse_delivery
+    from api.services import attribution as attribution_service
+    from cli.attribution import DEMO_TIRED_AD, demo_metrics, read_deliveries
+
+    samples = HERE.parents[1] / "samples" / "attribution"
+    async with stack.resources.sessions() as session:
+        user, _ = await create_user(session, "recorder", 10_000)
+        await session.commit()
+        caller = stack.caller(session, user)
+        ads = [attribution_service.AdIn(**a) for a in _json.loads((samples / "ads.json").read_text())]
+        await attribution_service.import_ads(caller, ads)
+        await attribution_service.connect_portal(caller, 9001)
+        today = datetime.now(UTC).date()
+        tired = demo_metrics(today, [DEMO_TIRED_AD])  # the demo's saturating series, for three ads
+        metrics = [m for m in demo_metrics(today, [a.ad_id for a in ads]) if m["ad_id"] not in TIRED_ADS]
+        metrics += [{**m, "ad_id": ad} for ad in TIRED_ADS for m in tired]
+        await attribution_service.record_metrics(caller, [attribution_service.MetricIn(**m) for m in metrics])
+    inbox = attribution_service.Inbox(stack.resources.sessions, stack.settings)
+    for body in read_deliveries(samples / "deliveries.jsonl"):
+        await inbox.accept(parse_delivery(body))
+    await attribution_service.wake_ingest(stack.client, stack.settings, 9001, user.id)
+    handle = stack.client.get_workflow_handle(contract.ingest_workflow_id(9001))
+    while (await handle.query(PROGRESS_QUERY, result_type=Progress)).done < 25:
+        await asyncio.sleep(0.1)
+    return user
+
+
+async def record_attribution() -> None:
+    """The portal's ingest and a campaign's sampler (running: they are long-lived), a fatigue run, an approval
+    approved, one rejected and one that expired, a winner-index run and a similar-creative search."""
+    from activities.attribution import contract
+    from activities.attribution.schemas import Decision, FatigueReport, SignalDecision, SimilarRequest
+
+    async with running_stack("attribution", plain=True) as stack:
+        user = await _attribution_setup(stack)
+        await _save_running(stack.client.get_workflow_handle(contract.ingest_workflow_id(9001)), "ingest")
+        sampler = stack.client.get_workflow_handle(contract.sampler_workflow_id(user.id, "fitness-q1"))
+        await _save_running(sampler, "sampler")
+        fatigue = await stack.client.start_workflow(
+            contract.FATIGUE_WORKFLOW,
+            contract.ScheduledRun(),
+            id="attribution-fatigue-record",
+            task_queue=contract.FATIGUE_QUEUE,
+            result_type=FatigueReport,
+        )
+        report = await fatigue.result()
+        await _finish(fatigue, HERE / "attribution-fatigue.json")
+        handles = {
+            a.ad_id: stack.client.get_workflow_handle(contract.approval_workflow_id(a.approval_id))
+            for a in report.approvals
+        }
+        assert sorted(handles) == sorted(TIRED_ADS), report
+        approved, rejected, expired = (handles[ad] for ad in TIRED_ADS)
+        await approved.execute_update(contract.DECIDE_UPDATE, Decision(approve=True, by="recorder"))
+        await rejected.signal(contract.REJECT_SIGNAL, SignalDecision(by="recorder"))
+        await _finish(approved, HERE / "attribution-approval-approved.json")
+        await _finish(rejected, HERE / "attribution-approval-rejected.json")
+        await _finish(expired, HERE / "attribution-approval-expired.json")  # its short timeout passes
+        index = await stack.client.start_workflow(
+            contract.INDEX_WORKFLOW,
+            contract.ScheduledRun(),
+            id="attribution-index-record",
+            task_queue=contract.INDEX_QUEUE,
+        )
+        await _finish(index, HERE / "attribution-index.json")
+        search = await stack.client.start_workflow(
+            contract.SIMILAR_WORKFLOW,
+            SimilarRequest(user_id=user.id, text="a smoothie demo", k=3),
+            id="attribution-similar-record",
+            task_queue=contract.INDEX_QUEUE,
+        )
+        await _finish(search, HERE / "attribution-similar.json")
+
+
+async def _save_running(handle: WorkflowHandle[object, object], name: str) -> None:
+    """Save the history of a long-lived workflow as it stands (replay covers every event so far)."""
+    history = await handle.fetch_history()
+    (HERE / f"attribution-{name}.json").write_text(history.to_json())
+
+
 async def record(pipelines: Sequence[str] = PIPELINES) -> None:
     """Record the histories of ``pipelines``."""
     if "analysis" in pipelines:
@@ -282,6 +385,8 @@ async def record(pipelines: Sequence[str] = PIPELINES) -> None:
         await record_persona()
     if "video" in pipelines:
         await record_video()
+    if "attribution" in pipelines:
+        await record_attribution()
 
 
 def main(argv: Sequence[str]) -> None:

@@ -29,6 +29,26 @@ def test_saved_histories_exist(folder: Path) -> None:
             assert f"{pipeline}-{outcome}.json" in names, names
 
 
+#: Every attribution workflow, and each way an approval ends (the long-lived ones recorded while running).
+ATTRIBUTION_HISTORIES = (
+    "ingest",
+    "sampler",
+    "fatigue",
+    "approval-approved",
+    "approval-rejected",
+    "approval-expired",
+    "index",
+    "similar",
+)
+
+
+def test_every_attribution_workflow_has_a_saved_history() -> None:
+    names = {p.name for p in HISTORIES.glob("attribution-*.json")}
+    assert names == {f"attribution-{n}.json" for n in ATTRIBUTION_HISTORIES}
+    expired = json.loads((HISTORIES / "attribution-approval-expired.json").read_text())["events"]
+    assert any("timerFiredEventAttributes" in e for e in expired)  # the 24 h timer's path, not a decision
+
+
 def _local_activities_and_patches(path: Path) -> set[str]:
     """The local activity types and patch ids a saved history recorded (from its markers)."""
     found: set[str] = set()
