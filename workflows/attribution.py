@@ -8,18 +8,31 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 with workflow.unsafe.imports_passed_through():
+    import asyncio
+
+    from temporalio.exceptions import (
+        ActivityError,
+        ApplicationError,
+        WorkflowAlreadyStartedError,
+        is_cancelled_exception,
+    )
+
     from activities.attribution import contract
-
-# === ingest and sampler (owner: main session) ===
-
-with workflow.unsafe.imports_passed_through():
     from activities.attribution.sampler import Allocation, CampaignSampler
     from activities.attribution.schemas import (
+        ApprovalClose,
+        ApprovalOutcome,
+        ApprovalRequest,
         ArmView,
         BatchRequest,
         BatchResult,
+        Decision,
+        FatigueReport,
+        IndexBuilt,
+        IndexReport,
         IngestState,
         RewardBatch,
         RewardDelivery,
@@ -27,9 +40,16 @@ with workflow.unsafe.imports_passed_through():
         RewardsSent,
         SamplerInput,
         SamplerView,
+        SignalDecision,
+        SimilarRequest,
+        SimilarResult,
+        WinnerSets,
     )
+    from conveyor.errors import Conflict, ErrorKind
     from conveyor.progress import PROGRESS_QUERY, Progress
     from conveyor.steps import Step, retries
+    from conveyor.temporal import OWNER_ATTR, PIPELINE_ATTR
+
 
 #: A batch may fetch up to its size in deals from HubSpot (8 at a time) before its transaction.
 APPLY_BATCH = Step(
@@ -200,25 +220,6 @@ class CampaignSamplerWorkflow:
         workflow.continue_as_new(SamplerInput(owner=self._owner, campaign_id=start.campaign_id, state=self._sampler))
 
 
-# === end ingest and sampler ===
-
-# === fatigue and approvals (owner: fatigue helper) ===
-
-with workflow.unsafe.imports_passed_through():
-    from temporalio.exceptions import WorkflowAlreadyStartedError
-
-    from activities.attribution.schemas import (
-        ApprovalClose,
-        ApprovalOutcome,
-        ApprovalRequest,
-        Decision,
-        FatigueReport,
-        SignalDecision,
-    )
-    from conveyor.errors import Conflict
-    from conveyor.progress import PROGRESS_QUERY, Progress
-    from conveyor.steps import Step, retries
-
 #: One pass over every active ad, a transaction and a heartbeat per batch of ads.
 ASSESS_FATIGUE = Step(
     contract.ASSESS_FATIGUE,
@@ -269,6 +270,13 @@ class FatigueMonitorWorkflow:
                     id=contract.approval_workflow_id(request.approval_id),
                     task_queue=contract.FATIGUE_QUEUE,
                     parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                    # findable like every Conveyor workflow, by pipeline and by the ad's owner
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(PIPELINE_ATTR, contract.NAME),
+                            SearchAttributePair(OWNER_ATTR, str(request.user_id)),
+                        ]
+                    ),
                 )
             except WorkflowAlreadyStartedError:
                 pass  # its workflow is already waiting for the decision
@@ -382,20 +390,6 @@ class ApprovalWorkflow:
         return self._outcome
 
 
-# === end fatigue and approvals ===
-
-# === winner index (owner: index helper) ===
-
-with workflow.unsafe.imports_passed_through():
-    import asyncio
-
-    from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
-
-    from activities.attribution.schemas import IndexBuilt, IndexReport, SimilarRequest, SimilarResult, WinnerSets
-    from conveyor.errors import ErrorKind
-    from conveyor.progress import PROGRESS_QUERY, Progress
-    from conveyor.steps import Step, retries
-
 #: Sampler queries for every campaign with active ads (one short RPC each).
 COLLECT_WINNERS = Step(contract.COLLECT_WINNERS, timedelta(minutes=2), retries(3, first=timedelta(seconds=5)))
 #: Embedding an owner's winners (≈100 creatives/s on 2 cores) and writing a FAISS version; heartbeats every second.
@@ -483,6 +477,3 @@ class CreativeSearchWorkflow:
             workflow.now(), stage="completed", percent=100.0, done=1, message=f"{len(result.results)} creatives"
         )
         return result
-
-
-# === end winner index ===

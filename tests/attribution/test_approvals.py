@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -48,10 +48,25 @@ from tests.attribution.test_monitor import (
     new_user,
     run_monitor,
 )
-from tests.helpers import NewWorker
+from tests.helpers import DATA_CONVERTER, NewWorker, register_search_attributes, test_server_path
 from workflows.attribution import ApprovalWorkflow, FatigueMonitorWorkflow
 
 ApprovalHandle = WorkflowHandle[Any, ApprovalOutcome]
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this file's own (``client`` and ``new_worker`` follow it).
+
+    Skipping 24 hours fires every timer on a server: on the suite's shared one, a workflow another file left
+    running would then wait for an activity no worker serves, and hold the skip forever.
+    """
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=test_server_path(), data_converter=DATA_CONVERTER
+    )
+    await register_search_attributes(environment.client)
+    yield environment
+    await environment.shutdown()
 
 
 async def critical_ad(

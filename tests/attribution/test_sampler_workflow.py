@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import (
@@ -37,7 +35,6 @@ from api.services.attribution import _inbox_row
 from conveyor.auth import create_user
 from conveyor.progress import PROGRESS_QUERY, Progress
 from conveyor.settings import Settings
-from conveyor.temporal import SEARCH_ATTRIBUTES
 from tests.helpers import DATA_CONVERTER, NewWorker, assert_eventually
 from tests.helpers.hubspot import deal_event
 from workflows.attribution import CampaignSamplerWorkflow, HubSpotIngestWorkflow
@@ -276,17 +273,6 @@ async def test_a_replayed_history_draws_the_same_allocations_without_nondetermin
     assert answers[2].allocation == answers[1].allocation
 
 
-async def _register_search_attributes(client: Client) -> None:
-    """Conveyor's search attributes (the reward activity starts samplers with them) on the workflow test server,
-    which cannot list them but accepts adding them again."""
-    keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-    await client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=client.namespace, search_attributes=dict.fromkeys((k.name for k in SEARCH_ATTRIBUTES), keyword)
-        )
-    )
-
-
 async def _new_owner(sessions: Sessions, ads: dict[str, str]) -> int:
     """A user owning ``ads`` (ad → campaign)."""
     async with sessions.begin() as session:
@@ -308,7 +294,6 @@ async def _statuses(sessions: Sessions, portal: int) -> list[str]:
 async def test_the_ingest_workflow_applies_the_inbox_on_wake_and_rewards_the_won_deals_ad_in_its_sampler(
     client: Client, new_worker: NewWorker, sessions: Sessions, tmp_path: Path
 ) -> None:
-    await _register_search_attributes(client)
     campaign = f"spring-{uuid.uuid4().hex[:8]}"
     portal = 300_000_000 + uuid.uuid4().int % 100_000_000
     owner = await _new_owner(sessions, {"ad-w": campaign, "ad-l": campaign})

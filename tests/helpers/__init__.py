@@ -44,10 +44,37 @@ __all__ = [
     "free_port",
     "make_worker",
     "record_run_fake",
+    "register_search_attributes",
     "replayer",
     "start_dev_server",
     "test_server_path",
 ]
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Conveyor's search attributes, which workflow starts carry, on a server that lacks them.
+
+    The time-skipping test server cannot list search attributes (so ``ensure_search_attributes`` cannot check
+    first) but accepts adding them once.
+    """
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from conveyor.temporal import SEARCH_ATTRIBUTES, ensure_search_attributes
+
+    try:
+        await ensure_search_attributes(client)
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes=dict.fromkeys((key.name for key in SEARCH_ATTRIBUTES), keyword),
+            )
+        )
 
 
 async def start_dev_server() -> WorkflowEnvironment:

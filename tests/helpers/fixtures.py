@@ -12,7 +12,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from cli.sample_site import SampleSite, start_sample_site
 from conveyor.db import create_engine, migrate, session_factory
-from tests.helpers import DATA_CONVERTER, NewWorker, free_port, make_worker, start_dev_server, test_server_path
+from tests.helpers import (
+    DATA_CONVERTER,
+    NewWorker,
+    free_port,
+    make_worker,
+    register_search_attributes,
+    start_dev_server,
+    test_server_path,
+)
 from tests.helpers.stack import Stack, run_stack, stack_settings
 
 
@@ -25,6 +33,7 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironme
         environment = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=test_server_path(), data_converter=DATA_CONVERTER
         )
+        await register_search_attributes(environment.client)  # workflows started with them, children too
     yield environment
     await environment.shutdown()
 

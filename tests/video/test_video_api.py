@@ -19,10 +19,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.video import contract
 from activities.video.ffmpeg import probe
@@ -34,7 +31,6 @@ from conveyor.auth import create_user
 from conveyor.errors import BadInput
 from conveyor.settings import Settings
 from conveyor.storage import LocalBlobStore
-from conveyor.temporal import SEARCH_ATTRIBUTES, ensure_search_attributes
 from tests.helpers import NewWorker, assert_eventually
 from tests.helpers.stack import Stack
 from workflows.video import VideoProbeWorkflow
@@ -255,26 +251,6 @@ async def test_captioning_a_silent_video_gives_an_empty_srt(stack: Stack, tmp_pa
 # ------------------------------------------------------------------- the API side of an upload runs no FFmpeg
 
 
-async def _register_search_attributes(client: Client) -> None:
-    """Conveyor's search attributes, which every start carries, on the workflow test server.
-
-    The time-skipping server cannot list them (so ``ensure_search_attributes`` cannot check first); it accepts
-    adding them again.
-    """
-    try:
-        await ensure_search_attributes(client)
-    except RPCError as err:
-        if err.status != RPCStatusCode.UNIMPLEMENTED:
-            raise
-        keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-        await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=client.namespace,
-                search_attributes=dict.fromkeys((key.name for key in SEARCH_ATTRIBUTES), keyword),
-            )
-        )
-
-
 async def test_the_api_reads_only_the_header_and_a_worker_probes_the_upload(
     client: Client,
     new_worker: NewWorker,
@@ -282,7 +258,6 @@ async def test_the_api_reads_only_the_header_and_a_worker_probes_the_upload(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await _register_search_attributes(client)
     settings = Settings(var_dir=tmp_path / "var")
     blobs = LocalBlobStore(tmp_path / "blobs")
     intro = SAMPLES / "intro.mp4"
