@@ -10,7 +10,7 @@ import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -674,6 +674,10 @@ async def get_approval(caller: Caller, approval_id: int) -> Approval:
     return found
 
 
+#: How long a decision waits for its approval workflow to carry it out (the action is one short transaction).
+DECIDE_TIMEOUT = timedelta(seconds=30)
+
+
 async def decide(caller: Caller, approval_id: int, approve: bool, note: str = "") -> ApprovalOutcome:
     """Approve (the action runs once, audited) or reject a pending approval of the caller's; 409 once decided."""
     approval = await get_approval(caller, approval_id)
@@ -684,7 +688,7 @@ async def decide(caller: Caller, approval_id: int, approve: bool, note: str = ""
     try:
         with temporal_errors(f"approval {approval_id}"):
             outcome: ApprovalOutcome = await handle.execute_update(
-                contract.DECIDE_UPDATE, decision, result_type=ApprovalOutcome
+                contract.DECIDE_UPDATE, decision, result_type=ApprovalOutcome, rpc_timeout=DECIDE_TIMEOUT
             )
     except WorkflowUpdateFailedError as err:
         raise Conflict(f"approval {approval_id}: {err.cause}", code="APPROVAL_CLOSED") from None
