@@ -51,7 +51,7 @@ from rich.table import Table
 from activities.attribution.contract import WEBHOOK_QUEUE
 from activities.attribution.revenue import DEFAULT_STAGE_PROBABILITIES, deal_revenue_cents
 from activities.attribution.signatures import signed_headers
-from conveyor.temporal import free_port
+from conveyor.temporal import free_port, stop_process
 
 console = Console(width=None if sys.stdout.isatty() else 120)
 SECRET = "bench-hubspot-client-secret"
@@ -244,12 +244,7 @@ async def serve_process(command: list[str], env: dict[str, str], port: int, log:
                     await asyncio.sleep(0.1)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=30)
         out.close()
 
 
@@ -456,11 +451,7 @@ async def run_conveyor(workload: Workload, concurrency: int) -> SideResult:
         console.print("attribution worker log (last lines):", *tail, sep="\n", markup=False, highlight=False)
         raise
     finally:
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker, timeout=30)
         log.close()
         await engine.dispose()
         await env.shutdown()
@@ -553,11 +544,7 @@ async def run_celery(workload: Workload, concurrency: int) -> SideResult:
             return await measure("Celery+Redis", url, workload, concurrency, count, totals)
     finally:
         client.close()
-        worker.terminate()
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker, timeout=30)
         log.close()
         server.terminate()
         server.wait(10)
