@@ -205,6 +205,18 @@ class CampaignSamplerWorkflow:
         """The allocation last drawn: each ad's probability of being best and its budget share."""
         return self._sampler.allocation
 
+    @workflow.query(name=PROGRESS_QUERY)
+    def progress(self) -> Progress:
+        """Rewards applied so far (a long-lived entity: it never reaches 100 %)."""
+        s = self._sampler
+        best = max(s.allocation.shares.items(), key=lambda kv: kv[1]) if s.allocation and s.allocation.shares else None
+        lead = f"; {best[0]} leads with {best[1]:.0%} of the budget" if best else ""
+        return Progress(
+            stage="sampling",
+            done=s.rewards_applied,
+            message=f"{len(s.arms)} ads, {s.rewards_applied} rewards, {s.duplicates_ignored} repeats ignored{lead}",
+        )
+
     @workflow.query(name=contract.SAMPLER_QUERY)
     def sampler(self) -> SamplerView:
         """Posteriors, lower credible bounds, the allocation and the reward counts."""

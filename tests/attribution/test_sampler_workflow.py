@@ -361,3 +361,19 @@ async def _progress_done(handle: WorkflowHandle[Any, Any], done: int) -> Progres
     progress: Progress = await handle.query(PROGRESS_QUERY, result_type=Progress)
     assert progress.done == done, progress
     return progress
+
+
+async def test_the_sampler_answers_the_progress_query_every_workflow_answers(
+    client: Client, new_worker: NewWorker
+) -> None:
+    worker = new_worker([CampaignSamplerWorkflow])
+    async with worker:
+        handle = await start_sampler(client, worker.task_queue)
+        await handle.execute_update(
+            contract.REWARD_UPDATE,
+            batch(Reward(ad_id="a", successes=1, key="k1"), ads=("a", "b")),
+            result_type=RewardsApplied,
+        )
+        progress = await handle.query(PROGRESS_QUERY, result_type=Progress)
+    assert (progress.stage, progress.done) == ("sampling", 1)
+    assert progress.message.startswith("2 ads, 1 rewards, 0 repeats ignored; ")
