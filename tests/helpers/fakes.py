@@ -483,3 +483,265 @@ class FakeHubSpot(FakeService):
             results = [{"id": contact, "type": "deal_to_contact"} for contact in contacts]
             answer["associations"] = {"contacts": {"results": results}}
         return json_response(200, answer)
+
+
+def _telegram_error(status: int, description: str, parameters: dict[str, Any] | None = None) -> Response:
+    """The Bot API's error answer: ``{"ok": false, "error_code", "description", "parameters"?}``."""
+    body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return json_response(status, body)
+
+
+@dataclass(frozen=True)
+class SentTelegramMessage:
+    """One message the fake Bot API accepted."""
+
+    chat_id: int | str
+    text: str
+    reply_to: int | None
+    message_id: int
+
+
+#: The ``sendChatAction`` actions the Bot API accepts.
+_TELEGRAM_ACTIONS = frozenset(
+    {
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
+        "upload_video_note",
+    }
+)
+
+
+class FakeTelegram(FakeService):
+    """A fake of the Telegram Bot API's ``sendMessage`` and ``sendChatAction`` that checks requests like the real one.
+
+    Serves ``/bot<token>/<method>``: a wrong token answers 401, a text that is empty or over 4,096 characters 400,
+    a forgotten chat 400 "chat not found", a blocked one 403. Scripted failures (:meth:`rate_limit_next`,
+    :meth:`fail_next`) answer the next well-addressed requests before they are handled.
+    """
+
+    def __init__(self, *, token: str = "123456789:AAHfakeTelegramBotToken_0123456789") -> None:
+        self.token = token
+        self._lock = threading.Lock()
+        self._sent: list[SentTelegramMessage] = []
+        self._actions: list[tuple[int | str, str]] = []
+        self._failures: list[Response] = []
+        self._missing_chats: set[int | str] = set()
+        self._blocked_chats: set[int | str] = set()
+        self._next_message_id = 1000
+        self.server = FakeHttpServer(self._handle)
+
+    @property
+    def url(self) -> str:
+        """The Bot API base URL to configure (``https://api.telegram.org`` in production)."""
+        return self.server.url
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """Every request received so far."""
+        return self.server.requests
+
+    @property
+    def sent(self) -> list[SentTelegramMessage]:
+        """The messages accepted so far, in order."""
+        with self._lock:
+            return list(self._sent)
+
+    @property
+    def actions(self) -> list[tuple[int | str, str]]:
+        """The chat actions accepted so far, as ``(chat_id, action)``."""
+        with self._lock:
+            return list(self._actions)
+
+    def rate_limit_next(self, retry_after: int = 3, count: int = 1) -> None:
+        """Answer the next ``count`` calls 429 with ``parameters.retry_after``."""
+        answer = _telegram_error(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+        with self._lock:
+            self._failures.extend([answer] * count)
+
+    def fail_next(self, status: int = 500, count: int = 1, description: str = "Internal Server Error") -> None:
+        """Answer the next ``count`` calls with ``status`` and ``description``."""
+        with self._lock:
+            self._failures.extend([_telegram_error(status, description)] * count)
+
+    def forget_chat(self, chat_id: int | str) -> None:
+        """Answer sends to ``chat_id`` 400 "chat not found" from now on."""
+        with self._lock:
+            self._missing_chats.add(chat_id)
+
+    def block_chat(self, chat_id: int | str) -> None:
+        """Answer sends to ``chat_id`` 403 "bot was blocked by the user" from now on."""
+        with self._lock:
+            self._blocked_chats.add(chat_id)
+
+    def _handle(self, request: Recorded) -> Response:
+        match = re.fullmatch(r"/bot([^/]+)/(\w+)", urlsplit(request.path).path)
+        if match is None or request.method != "POST":
+            return _telegram_error(404, "Not Found")
+        if match.group(1) != self.token:
+            return _telegram_error(401, "Unauthorized")
+        with self._lock:
+            if self._failures:
+                return self._failures.pop(0)
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return _telegram_error(400, "Bad Request: expected a JSON body")
+        try:
+            body = request.json()
+        except ValueError:
+            return _telegram_error(400, "Bad Request: can't parse JSON")
+        if not isinstance(body, dict):
+            return _telegram_error(400, "Bad Request: expected a JSON object")
+        chat_id = body.get("chat_id")
+        if isinstance(chat_id, bool) or not isinstance(chat_id, int | str) or chat_id == "":
+            return _telegram_error(400, "Bad Request: chat_id is empty")
+        with self._lock:
+            if chat_id in self._missing_chats:
+                return _telegram_error(400, "Bad Request: chat not found")
+            if chat_id in self._blocked_chats:
+                return _telegram_error(403, "Forbidden: bot was blocked by the user")
+        if match.group(2) == "sendMessage":
+            return self._send_message(chat_id, body)
+        if match.group(2) == "sendChatAction":
+            if body.get("action") not in _TELEGRAM_ACTIONS:
+                return _telegram_error(400, "Bad Request: wrong parameter action in request")
+            with self._lock:
+                self._actions.append((chat_id, body["action"]))
+            return json_response(200, {"ok": True, "result": True})
+        return _telegram_error(404, "Not Found")
+
+    def _send_message(self, chat_id: int | str, body: dict[str, Any]) -> Response:
+        text = body.get("text")
+        if not isinstance(text, str) or not text.strip():
+            return _telegram_error(400, "Bad Request: message text is empty")
+        if len(text) > 4096:
+            return _telegram_error(400, "Bad Request: message is too long")
+        reply_to: int | None = None
+        if "reply_parameters" in body:
+            parameters = body["reply_parameters"]
+            if not isinstance(parameters, dict) or not isinstance(parameters.get("message_id"), int):
+                return _telegram_error(400, "Bad Request: can't parse reply parameters JSON object")
+            reply_to = parameters["message_id"]
+        with self._lock:
+            self._next_message_id += 1
+            sent = SentTelegramMessage(chat_id, text, reply_to, self._next_message_id)
+            self._sent.append(sent)
+        result = {
+            "message_id": sent.message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "text": text,
+        }
+        return json_response(200, {"ok": True, "result": result})
+
+
+@dataclass(frozen=True)
+class SentManyChatContent:
+    """One ``sendContent`` call the fake ManyChat accepted."""
+
+    subscriber_id: int | str
+    channel: str | None
+    texts: list[str]
+    message_tag: str | None
+
+
+class FakeManyChat(FakeService):
+    """A fake of ManyChat's ``POST /fb/sending/sendContent`` that checks requests like the real API does.
+
+    A wrong bearer token answers 401; a block that is not v2, has no messages or more than ten, or a message that
+    is not a non-empty text, 400; a forgotten subscriber 400. :meth:`fail_next` scripts failures.
+    """
+
+    def __init__(self, *, api_token: str = "1234567:fakeManyChatApiToken0123456789abcdef") -> None:
+        self.api_token = api_token
+        self._lock = threading.Lock()
+        self._sent: list[SentManyChatContent] = []
+        self._failures: list[Response] = []
+        self._missing_subscribers: set[str] = set()
+        self.server = FakeHttpServer(self._handle)
+
+    @property
+    def url(self) -> str:
+        """The API base URL to configure (``https://api.manychat.com`` in production)."""
+        return self.server.url
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """Every request received so far."""
+        return self.server.requests
+
+    @property
+    def sent(self) -> list[SentManyChatContent]:
+        """The content accepted so far, in order."""
+        with self._lock:
+            return list(self._sent)
+
+    def fail_next(self, status: int = 500, count: int = 1, *, retry_after: int | None = None) -> None:
+        """Answer the next ``count`` calls with ``status`` (a 429 carries ``Retry-After`` when given)."""
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        message = "Too many requests" if status == 429 else "Internal server error"
+        answer = json_response(status, {"status": "error", "message": message}, headers)
+        with self._lock:
+            self._failures.extend([answer] * count)
+
+    def forget_subscriber(self, subscriber_id: int | str) -> None:
+        """Answer content for ``subscriber_id`` 400 "Subscriber does not exist" from now on."""
+        with self._lock:
+            self._missing_subscribers.add(str(subscriber_id))
+
+    def _handle(self, request: Recorded) -> Response:
+        if request.method != "POST" or urlsplit(request.path).path != "/fb/sending/sendContent":
+            return json_response(404, {"status": "error", "message": "Not found"})
+        if request.headers.get("authorization") != f"Bearer {self.api_token}":
+            return json_response(401, {"status": "error", "message": "Wrong format token"})
+        with self._lock:
+            if self._failures:
+                return self._failures.pop(0)
+        try:
+            body = request.json()
+        except ValueError:
+            return _manychat_invalid("Body is not JSON")
+        if not isinstance(body, dict):
+            return _manychat_invalid("Body must be an object")
+        subscriber = body.get("subscriber_id")
+        if isinstance(subscriber, bool) or not isinstance(subscriber, int | str) or not str(subscriber).isdigit():
+            return _manychat_invalid("subscriber_id must be an integer")
+        data = body.get("data")
+        if not isinstance(data, dict) or data.get("version") != "v2" or not isinstance(data.get("content"), dict):
+            return _manychat_invalid("data must be a v2 dynamic block")
+        content = data["content"]
+        channel = content.get("type")
+        if channel not in (None, "telegram", "instagram", "whatsapp"):
+            return _manychat_invalid(f"Unknown content type {channel!r}")
+        messages = content.get("messages")
+        if not isinstance(messages, list) or not 1 <= len(messages) <= 10:
+            return _manychat_invalid("content.messages must hold 1 to 10 messages")
+        texts: list[str] = []
+        for message in messages:
+            if not isinstance(message, dict) or message.get("type") != "text":
+                return _manychat_invalid("only text messages are supported by this fake")
+            text = message.get("text")
+            if not isinstance(text, str) or not text.strip():
+                return _manychat_invalid("message text must not be empty")
+            texts.append(text)
+        tag = body.get("message_tag")
+        if tag is not None and not isinstance(tag, str):
+            return _manychat_invalid("message_tag must be a string")
+        with self._lock:
+            if str(subscriber) in self._missing_subscribers:
+                return _manychat_invalid("Subscriber does not exist")
+            self._sent.append(SentManyChatContent(subscriber, channel, texts, tag))
+        return json_response(200, {"status": "success"})
+
+
+def _manychat_invalid(message: str) -> Response:
+    """ManyChat's answer to a request it rejects."""
+    return json_response(400, {"status": "error", "message": message, "details": {"messages": [message]}})
