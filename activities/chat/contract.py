@@ -88,3 +88,37 @@ def order_idempotency_key(conversation_id: str, order_number: int) -> str:
     """The ``Idempotency-Key`` of a conversation's n-th order at an outside CRM: a retried create is one order."""
     digest = hashlib.sha256(f"{conversation_id}\0{order_number}".encode()).hexdigest()
     return f"conveyor-order-{digest[:32]}"
+
+
+CONVERSATION_WORKFLOW = "ConversationWorkflow"
+#: Activities (called by these names; the worker side registers them).
+GENERATE_REPLY_ACTIVITY = "chat.generate_reply"
+SEND_REPLY_ACTIVITY = "chat.send_reply"
+CREATE_ORDER_ACTIVITY = "chat.create_order"
+SUMMARIZE_ACTIVITY = "chat.summarize"
+SEND_FOLLOWUP_ACTIVITY = "chat.send_followup"
+#: The conversation's handlers: ``message`` waits for the reply (update), ``queue_message`` does not (signal).
+MESSAGE_UPDATE = "message"
+MESSAGE_SIGNAL = "queue_message"
+CONVERSATION_QUERY = "conversation"
+
+
+def followup_text(language: str) -> str:
+    """The follow-up a customer with an unfinished cart gets, in their language."""
+    if language == "uk":
+        return "Ваш кошик досі чекає на вас. Продовжимо оформлення замовлення?"
+    return "Your cart is still waiting for you. Shall we finish your order?"
+
+
+def pending_order_text(language: str) -> str:
+    """What a customer is told when the CRM could not take the order yet (it is retried, never duplicated)."""
+    if language == "uk":
+        return "Замовлення прийняте й чекає на підтвердження системи — ми повідомимо, щойно воно буде оформлене."
+    return "Your order is taken and waiting for our system to confirm it; we will let you know as soon as it is placed."
+
+
+def order_placed_text(language: str, number: int) -> str:
+    """What a customer is told once a pending order reached the CRM."""
+    if language == "uk":
+        return f"Замовлення №{number} оформлено. Дякуємо!"
+    return f"Order #{number} is placed. Thank you!"

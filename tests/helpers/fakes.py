@@ -346,7 +346,10 @@ class FakeOpenAI(FakeService):
     """A fake OpenAI-compatible chat completions endpoint that answers scripted content and records requests.
 
     ``content`` is the assistant message: a string as is, anything else JSON-encoded, or a callable of the
-    request's JSON body returning either. ``status``/``raw_body`` script failures; ``delay_s`` a slow answer.
+    request's JSON body returning either. ``message``, when set, replaces it with the whole assistant message (a dict
+    such as ``{"role": "assistant", "content": None, "tool_calls": [...]}``, or a callable of the request's JSON body
+    returning one). ``status``/``raw_body`` script failures, sent with ``headers`` (``Retry-After``); ``delay_s`` a
+    slow answer.
     """
 
     content: Any = field(default_factory=lambda: {"bugs": []})
@@ -354,6 +357,8 @@ class FakeOpenAI(FakeService):
     status: int = 200
     raw_body: bytes | None = None
     delay_s: float = 0.0
+    message: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
     server: FakeHttpServer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -377,12 +382,17 @@ class FakeOpenAI(FakeService):
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return json_response(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_api_key"}})
         if self.raw_body is not None:
-            return self.status, {"Content-Type": "application/json"}, self.raw_body
+            return self.status, {"Content-Type": "application/json", **self.headers}, self.raw_body
         if self.status != 200:
-            return json_response(self.status, {"error": {"message": "Scripted failure", "type": "server_error"}})
+            error = {"error": {"message": "Scripted failure", "type": "server_error"}}
+            return json_response(self.status, error, self.headers)
         body = request.json()
-        content = self.content(body) if callable(self.content) else self.content
-        text = content if isinstance(content, str) else json.dumps(content)
+        if self.message is not None:
+            message = self.message(body) if callable(self.message) else self.message
+        else:
+            content = self.content(body) if callable(self.content) else self.content
+            message = {"role": "assistant", "content": content if isinstance(content, str) else json.dumps(content)}
+        finish_reason = "tool_calls" if isinstance(message, dict) and message.get("tool_calls") else "stop"
         return json_response(
             200,
             {
@@ -390,7 +400,7 @@ class FakeOpenAI(FakeService):
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body.get("model"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             },
         )
@@ -745,3 +755,132 @@ class FakeManyChat(FakeService):
 def _manychat_invalid(message: str) -> Response:
     """ManyChat's answer to a request it rejects."""
     return json_response(400, {"status": "error", "message": message, "details": {"messages": [message]}})
+
+
+def _crm_error(status: int, message: str, **extra: Any) -> Response:
+    """The fake CRM's error answer: ``{"error", "message", …}``."""
+    return json_response(status, {"error": message, "message": message, **extra})
+
+
+def _crm_order_problem(body: Any) -> str | None:
+    """What is wrong with an order body, or ``None`` when it is well formed (and its total adds up)."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object"
+    conversation = body.get("conversation_id")
+    if not isinstance(conversation, str) or not conversation:
+        return "conversation_id must be a non-empty string"
+    number = body.get("order_number")
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        return "order_number must be a positive integer"
+    items = body.get("items")
+    if not isinstance(items, list) or not items:
+        return "items must be a non-empty list"
+    line_total = 0
+    for item in items:
+        if not isinstance(item, dict):
+            return "each item must be an object"
+        if not isinstance(item.get("sku"), str) or not item["sku"] or not isinstance(item.get("size"), str):
+            return "each item needs a sku and a size"
+        quantity, price = item.get("quantity"), item.get("price")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            return "item quantity must be a positive integer"
+        if isinstance(price, bool) or not isinstance(price, int) or price < 1:
+            return "item price must be a positive integer"
+        line_total += quantity * price
+    customer = body.get("customer")
+    if not isinstance(customer, dict) or not all(isinstance(customer.get(k), str) for k in ("name", "phone")):
+        return "customer must carry a name and a phone"
+    if not isinstance(body.get("city"), str) or not body["city"]:
+        return "city is required"
+    if body.get("currency") != "UAH":
+        return "currency must be UAH"
+    if body.get("total") != line_total:
+        return "total does not match the items"
+    return None
+
+
+class FakeCrm(FakeService):
+    """A fake of an outside CRM's ``POST /orders`` that honours ``Idempotency-Key`` and rejects duplicates.
+
+    A wrong or missing bearer key (when one is set) answers 401; a missing ``Idempotency-Key`` 400; a malformed
+    order 422. Orders are stored by key: a repeat of a known key answers ``duplicate_status`` (409 by default, or
+    200) with the existing order, and the key reused with a different body answers 422. :meth:`fail_next` scripts
+    failures before handling; :meth:`lose_next_answers` stores the order and then answers 500 (a lost response).
+    """
+
+    def __init__(self, *, api_key: str | None = "crm_live_fake_0123456789abcdef", duplicate_status: int = 409) -> None:
+        if duplicate_status not in (200, 409):
+            raise ValueError("duplicate_status must be 200 or 409")
+        self.api_key = api_key
+        self.duplicate_status = duplicate_status
+        self._lock = threading.Lock()
+        self._orders: dict[str, dict[str, Any]] = {}
+        self._bodies: dict[str, dict[str, Any]] = {}
+        self._failures: list[Response] = []
+        self._lost_answers = 0
+        self.server = FakeHttpServer(self._handle)
+
+    @property
+    def url(self) -> str:
+        """The CRM base URL to configure (``CONVEYOR_CRM_URL``)."""
+        return self.server.url
+
+    @property
+    def requests(self) -> list[Recorded]:
+        """Every request received so far."""
+        return self.server.requests
+
+    @property
+    def orders(self) -> dict[str, dict[str, Any]]:
+        """A snapshot of the stored orders by idempotency key, in creation order."""
+        with self._lock:
+            return {key: dict(order) for key, order in self._orders.items()}
+
+    def fail_next(self, count: int = 1, *, status: int = 500, retry_after: int | None = None) -> None:
+        """Answer the next ``count`` well-addressed requests with ``status`` without storing anything."""
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        message = "too many requests" if status == 429 else "internal server error"
+        answer = json_response(status, {"error": message, "message": message}, headers)
+        with self._lock:
+            self._failures.extend([answer] * count)
+
+    def lose_next_answers(self, count: int = 1) -> None:
+        """Handle the next ``count`` orders (storing them) but answer 500, as if the response were lost."""
+        with self._lock:
+            self._lost_answers += count
+
+    def _handle(self, request: Recorded) -> Response:
+        if request.method != "POST" or urlsplit(request.path).path != "/orders":
+            return _crm_error(404, "not found")
+        if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return _crm_error(401, "invalid or missing API key")
+        with self._lock:
+            if self._failures:
+                return self._failures.pop(0)
+        key = request.headers.get("idempotency-key", "").strip()
+        if not key:
+            return _crm_error(400, "the Idempotency-Key header is required")
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return _crm_error(415, "Content-Type must be application/json")
+        try:
+            body = request.json()
+        except ValueError:
+            return _crm_error(400, "the body is not JSON")
+        problem = _crm_order_problem(body)
+        if problem is not None:
+            return _crm_error(422, problem)
+        with self._lock:
+            existing = self._orders.get(key)
+            if existing is not None:
+                if self._bodies[key] != body:
+                    return _crm_error(422, "this Idempotency-Key was used with a different order")
+                if self.duplicate_status == 200:
+                    return json_response(200, existing)
+                return _crm_error(409, "an order with this Idempotency-Key already exists", order=existing)
+            order = {"id": f"ord_{len(self._orders) + 1:06d}", "status": "new", "idempotency_key": key, **body}
+            self._orders[key] = order
+            self._bodies[key] = body
+            if self._lost_answers:
+                self._lost_answers -= 1
+                return _crm_error(500, "internal server error")
+        return json_response(201, order)

@@ -1,0 +1,245 @@
+"""ConversationWorkflow: one durable conversation per chat (seed 001, MIRT's workers as one workflow).
+
+Messages reach it as the ``message`` update (the reply is the update's result: the API's ``wait: true`` and
+ManyChat's synchronous answer) or the ``queue_message`` signal (queued). They are processed strictly in arrival
+order, one at a time (an ``asyncio.Lock``: handlers acquire it in the order their events sit in the history), while
+other chats' workflows run in parallel. Each message's key is processed once; a redelivery gets the first reply
+again (kept for the latest :data:`~activities.chat.schemas.REPLY_MEMORY` messages) and nothing is sent twice. The
+keys travel through ``continue_as_new``.
+
+Follow-ups and summaries are durable timers here, replacing the seed's 15-minute and hourly scans: after
+``followup_after_s`` idle with an unfinished cart one follow-up is sent (at most ``followup_max`` per idle period);
+after ``summary_every`` messages, or ``summary_idle_s`` idle, the conversation is summarised, old messages are
+dropped and the workflow continues as new carrying summary, cart and recent keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.chat import contract
+    from activities.chat.schemas import (
+        DEDUPE_WINDOW,
+        REPLY_MEMORY,
+        ConversationInput,
+        ConversationView,
+        IncomingMessage,
+        OrderRequest,
+        OrderResult,
+        Reply,
+        SendRequest,
+        SummaryRequest,
+        TurnRequest,
+        TurnResult,
+    )
+    from conveyor.progress import PROGRESS_QUERY, Progress
+    from conveyor.steps import Step, retries
+
+#: The seed's ``max_retries=3`` with its 60 s default delay, backing off from there.
+SEED_RETRY = retries(contract.MAX_ATTEMPTS, first=timedelta(seconds=2), most=contract.RETRY_DELAY)
+GENERATE = Step(contract.GENERATE_REPLY_ACTIVITY, contract.GENERATE_REPLY.hard, SEED_RETRY, queue=contract.LLM_QUEUE)
+SEND = Step(contract.SEND_REPLY_ACTIVITY, contract.SEND_REPLY.hard, SEED_RETRY, queue=contract.WEBHOOKS_QUEUE)
+#: The order's first try, with the reply waiting: a short retry, then the customer is told it is pending.
+PLACE_ORDER = Step(
+    contract.CREATE_ORDER_ACTIVITY,
+    contract.CREATE_ORDER.hard,
+    retries(2, first=timedelta(seconds=2)),
+    queue=contract.CRM_QUEUE,
+)
+#: An order is then retried far longer than a reply: the CRM being down must never lose it.
+CREATE_ORDER = Step(
+    contract.CREATE_ORDER_ACTIVITY,
+    contract.CREATE_ORDER.hard,
+    retries(10, first=timedelta(seconds=5), most=timedelta(minutes=10)),
+    queue=contract.CRM_QUEUE,
+)
+SUMMARIZE = Step(contract.SUMMARIZE_ACTIVITY, contract.SUMMARIZE.hard, SEED_RETRY, queue=contract.SUMMARIZATION_QUEUE)
+FOLLOWUP = Step(
+    contract.SEND_FOLLOWUP_ACTIVITY, contract.SEND_FOLLOWUP.hard, SEED_RETRY, queue=contract.FOLLOWUPS_QUEUE
+)
+
+
+def _retryable(err: ActivityError) -> bool:
+    """Whether an activity failed for a reason that may pass (the CRM down), not a permanent refusal."""
+    cause = err.cause
+    return not (isinstance(cause, ApplicationError) and cause.non_retryable)
+
+
+#: Messages kept verbatim after a summary (the rest live on in the summary).
+KEEP_RECENT = 6
+
+
+@workflow.defn(name=contract.CONVERSATION_WORKFLOW)
+class ConversationWorkflow:
+    """One chat: replies in order, once per message; follow-ups and summaries on durable timers."""
+
+    @workflow.init
+    def __init__(self, start: ConversationInput) -> None:
+        self._start = start
+        self._carry = start.carry.model_copy(deep=True)
+        self._seen = set(self._carry.seen)
+        self._lock = asyncio.Lock()
+        self._messages = 0
+        self._seen_count = 0
+        self._last_at: datetime | None = None
+        self._progress = Progress(stage="waiting")
+        self._later: list[asyncio.Future[None]] = []
+
+    # --- messages -------------------------------------------------------------------------------------------------
+
+    @workflow.update(name=contract.MESSAGE_UPDATE)
+    async def message(self, incoming: IncomingMessage) -> Reply:
+        """Process a message (after the ones before it) and answer with its reply."""
+        return await self._handle(incoming)
+
+    @workflow.signal(name=contract.MESSAGE_SIGNAL)
+    async def queue_message(self, incoming: IncomingMessage) -> None:
+        """Process a message in its turn; its reply is only sent."""
+        await self._handle(incoming)
+
+    async def _handle(self, incoming: IncomingMessage) -> Reply:
+        async with self._lock:
+            if incoming.key in self._seen:
+                first = self._carry.replies.get(incoming.key, "")
+                return Reply(key=incoming.key, text=first, duplicate=True)
+            carry = self._carry
+            turn = await GENERATE.run(
+                TurnRequest(state=carry.state, summary=carry.summary, text=incoming.text), TurnResult
+            )
+            text = turn.text
+            order_number = None
+            if turn.order is not None:
+                order_number = turn.order.number
+                request = OrderRequest(conversation_id=workflow.info().workflow_id, order=turn.order)
+                try:
+                    await PLACE_ORDER.run(request, OrderResult)
+                except ActivityError as err:
+                    if not _retryable(err):
+                        raise
+                    # the CRM is down: the reply says the order is pending, and it is retried in the background
+                    # under the same idempotency key (never two orders), the customer told once it is placed
+                    self._later.append(asyncio.ensure_future(self._place_later(request, turn.state.language)))
+                    text = f"{text}\n\n{contract.pending_order_text(turn.state.language)}"
+            if self._start.channel == "telegram":
+                await SEND.call(
+                    SendRequest(
+                        channel=self._start.channel,
+                        chat_id=self._start.chat_id,
+                        text=text,
+                        reply_to=incoming.message_id,
+                    )
+                )
+            self._remember(incoming, turn, text)
+            return Reply(key=incoming.key, text=text, order_number=order_number)
+
+    async def _place_later(self, request: OrderRequest, language: str) -> None:
+        """Retry an order the CRM could not take, then tell the customer it is placed."""
+        await CREATE_ORDER.run(request, OrderResult)
+        if self._start.channel == "telegram":
+            text = contract.order_placed_text(language, request.order.number)
+            await SEND.call(SendRequest(channel=self._start.channel, chat_id=self._start.chat_id, text=text))
+
+    def _remember(self, incoming: IncomingMessage, turn: TurnResult, text: str) -> None:
+        carry = self._carry
+        carry.state = turn.state
+        carry.recent += [f"customer: {incoming.text}", f"assistant: {text}"]
+        carry.seen.append(incoming.key)
+        self._seen.add(incoming.key)
+        while len(carry.seen) > DEDUPE_WINDOW:
+            self._seen.discard(carry.seen.pop(0))
+        carry.replies[incoming.key] = text
+        while len(carry.replies) > REPLY_MEMORY:
+            del carry.replies[next(iter(carry.replies))]
+        carry.messages_since_summary += 1
+        carry.followups_sent = 0  # a new message starts a new idle period
+        self._messages += 1
+        self._last_at = workflow.now()
+        self._progress = self._progress.advance(
+            workflow.now(), stage=carry.state.stage, done=len(carry.seen), message=f"{len(carry.seen)} messages"
+        )
+
+    # --- queries --------------------------------------------------------------------------------------------------
+
+    @workflow.query(name=contract.CONVERSATION_QUERY)
+    def conversation(self) -> ConversationView:
+        """The conversation: stage, summary, recent messages, cart, follow-ups sent and orders placed."""
+        carry = self._carry
+        return ConversationView(
+            channel=self._start.channel,
+            chat_id=self._start.chat_id,
+            stage=carry.state.stage,
+            summary=carry.summary,
+            recent=carry.recent,
+            cart=[item.model_dump() for item in carry.state.cart],
+            followups_sent=carry.followups_sent,
+            orders_placed=carry.state.orders_placed,
+            messages_seen=len(carry.seen),
+        )
+
+    @workflow.query(name=PROGRESS_QUERY)
+    def progress(self) -> Progress:
+        """Messages processed and the conversation's stage."""
+        return self._progress
+
+    # --- timers ---------------------------------------------------------------------------------------------------
+
+    def _cart_waiting(self) -> bool:
+        state = self._carry.state
+        return bool(state.cart) and state.stage != "ordered" and self._carry.followups_sent < self._start.followup_max
+
+    def _woken(self) -> bool:
+        """A message came since the wait began, or enough of them for a summary."""
+        return self._messages != self._seen_count or self._summary_due()
+
+    def _summary_due(self) -> bool:
+        return self._carry.messages_since_summary >= self._start.summary_every
+
+    def _next_wait(self) -> timedelta | None:
+        """How long to wait for a message before the next timer's work (``None``: until one comes)."""
+        waits = []
+        if self._cart_waiting():
+            waits.append(self._start.followup_after_s)
+        if self._carry.messages_since_summary:
+            waits.append(self._start.summary_idle_s)
+        if not waits:
+            return None
+        idle = (workflow.now() - (self._last_at or workflow.now())).total_seconds()
+        return timedelta(seconds=max(0.001, min(waits) - idle))
+
+    @workflow.run
+    async def run(self, start: ConversationInput) -> None:
+        """Wait for messages; send follow-ups and summarise on their timers; continue as new after a summary."""
+        self._last_at = self._last_at or workflow.now()  # a continued run counts idle time from its start
+        while True:
+            self._seen_count = self._messages
+            try:
+                await workflow.wait_condition(self._woken, timeout=self._next_wait())
+            except TimeoutError:
+                pass
+            if self._messages != self._seen_count and not self._summary_due():
+                continue  # a message came: the idle timers start again
+            async with self._lock:
+                idle = (workflow.now() - self._last_at).total_seconds() if self._last_at else 0.0
+                if self._cart_waiting() and idle >= start.followup_after_s:
+                    text = contract.followup_text(self._carry.state.language)
+                    await FOLLOWUP.call(SendRequest(channel=start.channel, chat_id=start.chat_id, text=text))
+                    self._carry.followups_sent += 1
+                    self._carry.recent.append(f"assistant: {text}")
+                if self._summary_due() or (self._carry.messages_since_summary and idle >= start.summary_idle_s):
+                    await self._summarize()
+                    break
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await asyncio.gather(*self._later)  # orders still being retried are placed before the run hands over
+        workflow.continue_as_new(start.model_copy(update={"carry": self._carry}))
+
+    async def _summarize(self) -> None:
+        carry = self._carry
+        request = SummaryRequest(summary=carry.summary, state=carry.state, messages=carry.recent)
+        carry.summary = await SUMMARIZE.run(request, str)
+        carry.recent = carry.recent[-KEEP_RECENT:]
+        carry.messages_since_summary = 0
