@@ -6,6 +6,7 @@ block ends) or uses one handed in by the caller (tests, a worker sharing a pool)
 
 from __future__ import annotations
 
+from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
@@ -35,3 +36,15 @@ class OutboundClient:
         """Close the HTTP client if this object created it."""
         if self._owns_http:
             await self._http.aclose()
+
+
+def retry_after(raw: object, *, default: timedelta, most: timedelta) -> timedelta:
+    """How long a service asked us to wait: ``raw`` seconds (a ``Retry-After`` header's text, or a number from a
+    JSON body), ``default`` when absent or unreadable, never negative and never longer than ``most``."""
+    if raw is None or isinstance(raw, bool) or not isinstance(raw, str | int | float) or raw == "":
+        return default
+    try:
+        wait = timedelta(seconds=float(raw))
+    except (ValueError, OverflowError):
+        return default
+    return min(max(wait, timedelta(0)), most)

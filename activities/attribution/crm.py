@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from activities.attribution.revenue import parse_amount, to_cents
 from conveyor.errors import BadInput, ExternalServiceError, NotFound, RateLimited
-from conveyor.outbound import OutboundClient
+from conveyor.outbound import OutboundClient, retry_after
 
 HUBSPOT_API_URL = "https://api.hubapi.com"
 
@@ -191,9 +191,4 @@ def _parse_deal(response: httpx.Response, deal_id: str) -> DealProperties:
 
 def _retry_after(headers: httpx.Headers) -> timedelta:
     """How long HubSpot asks us to wait: ``Retry-After`` in seconds, else :data:`DEFAULT_RETRY_AFTER`."""
-    raw = headers.get("retry-after")
-    try:
-        wait = timedelta(seconds=float(raw)) if raw else DEFAULT_RETRY_AFTER
-    except (ValueError, OverflowError):
-        return DEFAULT_RETRY_AFTER
-    return min(max(wait, timedelta(0)), _MAX_RETRY_AFTER)
+    return retry_after(headers.get("retry-after"), default=DEFAULT_RETRY_AFTER, most=_MAX_RETRY_AFTER)

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from activities.chat.assistant import OrderDraft, OrderItem
 from activities.chat.contract import RETRY_DELAY, order_idempotency_key
 from conveyor.errors import BadInput, ExternalServiceError, RateLimited
-from conveyor.outbound import OutboundClient
+from conveyor.outbound import OutboundClient, retry_after
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 #: Used when a 429 carries no usable ``Retry-After``: the seed's default retry delay.
@@ -202,8 +202,4 @@ def _crm_message(payload: dict[str, Any], api_key: str | None) -> str:
 
 def _retry_after(raw: str | None) -> timedelta:
     """How long the CRM asks us to wait: ``Retry-After`` in seconds, else :data:`DEFAULT_RETRY_AFTER`."""
-    try:
-        wait = timedelta(seconds=float(raw)) if raw else DEFAULT_RETRY_AFTER
-    except (ValueError, OverflowError):
-        return DEFAULT_RETRY_AFTER
-    return min(max(wait, timedelta(0)), _MAX_RETRY_AFTER)
+    return retry_after(raw, default=DEFAULT_RETRY_AFTER, most=_MAX_RETRY_AFTER)

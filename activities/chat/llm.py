@@ -36,7 +36,7 @@ from activities.chat.catalog import Catalog, Language, Product
 from activities.chat.contract import RETRY_DELAY
 from conveyor.errors import BadInput, ExternalServiceError, RateLimited
 from conveyor.logging import get_logger
-from conveyor.outbound import OutboundClient
+from conveyor.outbound import OutboundClient, retry_after
 
 log = get_logger(__name__)
 
@@ -340,12 +340,7 @@ def _raise_for_status(response: httpx.Response) -> None:
 
 def _retry_after(headers: httpx.Headers) -> timedelta:
     """How long the endpoint asks us to wait: ``Retry-After`` in seconds, else :data:`DEFAULT_RETRY_AFTER`."""
-    raw = headers.get("retry-after")
-    try:
-        wait = timedelta(seconds=float(raw)) if raw else DEFAULT_RETRY_AFTER
-    except (ValueError, OverflowError):
-        return DEFAULT_RETRY_AFTER
-    return min(max(wait, timedelta(0)), _MAX_RETRY_AFTER)
+    return retry_after(headers.get("retry-after"), default=DEFAULT_RETRY_AFTER, most=_MAX_RETRY_AFTER)
 
 
 def _parse_answer(response: httpx.Response) -> ModelAnswer:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from activities.chat.telegram import check_text, split_text
 from conveyor.errors import BadInput, ExternalServiceError, RateLimited, Unauthorized
-from conveyor.outbound import OutboundClient
+from conveyor.outbound import OutboundClient, retry_after
 
 MANYCHAT_API_URL = "https://api.manychat.com"
 SEND_CONTENT_PATH = "/fb/sending/sendContent"
@@ -242,8 +242,4 @@ def _check_answer(response: httpx.Response, token: str) -> None:
 
 def _retry_after(raw: str | None) -> timedelta:
     """``Retry-After`` in seconds, else :data:`DEFAULT_RETRY_AFTER`, bounded to an hour."""
-    try:
-        wait = timedelta(seconds=float(raw)) if raw else DEFAULT_RETRY_AFTER
-    except (ValueError, OverflowError):
-        return DEFAULT_RETRY_AFTER
-    return min(max(wait, timedelta(0)), _MAX_RETRY_AFTER)
+    return retry_after(raw, default=DEFAULT_RETRY_AFTER, most=_MAX_RETRY_AFTER)

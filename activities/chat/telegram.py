@@ -29,7 +29,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conveyor.errors import BadInput, ExternalServiceError, RateLimited, Unauthorized
-from conveyor.outbound import OutboundClient
+from conveyor.outbound import OutboundClient, retry_after
 
 TELEGRAM_API_URL = "https://api.telegram.org"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -416,6 +416,4 @@ def _result(response: httpx.Response, method: str, token: str) -> Any:
 
 def _retry_after(raw: Any) -> timedelta:
     """How long Telegram asks us to wait (``parameters.retry_after`` seconds), bounded to a day."""
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
-        return DEFAULT_RETRY_AFTER
-    return min(max(timedelta(seconds=raw), timedelta(0)), _MAX_RETRY_AFTER)
+    return retry_after(raw, default=DEFAULT_RETRY_AFTER, most=_MAX_RETRY_AFTER)

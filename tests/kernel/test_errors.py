@@ -250,3 +250,16 @@ def test_cancelled_failure_rebuilds_as_cancelled() -> None:
     rebuilt = failure_info(_activity_error(CancelledError("cancelled"))).to_error()
     assert rebuilt.kind is ErrorKind.CANCELLED
     assert rebuilt.http_status == 409
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [("7", 7), (3, 3), (2.5, 2.5), (None, 10), ("", 10), ("soon", 10), (True, 10), ("-4", 0), ("1e9", 60), ("inf", 10)],
+)
+def test_retry_after_reads_seconds_and_bounds_them(raw: object, seconds: float) -> None:
+    from datetime import timedelta
+
+    from conveyor.outbound import retry_after
+
+    wait = retry_after(raw, default=timedelta(seconds=10), most=timedelta(seconds=60))
+    assert wait == timedelta(seconds=seconds)
