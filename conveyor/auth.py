@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from conveyor import credits
-from conveyor.errors import BadInput, Conflict, NotFound, Unauthorized
+from conveyor.errors import BadInput, Conflict, ExternalServiceError, NotFound, Unauthorized
 from conveyor.models import ADMIN_ROLE, ROLES, USER_ROLE, ApiKey, User
 
 KEY_PREFIX = "cvy_"
@@ -68,6 +68,21 @@ async def create_user(
         await credits.grant(session, user, initial_credits, reason="initial credits", key=f"initial:{user.id}")
     key = await add_key(session, user, expires_in_days=expires_in_days)
     return user, key
+
+
+async def default_owner(session: AsyncSession, named: str, setting: str, local_user: str, local_credits: int) -> int:
+    """The user that owns what arrives unclaimed (a webhook of a portal or bot nobody connected): the user ``named``
+    by ``setting`` (``ExternalServiceError`` ``DEFAULT_OWNER_MISSING`` if it does not exist), else the CLI's local
+    user, created like the CLI creates it when missing."""
+    name = named or local_user
+    user_id = await session.scalar(select(User.id).where(User.name == name))
+    if user_id is not None:
+        return int(user_id)
+    if named:
+        raise ExternalServiceError(f"{setting} names user {name!r}, which does not exist", code="DEFAULT_OWNER_MISSING")
+    async with session.begin_nested():
+        user, _key = await create_user(session, name, local_credits)
+    return user.id
 
 
 async def add_key(session: AsyncSession, user: User, *, expires_in_days: float | None = None) -> str:

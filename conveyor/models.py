@@ -1,11 +1,11 @@
-"""Tables every pipeline shares: users, their API keys, and the credits ledger with holds."""
+"""Tables every pipeline shares: users, their API keys, the credits ledger with holds, and worker checks."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, func
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conveyor.db import Base
@@ -94,3 +94,15 @@ class CreditHold(Base):
     """What the run's price was computed from (units, baselines), read back when it is settled."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class WorkerCheck(Base):
+    """The latest result of one scheduled worker check (a pipeline's health schedule), shown by ``/api/health``."""
+
+    __tablename__ = "worker_checks"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    latency_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

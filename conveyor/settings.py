@@ -277,6 +277,58 @@ class Settings(BaseSettings):
     fatigue_frequency_ceiling: float = Field(3.5, gt=0, description="Latest frequency at or above this is fatigue.")
     fatigue_cpm_rise: float = Field(0.03, gt=0, description="CPM growth per day, relative to its mean, that counts.")
     fatigue_ctr_decline: float = Field(0.03, gt=0, description="CTR fall per day, relative to its mean, that counts.")
+    # chat pipeline (seed 001: MIRT's workers — Telegram and ManyChat conversations)
+    telegram_bot_token: SecretStr | None = Field(
+        None, description="The Telegram bot's token (from BotFather); replies are sent through the Bot API with it."
+    )
+    telegram_api_url: str = Field(
+        "https://api.telegram.org", description="Bot API base URL (a self-hosted Bot API server, or a test's fake)."
+    )
+    telegram_webhook_secret: SecretStr | None = Field(
+        None,
+        description="The secret_token given to setWebhook: POST /webhooks/telegram needs it in "
+        "X-Telegram-Bot-Api-Secret-Token (unset: a local install makes one under the var dir, a remote one answers "
+        "503 WEBHOOK_NOT_CONFIGURED).",
+    )
+    manychat_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Bearer token ManyChat's External Request sends to POST /webhooks/manychat (unset: as the "
+        "Telegram secret).",
+    )
+    manychat_api_url: str = Field("https://api.manychat.com", description="ManyChat API base URL (late replies).")
+    manychat_api_token: SecretStr | None = Field(
+        None, description="ManyChat API token, for replies that were not ready within the synchronous answer."
+    )
+    crm_url: str = Field(
+        "", description="An outside CRM's base URL (orders POSTed to /orders); empty: the built-in CRM (/api/orders)."
+    )
+    crm_api_key: SecretStr | None = Field(None, description="Bearer token sent to the outside CRM.")
+    chat_followup_after: float = Field(
+        3600.0, gt=0, description="Seconds a conversation with an unfinished cart waits idle before a follow-up."
+    )
+    chat_followup_max: int = Field(1, ge=0, description="Follow-ups one idle period may send.")
+    chat_summary_every: int = Field(
+        20, ge=2, description="Messages after which a conversation is summarised and continues as new."
+    )
+    chat_summary_idle: float = Field(
+        3600.0, gt=0, description="Seconds idle after which a conversation with new messages is summarised."
+    )
+    chat_sync_timeout_s: float = Field(
+        8.0,
+        gt=0,
+        le=60,
+        description="How long POST /webhooks/manychat waits for the reply before answering a holding message (the "
+        "reply then goes out through ManyChat's sending API).",
+    )
+    chat_default_owner: str = Field(
+        "", description="User that owns conversations of bots nobody connected (empty: the CLI's local user)."
+    )
+    chat_messages_per_minute: int = Field(
+        600, ge=1, description="Messages one user's conversations may take per minute, all chats together (429 past)."
+    )
+    chat_max_waiting_replies: int = Field(
+        50, ge=1, description="Replies one user may wait for at once (wait: true and ManyChat answers; 429 past)."
+    )
 
     @property
     def temporal_db_path(self) -> Path:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from activities.analysis.contract import PIPELINE as ANALYSIS
 from activities.attribution.contract import PIPELINE as ATTRIBUTION
+from activities.chat.contract import PIPELINE as CHAT
 from activities.crawl.contract import PIPELINE as CRAWL
 from activities.persona.contract import PIPELINE as PERSONA
 from activities.video.contract import PIPELINE as VIDEO
 from conveyor.pipeline import Pipeline, Queue
 
-PIPELINES: tuple[Pipeline, ...] = (ANALYSIS, CRAWL, PERSONA, VIDEO, ATTRIBUTION)
+PIPELINES: tuple[Pipeline, ...] = (ANALYSIS, CRAWL, PERSONA, VIDEO, ATTRIBUTION, CHAT)
 
 
 def pipeline(name: str) -> Pipeline:

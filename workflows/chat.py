@@ -19,15 +19,17 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.chat import contract
+    from activities.chat.assistant import OrderDraft
     from activities.chat.schemas import (
         DEDUPE_WINDOW,
         REPLY_MEMORY,
         ConversationInput,
         ConversationView,
+        HealthReport,
         IncomingMessage,
         OrderRequest,
         OrderResult,
@@ -70,8 +72,16 @@ def _retryable(err: ActivityError) -> bool:
     return not (isinstance(cause, ApplicationError) and cause.non_retryable)
 
 
+def _reason(err: ActivityError) -> str:
+    """An activity failure in one line: its cause's message (e.g. Telegram's "chat not found")."""
+    cause = err.cause
+    return str(cause.message if isinstance(cause, FailureError) else err.message)[:500]
+
+
 #: Messages kept verbatim after a summary (the rest live on in the summary).
 KEEP_RECENT = 6
+#: Lines of the conversation the reply step sees besides the summary.
+CONTEXT_LINES = 12
 
 
 @workflow.defn(name=contract.CONVERSATION_WORKFLOW)
@@ -102,47 +112,108 @@ class ConversationWorkflow:
         """Process a message in its turn; its reply is only sent."""
         await self._handle(incoming)
 
+    @workflow.signal(name=contract.LATE_SIGNAL)
+    async def deliver_later(self, key: str) -> None:
+        """The synchronous caller of message ``key`` gave up (ManyChat's holding answer): send its reply instead."""
+        async with self._lock:
+            if key in self._carry.delivered:
+                return  # its reply went out already (Telegram's replies always do; a repeated signal)
+            if key in self._carry.replies:
+                await self._deliver(self._carry.replies[key], None)
+                self._carry.delivered.append(key)
+            elif key not in self._carry.late:
+                self._carry.late.append(key)  # the message itself has not come yet: sent when it is answered
+                del self._carry.late[: -contract.LATE_MEMORY]
+
     async def _handle(self, incoming: IncomingMessage) -> Reply:
         async with self._lock:
             if incoming.key in self._seen:
                 first = self._carry.replies.get(incoming.key, "")
                 return Reply(key=incoming.key, text=first, duplicate=True)
             carry = self._carry
-            turn = await GENERATE.run(
-                TurnRequest(state=carry.state, summary=carry.summary, text=incoming.text), TurnResult
+            request = TurnRequest(
+                state=carry.state,
+                summary=carry.summary,
+                text=incoming.text,
+                recent=carry.recent[-CONTEXT_LINES:],
+                owner=self._start.owner,
+                charge_key=f"{workflow.info().workflow_id}:{incoming.key}",
             )
+            turn = await self._generate(request)
             text = turn.text
             order_number = None
             if turn.order is not None:
                 order_number = turn.order.number
-                request = OrderRequest(conversation_id=workflow.info().workflow_id, order=turn.order)
-                try:
-                    await PLACE_ORDER.run(request, OrderResult)
-                except ActivityError as err:
-                    if not _retryable(err):
-                        raise
-                    # the CRM is down: the reply says the order is pending, and it is retried in the background
-                    # under the same idempotency key (never two orders), the customer told once it is placed
-                    self._later.append(asyncio.ensure_future(self._place_later(request, turn.state.language)))
-                    text = f"{text}\n\n{contract.pending_order_text(turn.state.language)}"
-            if self._start.channel == "telegram":
-                await SEND.call(
-                    SendRequest(
-                        channel=self._start.channel,
-                        chat_id=self._start.chat_id,
-                        text=text,
-                        reply_to=incoming.message_id,
-                    )
-                )
+                outcome = await self._order(turn.order, turn.state.language)
+                if turn.tool_call is not None:  # the model path: the model words the reply from the tool's result
+                    update = {"tool_call": turn.tool_call, "tool_result": outcome, "charge_key": None}
+                    final = await self._generate(request.model_copy(update=update))
+                    text = outcome if final.fallback else final.text  # never an apology for an order it placed
+                elif outcome != contract.order_placed_text(turn.state.language, turn.order.number):
+                    text = f"{text}\n\n{outcome}"
+            sent = self._start.channel == "telegram" or incoming.key in carry.late
+            if sent:
+                await self._deliver(text, incoming.message_id)
+                if incoming.key in carry.late:
+                    carry.late.remove(incoming.key)
             self._remember(incoming, turn, text)
+            if sent:
+                carry.delivered.append(incoming.key)
             return Reply(key=incoming.key, text=text, order_number=order_number)
+
+    async def _generate(self, request: TurnRequest) -> TurnResult:
+        """The reply step; when it fails for good (a refused model key, retries spent) an apology, state unchanged."""
+        try:
+            return await GENERATE.run(request, TurnResult)
+        except ActivityError as err:
+            workflow.logger.warning("the reply step failed for good: %s", _reason(err))
+            return TurnResult(text=contract.apology_text(request.state.language), state=request.state, fallback=True)
+
+    async def _order(self, order: OrderDraft, language: str) -> str:
+        """Create the order at the CRM; what the customer is told: placed, or pending (retried in the background)."""
+        request = OrderRequest(
+            conversation_id=workflow.info().workflow_id,
+            order=order,
+            owner=self._start.owner,
+            channel=self._start.channel,
+            chat_id=self._start.chat_id,
+        )
+        try:
+            placed = await PLACE_ORDER.run(request, OrderResult)
+        except ActivityError as err:
+            if not _retryable(err):
+                workflow.logger.warning("the CRM refused order %s: %s", order.number, _reason(err))
+                return contract.order_refused_text(language)
+            # the CRM is down: the customer is told the order is pending, and it is retried in the background
+            # under the same idempotency key (never two orders), the customer told once it is placed
+            self._later.append(asyncio.ensure_future(self._place_later(request, language)))
+            return contract.pending_order_text(language)
+        self._carry.orders.append(placed.order_id or str(order.number))
+        return contract.order_placed_text(language, order.number)
 
     async def _place_later(self, request: OrderRequest, language: str) -> None:
         """Retry an order the CRM could not take, then tell the customer it is placed."""
-        await CREATE_ORDER.run(request, OrderResult)
-        if self._start.channel == "telegram":
-            text = contract.order_placed_text(language, request.order.number)
-            await SEND.call(SendRequest(channel=self._start.channel, chat_id=self._start.chat_id, text=text))
+        try:
+            placed = await CREATE_ORDER.run(request, OrderResult)
+        except ActivityError as err:
+            workflow.logger.error("order %s could not be placed: %s", request.order.number, _reason(err))
+            return
+        self._carry.orders.append(placed.order_id or str(request.order.number))
+        await self._deliver(contract.order_placed_text(language, request.order.number), None)
+
+    async def _deliver(self, text: str, reply_to: int | None) -> None:
+        """Send ``text`` on the conversation's channel; a refusal for good is recorded on the conversation."""
+        if self._start.channel == "api":
+            return  # the API's replies are read from the conversation
+        try:
+            await SEND.call(
+                SendRequest(channel=self._start.channel, chat_id=self._start.chat_id, text=text, reply_to=reply_to)
+            )
+        except ActivityError as err:
+            self._carry.delivery_error = _reason(err)
+            workflow.logger.warning("the reply could not be delivered: %s", self._carry.delivery_error)
+        else:
+            self._carry.delivery_error = None
 
     def _remember(self, incoming: IncomingMessage, turn: TurnResult, text: str) -> None:
         carry = self._carry
@@ -155,6 +226,7 @@ class ConversationWorkflow:
         carry.replies[incoming.key] = text
         while len(carry.replies) > REPLY_MEMORY:
             del carry.replies[next(iter(carry.replies))]
+        carry.delivered = [key for key in carry.delivered if key in carry.replies]  # only a kept reply is resent
         carry.messages_since_summary += 1
         carry.followups_sent = 0  # a new message starts a new idle period
         self._messages += 1
@@ -179,6 +251,9 @@ class ConversationWorkflow:
             followups_sent=carry.followups_sent,
             orders_placed=carry.state.orders_placed,
             messages_seen=len(carry.seen),
+            orders=carry.orders,
+            delivery_error=carry.delivery_error,
+            language=carry.state.language,
         )
 
     @workflow.query(name=PROGRESS_QUERY)
@@ -227,7 +302,11 @@ class ConversationWorkflow:
                 idle = (workflow.now() - self._last_at).total_seconds() if self._last_at else 0.0
                 if self._cart_waiting() and idle >= start.followup_after_s:
                     text = contract.followup_text(self._carry.state.language)
-                    await FOLLOWUP.call(SendRequest(channel=start.channel, chat_id=start.chat_id, text=text))
+                    if start.channel != "api":
+                        try:
+                            await FOLLOWUP.call(SendRequest(channel=start.channel, chat_id=start.chat_id, text=text))
+                        except ActivityError as err:
+                            self._carry.delivery_error = _reason(err)
                     self._carry.followups_sent += 1
                     self._carry.recent.append(f"assistant: {text}")
                 if self._summary_due() or (self._carry.messages_since_summary and idle >= start.summary_idle_s):
@@ -243,3 +322,19 @@ class ConversationWorkflow:
         carry.summary = await SUMMARIZE.run(request, str)
         carry.recent = carry.recent[-KEEP_RECENT:]
         carry.messages_since_summary = 0
+
+
+PING = Step(contract.PING_ACTIVITY, contract.HEALTH.hard, retries(1), queue=contract.DEFAULT_QUEUE)
+HEALTH_CHECK = Step(contract.HEALTH_CHECK_ACTIVITY, contract.HEALTH.hard, retries(1), queue=contract.DEFAULT_QUEUE)
+
+
+@workflow.defn(name=contract.HEALTH_WORKFLOW)
+class ChatHealthWorkflow:
+    """The seed's 5-minute health tasks: ``ping``, then ``worker_health_check`` (recorded for ``/api/health``)."""
+
+    @workflow.run
+    async def run(self, run: contract.HealthRun) -> list[HealthReport]:
+        """Ping the default queue's worker, then check the database and the configured channel APIs."""
+        await PING.run(run, str)
+        reports: list[HealthReport] = await HEALTH_CHECK.run(run, list[HealthReport])
+        return reports

@@ -1,8 +1,5 @@
 """The chat pipeline's light contract (seed 001, MIRT's workers): queues with the seed's time limits, ids, keys.
 
-Not wired yet (no manifest in ``workers/pipelines.py``): the conversation workflow, the webhooks and the tables come
-next. What is fixed here is what they will share.
-
 The seed's six Celery queues become ``chat.<queue>`` task queues; each step keeps the seed's soft and hard limits
 (the soft limit is the activity's own deadline, the hard limit its start-to-close timeout):
 
@@ -30,6 +27,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
+
+from pydantic import BaseModel
+
+from conveyor.pipeline import Pipeline, Price, Queue, Schedule
 
 NAME = "chat"
 
@@ -91,16 +92,37 @@ def order_idempotency_key(conversation_id: str, order_number: int) -> str:
 
 
 CONVERSATION_WORKFLOW = "ConversationWorkflow"
+HEALTH_WORKFLOW = "ChatHealthWorkflow"
 #: Activities (called by these names; the worker side registers them).
 GENERATE_REPLY_ACTIVITY = "chat.generate_reply"
 SEND_REPLY_ACTIVITY = "chat.send_reply"
 CREATE_ORDER_ACTIVITY = "chat.create_order"
 SUMMARIZE_ACTIVITY = "chat.summarize"
 SEND_FOLLOWUP_ACTIVITY = "chat.send_followup"
+PING_ACTIVITY = "chat.ping"
+HEALTH_CHECK_ACTIVITY = "chat.worker_health_check"
 #: The conversation's handlers: ``message`` waits for the reply (update), ``queue_message`` does not (signal).
 MESSAGE_UPDATE = "message"
 MESSAGE_SIGNAL = "queue_message"
+#: The API's synchronous caller gave up on a message (ManyChat got the holding answer): send its reply instead.
+LATE_SIGNAL = "deliver_later"
+#: Late keys a conversation remembers for messages it has not seen yet.
+LATE_MEMORY = 50
 CONVERSATION_QUERY = "conversation"
+
+
+def apology_text(language: str) -> str:
+    """What a customer is told when no reply could be made (the model failed for good)."""
+    if language == "uk":
+        return "Вибачте, зараз не можу відповісти. Напишіть, будь ласка, ще раз за хвилину."
+    return "Sorry, I can't answer right now. Please write to me again in a minute."
+
+
+def order_refused_text(language: str) -> str:
+    """What a customer is told when the CRM refused the order for good (a bad request, not an outage)."""
+    if language == "uk":
+        return "На жаль, не вдалося оформити замовлення. Менеджер зв'яжеться з вами найближчим часом."
+    return "Sorry, the order could not be placed. A manager will contact you shortly."
 
 
 def followup_text(language: str) -> str:
@@ -122,3 +144,55 @@ def order_placed_text(language: str, number: int) -> str:
     if language == "uk":
         return f"Замовлення №{number} оформлено. Дякуємо!"
     return f"Order #{number} is placed. Thank you!"
+
+
+class HealthRun(BaseModel):
+    """The health schedule's input (``source``: who asked)."""
+
+    source: str = "schedule"
+
+
+#: The seed's ``health-check-5min`` Beat entry. Its ``followups-check-15min`` and ``summarization-check-1h`` scans
+#: have no schedule here: each conversation's own durable timers do that work.
+HEALTH_SCHEDULE = Schedule(
+    id="chat-health",
+    workflow=HEALTH_WORKFLOW,
+    arg=HealthRun(),
+    queue=DEFAULT_QUEUE,
+    cron="*/5 * * * *",
+    description="every 5 min: ping and worker_health_check (database, Temporal, the configured channel APIs) into "
+    "/api/health (seed 001 health-check-5min)",
+    execution_timeout=timedelta(minutes=2),
+)
+
+#: What an owner pays: each customer message answered (a redelivery is free).
+MESSAGE_PRICE = Price("message", 1, "one customer message answered (by the model or the local assistant)")
+
+#: Replies wait on a model: async activities, so one worker holds many at once where the seed's 4 processes each
+#: blocked on one. The other queues keep modest caps.
+LLM_CONCURRENCY = 32
+CONCURRENCY = 16
+
+PIPELINE = Pipeline(
+    name=NAME,
+    description="Telegram and ManyChat conversations, one durable workflow per chat: ordered replies from a model "
+    "or the local shop assistant, follow-ups, summaries and CRM orders (seed 001, MIRT's workers)",
+    queues=(
+        Queue(
+            LLM_QUEUE,
+            LLM_CONCURRENCY,
+            "one conversation per chat (messages in order, follow-up and summary timers) and its replies",
+            workflows=(CONVERSATION_WORKFLOW,),
+        ),
+        Queue(SUMMARIZATION_QUEUE, CONCURRENCY, "conversation summaries before a conversation continues as new"),
+        Queue(FOLLOWUPS_QUEUE, CONCURRENCY, "follow-ups to customers whose cart waits"),
+        Queue(CRM_QUEUE, CONCURRENCY, "orders, into the built-in CRM or an outside one"),
+        Queue(WEBHOOKS_QUEUE, CONCURRENCY, "replies sent through the Telegram Bot API or ManyChat"),
+        Queue(
+            DEFAULT_QUEUE, 4, "the 5-minute health schedule: ping and worker_health_check", workflows=(HEALTH_WORKFLOW,)
+        ),
+    ),
+    schedules=(HEALTH_SCHEDULE,),
+    prices=(MESSAGE_PRICE,),
+    max_running=5,
+)

@@ -40,6 +40,7 @@ from conveyor.outbound import OutboundClient, retry_after
 
 MANYCHAT_API_URL = "https://api.manychat.com"
 SEND_CONTENT_PATH = "/fb/sending/sendContent"
+PAGE_INFO_PATH = "/fb/page/getInfo"
 DYNAMIC_BLOCK_VERSION = "v2"
 #: The most messages ManyChat shows of one Dynamic Block.
 MAX_MESSAGES = 10
@@ -194,11 +195,18 @@ class ManyChatClient(OutboundClient):
         body: dict[str, Any] = {"subscriber_id": _subscriber(subscriber_id), "data": dynamic_block(texts, channel)}
         if message_tag is not None:
             body["message_tag"] = message_tag
+        _check_answer(await self._request("POST", SEND_CONTENT_PATH, body), self._token)
+
+    async def page_info(self) -> None:
+        """The connected page (``getInfo``): a cheap call that proves the token and the API work."""
+        _check_answer(await self._request("GET", PAGE_INFO_PATH), self._token)
+
+    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         try:
             async with asyncio.timeout(self._timeout_s):
-                response = await self._http.post(
-                    self._api_url + SEND_CONTENT_PATH, json=body, headers=headers, timeout=self._timeout_s
+                return await self._http.request(
+                    method, self._api_url + path, json=body, headers=headers, timeout=self._timeout_s
                 )
         except (TimeoutError, httpx.TimeoutException):
             raise ExternalServiceError(
@@ -206,7 +214,6 @@ class ManyChatClient(OutboundClient):
             ) from None
         except httpx.HTTPError as exc:
             raise ExternalServiceError(f"ManyChat unreachable: {type(exc).__name__}", code=_UNAVAILABLE) from None
-        _check_answer(response, self._token)
 
 
 _UNAVAILABLE = "MANYCHAT_UNAVAILABLE"

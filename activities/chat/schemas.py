@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from activities.chat.assistant import ConversationState, OrderDraft
+from activities.chat.turns import ToolCall
 
 #: Message keys a conversation remembers (redeliveries arrive within minutes; this covers days of a busy chat).
 DEDUPE_WINDOW = 1000
@@ -30,19 +31,38 @@ class Reply(BaseModel):
 
 
 class TurnRequest(BaseModel):
-    """What the reply step needs: the conversation's state and summary, and the message."""
+    """What the reply step needs: the conversation's state, summary and recent lines, and the message.
+
+    On the model path, the second call of a turn that created an order carries the model's ``tool_call`` and the
+    tool's ``tool_result``; the model answers with the final text (it may not order again in that turn).
+    """
 
     state: ConversationState
     summary: str = ""
     text: str
+    recent: list[str] = Field(default_factory=list)
+    """The conversation's latest ``customer: …`` / ``assistant: …`` lines (the model's context)."""
+    tool_call: ToolCall | None = None
+    tool_result: str | None = None
+    owner: int | None = None
+    """Who pays for the reply (``None``: nobody is charged, e.g. in workflow tests)."""
+    charge_key: str | None = None
+    """The reply's charge, once per message whatever the retries."""
 
 
 class TurnResult(BaseModel):
-    """The reply step's answer: the reply text, the new state and an order when the customer confirmed one."""
+    """The reply step's answer: the reply text, the new state and an order when the customer confirmed one.
+
+    On the model path an order comes with the model's ``tool_call``: the workflow creates the order, then asks the
+    model again with the tool's result for the text it sends.
+    """
 
     text: str
     state: ConversationState
     order: OrderDraft | None = None
+    tool_call: ToolCall | None = None
+    fallback: bool = False
+    """The text is ours, not the model's (the endpoint failed, or its order was invalid)."""
 
 
 class OrderRequest(BaseModel):
@@ -50,13 +70,16 @@ class OrderRequest(BaseModel):
 
     conversation_id: str
     order: OrderDraft
+    owner: int | None = None
+    """The conversation's owner: the built-in CRM's orders are theirs."""
+    channel: str = ""
+    chat_id: str = ""
 
 
 class OrderResult(BaseModel):
-    """The CRM's answer (``pending``: the CRM was down; the order is retried and the customer told so)."""
+    """The CRM's answer: the order's id there."""
 
     order_id: str | None = None
-    pending: bool = False
 
 
 class SendRequest(BaseModel):
@@ -89,6 +112,14 @@ class ConversationCarry(BaseModel):
     """The latest replies by message key (at most :data:`REPLY_MEMORY`)."""
     followups_sent: int = 0
     messages_since_summary: int = 0
+    late: list[str] = Field(default_factory=list)
+    """Keys whose synchronous caller gave up (ManyChat's holding answer): their replies go out through the API."""
+    delivered: list[str] = Field(default_factory=list)
+    """Keys of remembered replies that went out on the channel: a late delivery never sends one twice."""
+    delivery_error: str | None = None
+    """Why the channel refused the latest reply for good (Telegram's "chat not found"), until one goes through."""
+    orders: list[str] = Field(default_factory=list)
+    """Ids the CRM gave this conversation's orders, oldest first."""
 
 
 class ConversationInput(BaseModel):
@@ -116,3 +147,15 @@ class ConversationView(BaseModel):
     followups_sent: int
     orders_placed: int
     messages_seen: int
+    orders: list[str] = Field(default_factory=list)
+    delivery_error: str | None = None
+    language: str = "uk"
+
+
+class HealthReport(BaseModel):
+    """One dependency's state as the worker health check found it."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+    latency_ms: float | None = None

@@ -345,6 +345,13 @@ class TelegramClient(OutboundClient):
             sent.append(message_id)
         return sent
 
+    async def get_me(self) -> dict[str, Any]:
+        """The bot itself (``getMe``): a cheap call that proves the token and the Bot API work."""
+        found = await self._call("getMe", {})
+        if not isinstance(found, dict):
+            raise ExternalServiceError("Telegram answered getMe without the bot", code=_UNAVAILABLE)
+        return found
+
     async def send_chat_action(self, chat_id: int | str, action: ChatAction = "typing") -> None:
         """Show ``action`` (``typing``…) in the chat until the next message or for about five seconds."""
         await self._call("sendChatAction", {"chat_id": chat_id, "action": action})

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import select, text
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -24,6 +24,7 @@ from api.deps import KeyOwnerDep, StateDep
 from api.state import AppState
 from conveyor.errors import ConveyorError
 from conveyor.logging import get_logger
+from conveyor.models import WorkerCheck
 from workers.pipelines import all_queues
 
 router = APIRouter(prefix="/api", tags=["health"])
@@ -41,14 +42,22 @@ class Check(BaseModel):
     detail: str | None = None
 
 
+class WorkerCheckOut(Check):
+    """The latest result of a scheduled worker check (e.g. chat's 5-minute ``worker_health_check``)."""
+
+    checked_at: datetime
+
+
 class Health(BaseModel):
-    """Overall and per-dependency health, as of ``checked_at``."""
+    """Overall and per-dependency health, as of ``checked_at``; ``workers``: what the workers' own scheduled checks
+    found last (informational: an outside channel API being down does not make Conveyor degraded)."""
 
     status: str
     checked_at: datetime
     database: Check
     temporal: Check
     queues: dict[str, dict[str, Any]]
+    workers: dict[str, WorkerCheckOut] = {}
 
 
 def served_queues() -> dict[str, bool]:
@@ -93,6 +102,7 @@ async def health(request: Request, state: StateDep, owner: KeyOwnerDep) -> JSONR
             update={
                 "database": body.database.model_copy(update={"detail": None}),
                 "temporal": body.temporal.model_copy(update={"detail": None}),
+                "workers": {name: c.model_copy(update={"detail": None}) for name, c in body.workers.items()},
             }
         )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.status == "ok" else 503)
@@ -109,7 +119,24 @@ async def _probe(state: AppState) -> Health:
         database=database,
         temporal=temporal,
         queues=queues,
+        workers=await _worker_checks(state) if database.ok else {},
     )
+
+
+async def _worker_checks(state: AppState) -> dict[str, WorkerCheckOut]:
+    """The workers' latest scheduled checks, by name."""
+    try:
+        async with state.sessions() as session:
+            rows = (await session.scalars(select(WorkerCheck).order_by(WorkerCheck.name))).all()
+    except Exception as err:  # noqa: BLE001 - a missing table (an old database) is reported, not raised
+        log.warning("health: worker checks unreadable", error=f"{type(err).__name__}: {err}")
+        return {}
+    return {
+        row.name: WorkerCheckOut(
+            ok=row.ok, latency_ms=row.latency_ms, detail=row.detail or None, checked_at=row.checked_at
+        )
+        for row in rows
+    }
 
 
 async def _check_db(state: AppState) -> Check:

@@ -44,12 +44,12 @@ from activities.attribution.schemas import (
 )
 from activities.attribution.signatures import verify_request
 from api.caller import Caller
+from conveyor.auth import default_owner as auth_default_owner
 from conveyor.client import execute_workflow, search_attributes, temporal_errors
 from conveyor.codec import is_local_install, write_secret_once
 from conveyor.credits import available_credits, charge_usage
 from conveyor.db import dialect_insert
 from conveyor.errors import BadInput, Conflict, ConveyorError, ExternalServiceError, InsufficientCredits, NotFound
-from conveyor.models import User
 from conveyor.settings import Settings
 
 #: Primary attribution models (what pays an ad); ``linear`` is recorded beside them.
@@ -138,19 +138,13 @@ async def wake_ingest(client: Client, settings: Settings, portal_id: int, owner:
 
 async def default_owner(session: AsyncSession, settings: Settings) -> int:
     """The user that owns deliveries of portals nobody connected (created like the CLI's local user if missing)."""
-    from conveyor.auth import create_user
-
-    name = settings.hubspot_default_owner or settings.local_user
-    user_id = await session.scalar(select(User.id).where(User.name == name))
-    if user_id is not None:
-        return int(user_id)
-    if settings.hubspot_default_owner:
-        raise ExternalServiceError(
-            f"CONVEYOR_HUBSPOT_DEFAULT_OWNER names user {name!r}, which does not exist", code="DEFAULT_OWNER_MISSING"
-        )
-    async with session.begin_nested():
-        user, _key = await create_user(session, name, settings.local_user_credits)
-    return user.id
+    return await auth_default_owner(
+        session,
+        settings.hubspot_default_owner,
+        "CONVEYOR_HUBSPOT_DEFAULT_OWNER",
+        settings.local_user,
+        settings.local_user_credits,
+    )
 
 
 async def portal_owners(session: AsyncSession, settings: Settings, portals: Sequence[int]) -> dict[int, int]:

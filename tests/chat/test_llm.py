@@ -13,17 +13,14 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from activities.chat.catalog import load_catalog
-from activities.chat.llm import (
-    CREATE_ORDER_TOOL,
+from activities.chat.llm import CREATE_ORDER_TOOL, catalog_hint, generate, price_order
+from activities.chat.turns import (
     ChatMessage,
     CreateOrderArgs,
     LlmRequest,
     LlmTurn,
     OrderItemArg,
     ToolCall,
-    catalog_hint,
-    generate,
-    price_order,
     tool_exchange,
 )
 from conveyor.errors import BadInput, RateLimited

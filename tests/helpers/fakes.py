@@ -602,6 +602,14 @@ class FakeTelegram(FakeService):
         with self._lock:
             if self._failures:
                 return self._failures.pop(0)
+        if match.group(2) == "getMe":
+            bot = {
+                "id": int(self.token.partition(":")[0]),
+                "is_bot": True,
+                "first_name": "Fake",
+                "username": "fake_bot",
+            }
+            return json_response(200, {"ok": True, "result": bot})
         if not request.headers.get("content-type", "").startswith("application/json"):
             return _telegram_error(400, "Bad Request: expected a JSON body")
         try:
@@ -708,10 +716,13 @@ class FakeManyChat(FakeService):
             self._missing_subscribers.add(str(subscriber_id))
 
     def _handle(self, request: Recorded) -> Response:
-        if request.method != "POST" or urlsplit(request.path).path != "/fb/sending/sendContent":
+        path = urlsplit(request.path).path
+        if (request.method, path) not in (("POST", "/fb/sending/sendContent"), ("GET", "/fb/page/getInfo")):
             return json_response(404, {"status": "error", "message": "Not found"})
         if request.headers.get("authorization") != f"Bearer {self.api_token}":
             return json_response(401, {"status": "error", "message": "Wrong format token"})
+        if path == "/fb/page/getInfo":
+            return json_response(200, {"status": "success", "data": {"id": 1234567, "name": "Fake shop"}})
         with self._lock:
             if self._failures:
                 return self._failures.pop(0)

@@ -89,7 +89,7 @@ async def run_stack(client: Client, settings: Settings) -> AsyncIterator[Stack]:
     """Workers for every queue and the API on a real port, until the block ends."""
     await migrate(settings.database_url_resolved)
     async with open_resources(settings) as resources:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
             workers = build_workers(client, resources, list(all_queues()), executor)
             runs = [asyncio.create_task(w.run()) for w in workers]
             port = settings.api_port

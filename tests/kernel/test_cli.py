@@ -124,7 +124,7 @@ async def test_worker_rejects_unknown_queue_or_group(stack: Stack) -> None:
     result = await conveyor(stack, "worker", "--queue", "nope")
     assert result.returncode == 2
     assert "UNKNOWN_QUEUE" in result.stderr
-    result = await conveyor(stack, "worker", "--group", "chat")
+    result = await conveyor(stack, "worker", "--group", "nope")
     assert result.returncode == 2
     assert "UNKNOWN_GROUP" in result.stderr
 
