@@ -44,7 +44,16 @@ with workflow.unsafe.imports_passed_through():
 
 #: The seed's ``max_retries=3`` with its 60 s default delay, backing off from there.
 SEED_RETRY = retries(contract.MAX_ATTEMPTS, first=timedelta(seconds=2), most=contract.RETRY_DELAY)
-GENERATE = Step(contract.GENERATE_REPLY_ACTIVITY, contract.GENERATE_REPLY.hard, SEED_RETRY, queue=contract.LLM_QUEUE)
+#: The reply step heartbeats while the model thinks (up to most of a minute): a worker lost mid-reply is noticed this
+#: soon and the reply is made again on another, rather than after the step's whole 60 s limit.
+REPLY_HEARTBEAT = timedelta(seconds=15)
+GENERATE = Step(
+    contract.GENERATE_REPLY_ACTIVITY,
+    contract.GENERATE_REPLY.hard,
+    SEED_RETRY,
+    heartbeat=REPLY_HEARTBEAT,
+    queue=contract.LLM_QUEUE,
+)
 SEND = Step(contract.SEND_REPLY_ACTIVITY, contract.SEND_REPLY.hard, SEED_RETRY, queue=contract.WEBHOOKS_QUEUE)
 #: The order's first try, with the reply waiting: a short retry, then the customer is told it is pending.
 PLACE_ORDER = Step(
@@ -199,7 +208,8 @@ class ConversationWorkflow:
             workflow.logger.error("order %s could not be placed: %s", request.order.number, _reason(err))
             return
         self._carry.orders.append(placed.order_id or str(request.order.number))
-        await self._deliver(contract.order_placed_text(language, request.order.number), None)
+        async with self._lock:  # never before the reply that said the order was pending
+            await self._deliver(contract.order_placed_text(language, request.order.number), None)
 
     async def _deliver(self, text: str, reply_to: int | None) -> None:
         """Send ``text`` on the conversation's channel; a refusal for good is recorded on the conversation."""

@@ -42,6 +42,7 @@ from activities.chat.turns import ChatMessage, CreateOrderArgs, LlmRequest, LlmT
 from conveyor.credits import charge_usage
 from conveyor.db import dialect_insert
 from conveyor.errors import BadInput
+from conveyor.heartbeat import ProgressBox, reporting
 from conveyor.models import WorkerCheck
 
 #: Lines of the conversation a summary keeps verbatim at most (the rest is the assistant's state summary).
@@ -116,12 +117,13 @@ class ChatActivities:
         creates it and asks again with the tool's result (``request.tool_call``) for the text it sends. A model that
         orders again in that second call is not obeyed: the tool's result is the reply.
         """
-        if self._model is None:
-            turn = reply(request.state, request.text, self._catalog)
-            result = TurnResult(text=turn.text, state=turn.state, order=turn.order)
-        else:
-            result = await self._model_turn(request, self._model)
-        await self._charge(request)
+        async with reporting(ProgressBox("replying")):  # a worker lost while the model thinks is noticed in seconds
+            if self._model is None:
+                turn = reply(request.state, request.text, self._catalog)
+                result = TurnResult(text=turn.text, state=turn.state, order=turn.order)
+            else:
+                result = await self._model_turn(request, self._model)
+            await self._charge(request)
         return result
 
     async def _model_turn(self, request: TurnRequest, model: ModelEndpoint) -> TurnResult:
