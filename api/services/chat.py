@@ -24,7 +24,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateStage
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.chat import contract
@@ -298,8 +303,8 @@ async def await_reply(
     with temporal_errors(f"conversation {target.workflow_id}"):
         try:
             return await asyncio.wait_for(reply(), within.total_seconds())
-        except TimeoutError:
-            pass
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            pass  # the update's poll, cancelled by the timeout, says so with its own error (not TimeoutError)
         await queue_message(client, settings, target, message)
         await client.get_workflow_handle(target.workflow_id).signal(contract.LATE_SIGNAL, message.key)
     return None
