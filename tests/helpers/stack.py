@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,12 +85,12 @@ def stack_settings(
 
 
 @asynccontextmanager
-async def run_stack(client: Client, settings: Settings) -> AsyncIterator[Stack]:
-    """Workers for every queue and the API on a real port, until the block ends."""
+async def run_stack(client: Client, settings: Settings, queues: Sequence[str] | None = None) -> AsyncIterator[Stack]:
+    """Workers for ``queues`` (every queue by default) and the API on a real port, until the block ends."""
     await migrate(settings.database_url_resolved)
     async with open_resources(settings) as resources:
         with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
-            workers = build_workers(client, resources, list(all_queues()), executor)
+            workers = build_workers(client, resources, list(queues or all_queues()), executor)
             runs = [asyncio.create_task(w.run()) for w in workers]
             port = settings.api_port
             server = uvicorn.Server(
