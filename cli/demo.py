@@ -10,10 +10,11 @@ import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
+from pydantic import SecretStr
 from rich.table import Table
 from sqlalchemy import select
 
@@ -92,20 +93,36 @@ async def _api_answers(url: str) -> bool:
             return False
 
 
-async def _ensure_stack(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """Use a running stack, or start ``conveyor up`` in the background; returns the process we started."""
+def _env_of(overrides: dict[str, Any]) -> dict[str, str]:
+    """Settings as the environment variables a child process reads them from."""
+    env = {}
+    for name, value in overrides.items():
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        env[f"CONVEYOR_{name.upper()}"] = text if isinstance(text, str) else json.dumps(text)
+    return env
+
+
+async def _ensure_stack(settings: Settings) -> tuple[subprocess.Popen[bytes] | None, Settings]:
+    """Use a running stack, or start ``conveyor up`` in the background; returns the process we started and the
+    settings the stack runs with."""
+    from cli.chat import demo_stack_settings
     from cli.stack import wait_for_api
 
     proc = None
     if not await _api_answers(settings.api_url):
         logs = settings.var_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        # the stack's crawlers may reach the demo's sample site, and no other loopback address
-        allowed = [*settings.crawl_allowed_hosts, f"127.0.0.1:{settings.demo_site_port}"]
+        # the stack's crawlers may reach the demo's sample site, and no other loopback address; its Telegram
+        # replies go to the demo's local Bot API unless a bot is configured
+        overrides: dict[str, Any] = {
+            "crawl_allowed_hosts": [*settings.crawl_allowed_hosts, f"127.0.0.1:{settings.demo_site_port}"],
+            **demo_stack_settings(settings),
+        }
+        settings = settings.model_copy(update=overrides)
         with (logs / "up.log").open("ab") as out:
             proc = subprocess.Popen(  # noqa: ASYNC220 - starts a background process; nothing waits on it here
                 [sys.executable, "-m", "cli", "up", "--json"],
-                env={**os.environ, "CONVEYOR_CRAWL_ALLOWED_HOSTS": json.dumps(allowed)},
+                env={**os.environ, **_env_of(overrides)},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -119,7 +136,7 @@ async def _ensure_stack(settings: Settings) -> subprocess.Popen[bytes] | None:
             f"the stack at {settings.api_url} did not become healthy; see {settings.var_dir / 'logs'}",
             code="STACK_UNHEALTHY",
         )
-    return proc
+    return proc, settings
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -135,7 +152,7 @@ async def run_demo(settings: Settings, *, keep_running: bool, show: bool) -> lis
     """Run every pipeline's demo and return the runs."""
     from conveyor.temporal import connect
 
-    proc = await _ensure_stack(settings)
+    proc, settings = await _ensure_stack(settings)
     try:
         key = await demo_key(settings)
         client = await connect(settings)
