@@ -225,6 +225,24 @@ def test_the_crawl_worker_is_sandboxed_and_holds_only_what_it_needs(config: dict
     assert not {"mount", "ptrace", "bpf", "keyctl", "kexec_load", "init_module", "perf_event_open"} & allowed
 
 
+def test_the_chat_services_hold_the_channel_settings_they_use(config: dict[str, Any]) -> None:
+    worker = config["services"]["worker-chat"]["environment"]
+    api = config["services"]["api"]["environment"]
+
+    # the worker sends replies, creates orders and calls the model; the API checks the webhooks' secrets
+    assert {
+        "CONVEYOR_TELEGRAM_BOT_TOKEN",
+        "CONVEYOR_MANYCHAT_API_TOKEN",
+        "CONVEYOR_CRM_URL",
+        "CONVEYOR_CRM_API_KEY",
+    } <= set(worker)
+    assert worker["CONVEYOR_TELEGRAM_API_URL"] == "https://api.telegram.org"
+    assert worker["CONVEYOR_LLM_BASE_URL"] == ""  # off until set: the local assistant answers
+    assert {"CONVEYOR_TELEGRAM_WEBHOOK_SECRET", "CONVEYOR_MANYCHAT_WEBHOOK_SECRET"} <= set(api)
+    assert api["CONVEYOR_TELEGRAM_WEBHOOK_SECRET"] == ""  # no default secret: the webhook answers 503 until set
+    assert not {"CONVEYOR_CODEC_TOKEN", "CONVEYOR_LINEAR_API_KEY", "CONVEYOR_HUBSPOT_ACCESS_TOKEN"} & set(worker)
+
+
 def test_the_image_runs_as_a_non_root_user() -> None:
     users = re.findall(r"^USER\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
 
