@@ -110,6 +110,23 @@ LINKS: list[Link] = [
         "GET /api/campaigns/{campaign_id}/sampler",
         "GET /api/campaigns/{campaign_id}/allocations",
     ),
+    # a message's answer, its reply (200) or where it was queued (202), names its conversation
+    *_from(
+        "POST /api/chat/messages",
+        "200",
+        "workflow_id",
+        "workflow_id",
+        "GET /api/chat/conversations/{workflow_id}",
+        "GET /api/workflows/{workflow_id}/progress",
+    ),
+    *_from(
+        "POST /api/chat/messages",
+        "202",
+        "workflow_id",
+        "workflow_id",
+        "GET /api/chat/conversations/{workflow_id}",
+        "GET /api/workflows/{workflow_id}/progress",
+    ),
 ]
 
 
