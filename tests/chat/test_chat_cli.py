@@ -172,3 +172,13 @@ async def test_without_a_local_bot_api_the_demo_conversation_goes_through_the_ap
         orders = (await http.get("/api/orders", params={"conversation_id": conversation.workflow_id})).json()
         assert orders["total"] == 1
     assert health.status == "completed"
+
+
+async def test_a_demo_conversation_that_ends_without_an_order_fails(
+    chat_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cli.chat.DEMO_SCRIPT", DEMO_SCRIPT[:-1])  # the customer never says "yes"
+    _, _, key = await named_user(chat_stack)
+    async with chat_stack.http(key) as http:
+        conversation, _ = await demo(await demo_context(chat_stack, http, telegram_bot_token=None))
+    assert conversation.status == "failed" and "did not end in an order" in conversation.outputs
