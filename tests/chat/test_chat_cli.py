@@ -16,6 +16,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from activities.chat import contract
 from cli.chat import DEMO_BOT_TOKEN, DEMO_SCRIPT, demo
 from cli.context import DemoContext
 from conveyor.auth import create_user
@@ -29,7 +30,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.process]
 
 @pytest.fixture(scope="module")
 async def chat_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
-    """A stack on a dev server of its own, sending Telegram replies as the demo bot to a loopback port."""
+    """The chat queues' workers and the API on a dev server of their own, sending Telegram replies as the demo bot to
+    a loopback port."""
     server = await start_dev_server()
     settings = stack_settings(
         tmp_path_factory.mktemp("chat-var"),
@@ -38,7 +40,7 @@ async def chat_stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         telegram_api_url=f"http://127.0.0.1:{free_port()}",
     )
     try:
-        async with run_stack(server.client, settings) as running:
+        async with run_stack(server.client, settings, contract.QUEUES) as running:
             yield running
     finally:
         await server.shutdown()
