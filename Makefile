@@ -32,6 +32,7 @@ bench: bootstrap
 	$(VENV)/python -m bench.codec
 	scripts/bench-setup.sh
 	$(VENV)/python -m bench.webhooks
+	$(VENV)/python -m bench.chat
 
 up: bootstrap
 	$(VENV)/conveyor up
