@@ -5,7 +5,9 @@ and saves each history as JSON beside this file (histories of runs started befor
 in ``before-run-lifecycle/`` and keep replaying): ``analysis-*.json`` (AnalysisWorkflow) and ``crawl-*.json``
 (CrawlSessionWorkflow on the bundled sample site, Chromium resolving nothing but 127.0.0.1), ``persona-*.json``
 (PersonaIngestionWorkflow on the bundled corpus) and ``video-*.json`` (VideoJobWorkflow on the bundled timeline,
-with FFmpeg and Whisper). Name a pipeline to
+with FFmpeg and Whisper), ``attribution-*.json`` and ``chat-*.json`` (ConversationWorkflow with the local assistant,
+Telegram a local fake, ending in an order and a summary that continues it as new; the continued run; and
+ChatHealthWorkflow). Name a pipeline to
 record only its histories; none records all. Re-record only when a workflow change is meant to be incompatible
 (and then version the workflow with ``workflow.patched`` instead, if runs may be in flight).
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 
 from activities.crawl.schemas import CrawlConfig
 from api.caller import Caller
@@ -36,16 +38,16 @@ from conveyor.auth import create_user
 from conveyor.db import migrate
 from conveyor.models import User
 from conveyor.progress import PROGRESS_QUERY, Progress
-from conveyor.resources import WorkerResources
+from conveyor.resources import WorkerResources, open_resources
 from conveyor.settings import Settings
 from tests.helpers import TEST_CHROMIUM_ARGS, free_port, start_dev_server
-from workers.run import build_workers, open_resources, queues_of_groups
+from workers.run import build_workers, queues_of_groups
 
 HERE = Path(__file__).parent
 SAMPLES = HERE.parents[1] / "samples" / "analysis"
 #: Small crawls keep the recorded files small.
 CRAWL_MAX_PAGES = 8
-PIPELINES = ("analysis", "crawl", "persona", "video", "attribution")
+PIPELINES = ("analysis", "crawl", "persona", "video", "attribution", "chat")
 PERSONAS = HERE.parents[1] / "samples" / "personas"
 VIDEOS = HERE.parents[1] / "samples" / "video"
 
@@ -66,11 +68,11 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(pipeline: str, *, plain: bool = False) -> AsyncIterator[Stack]:
+async def running_stack(pipeline: str, *, plain: bool = False, **settings_: Any) -> AsyncIterator[Stack]:
     """Start the dev server and workers for every queue of ``pipeline``; stop everything afterwards.
 
     ``plain`` records unencrypted payloads: the suite's key is made afresh per process, so only plain histories
-    (which the encrypting converter still reads) replay in a later run.
+    (which the encrypting converter still reads) replay in a later run. ``settings_`` are further settings.
     """
     if plain:
         from temporalio.contrib.pydantic import pydantic_data_converter
@@ -87,6 +89,7 @@ async def running_stack(pipeline: str, *, plain: bool = False) -> AsyncIterator[
                 temporal_address=env.client.service_client.config.target_host,
                 chromium_args=TEST_CHROMIUM_ARGS,
                 attribution_approval_timeout_h=0.003,  # an approval left alone expires in about 11 s
+                **settings_,
             )
             await migrate(settings.database_url_resolved)
             async with open_resources(settings) as res:
@@ -375,6 +378,72 @@ async def _save_running(handle: WorkflowHandle[object, object], name: str) -> No
     (HERE / f"attribution-{name}.json").write_text(history.to_json())
 
 
+#: The local assistant's order, one customer message each; the last confirms it.
+CHAT_ORDER_SCRIPT = ("Hello!", "I want 2 hoodies size M", "Olena Petrenko", "+380671234567", "Kyiv", "yes")
+
+
+async def record_chat() -> None:
+    """A Telegram conversation with the local assistant ending in an order at the built-in CRM, whose summary continues
+    it as new (that run's history); the continued run answering a new message, a redelivery and a late-delivery
+    signal (recorded while running: a conversation is long-lived); and a health check."""
+    from pydantic import SecretStr
+
+    from activities.chat import contract
+    from activities.chat.schemas import ConversationInput, HealthReport, IncomingMessage, Reply
+    from conveyor.client import search_attributes
+    from tests.helpers.fakes import FakeTelegram
+
+    with FakeTelegram() as telegram:
+        token = SecretStr(telegram.token)
+        async with running_stack("chat", plain=True, telegram_bot_token=token, telegram_api_url=telegram.url) as stack:
+            async with stack.resources.sessions() as session:
+                user, _ = await create_user(session, "chat-recorder", 100)
+                await session.commit()
+            chat_id = "700100200"
+            workflow_id = contract.conversation_workflow_id("telegram", chat_id)
+            first = await stack.client.start_workflow(
+                contract.CONVERSATION_WORKFLOW,
+                ConversationInput(
+                    channel="telegram", chat_id=chat_id, owner=user.id, summary_every=len(CHAT_ORDER_SCRIPT)
+                ),
+                id=workflow_id,
+                task_queue=contract.LLM_QUEUE,
+                search_attributes=search_attributes(contract.NAME, user.id),
+            )
+
+            async def say(key: str, text: str, message_id: int) -> Reply:
+                handle = stack.client.get_workflow_handle(workflow_id)  # the latest run, across continue-as-new
+                message = IncomingMessage(key=key, text=text, message_id=message_id)
+                reply: Reply = await handle.execute_update(contract.MESSAGE_UPDATE, message, result_type=Reply)
+                return reply
+
+            replies = [await say(f"telegram:m{i}", text, i) for i, text in enumerate(CHAT_ORDER_SCRIPT)]
+            assert replies[-1].order_number == 1, replies[-1]
+            first_run = stack.client.get_workflow_handle(workflow_id, run_id=first.first_execution_run_id)
+            while (await first_run.describe()).status != WorkflowExecutionStatus.CONTINUED_AS_NEW:  # the summary
+                await asyncio.sleep(0.05)
+            (HERE / "chat-conversation.json").write_text((await first_run.fetch_history()).to_json())
+            await say("telegram:m6", "how much is the t-shirt?", 6)
+            await say("telegram:m5", "yes", 5)  # Telegram redelivers the confirmation: the first reply, nothing sent
+            latest = stack.client.get_workflow_handle(workflow_id)
+            await latest.signal(contract.LATE_SIGNAL, "telegram:m6")  # already sent: nothing more
+            await say("telegram:m7", "thanks!", 7)
+            history = await latest.fetch_history()
+            (HERE / "chat-conversation-continued.json").write_text(history.to_json())
+            await latest.terminate("recorded")
+
+            health = await stack.client.start_workflow(
+                contract.HEALTH_WORKFLOW,
+                contract.HealthRun(source="recorder"),
+                id="chat-health-record",
+                task_queue=contract.DEFAULT_QUEUE,
+                result_type=list[HealthReport],
+            )
+            reports = await health.result()
+            assert all(report.ok for report in reports), reports
+            await _finish(health, HERE / "chat-health.json")
+
+
 async def record(pipelines: Sequence[str] = PIPELINES) -> None:
     """Record the histories of ``pipelines``."""
     if "analysis" in pipelines:
@@ -387,10 +456,12 @@ async def record(pipelines: Sequence[str] = PIPELINES) -> None:
         await record_video()
     if "attribution" in pipelines:
         await record_attribution()
+    if "chat" in pipelines:
+        await record_chat()
 
 
 def main(argv: Sequence[str]) -> None:
-    """``record [analysis|crawl|persona|video]...``: the pipelines to record (default: all)."""
+    """``record [analysis|crawl|persona|video|attribution|chat]...``: the pipelines to record (default: all)."""
     unknown = [a for a in argv if a not in PIPELINES]
     if unknown:
         raise SystemExit(f"usage: python -m tests.histories.record [{'|'.join(PIPELINES)}]... (unknown: {unknown})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,6 +48,36 @@ def test_every_attribution_workflow_has_a_saved_history() -> None:
     assert names == {f"attribution-{n}.json" for n in ATTRIBUTION_HISTORIES}
     expired = json.loads((HISTORIES / "attribution-approval-expired.json").read_text())["events"]
     assert any("timerFiredEventAttributes" in e for e in expired)  # the 24 h timer's path, not a decision
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = json.loads(path.read_text())["events"]
+    return events
+
+
+def _activity_types(path: Path) -> set[str]:
+    """The activities a saved history scheduled."""
+    return {
+        e["activityTaskScheduledEventAttributes"]["activityType"]["name"]
+        for e in _events(path)
+        if "activityTaskScheduledEventAttributes" in e
+    }
+
+
+def test_every_chat_workflow_has_a_saved_history() -> None:
+    names = {p.name for p in HISTORIES.glob("chat-*.json")}
+    assert names == {"chat-conversation.json", "chat-conversation-continued.json", "chat-health.json"}
+    conversation = HISTORIES / "chat-conversation.json"
+    # a conversation ending in an order, summarised and continued as new
+    assert {"chat.generate_reply", "chat.send_reply", "chat.create_order", "chat.summarize"} <= _activity_types(
+        conversation
+    )
+    assert "workflowExecutionContinuedAsNewEventAttributes" in _events(conversation)[-1]
+    # the run it continued as: started with what it carried, answering updates and a signal
+    continued = _events(HISTORIES / "chat-conversation-continued.json")
+    assert "continuedExecutionRunId" in continued[0]["workflowExecutionStartedEventAttributes"]
+    assert any("workflowExecutionSignaledEventAttributes" in e for e in continued)
+    assert _activity_types(HISTORIES / "chat-health.json") == {"chat.ping", "chat.worker_health_check"}
 
 
 def _local_activities_and_patches(path: Path) -> set[str]:
