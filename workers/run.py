@@ -62,6 +62,12 @@ def queue_activities(resources: WorkerResources, name: str) -> list[Callable[...
     return acts
 
 
+def executor_size(queues: Sequence[str]) -> int:
+    """Threads for the workers' shared executor of sync activities: at least any one queue's concurrency."""
+    known = all_queues()
+    return max([32, *(known[name].concurrency for name in queues)])
+
+
 def build_workers(
     client: Client, resources: WorkerResources, queues: Sequence[str], executor: concurrent.futures.Executor
 ) -> list[Worker]:
@@ -100,7 +106,7 @@ async def run_workers(settings: Settings, queues: Sequence[str], *, stop: asynci
         loop.add_signal_handler(sig, stop.set)
     client = await connect(settings, attempts=60)
     async with open_resources(settings) as resources:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=executor_size(chosen)) as executor:
             workers = build_workers(client, resources, chosen, executor)
             log.info("workers started", queues=chosen, temporal=settings.temporal_address)
             runs = [asyncio.create_task(w.run()) for w in workers]

@@ -114,12 +114,12 @@ class ConversationWorkflow:
     @workflow.update(name=contract.MESSAGE_UPDATE)
     async def message(self, incoming: IncomingMessage) -> Reply:
         """Process a message (after the ones before it) and answer with its reply."""
-        return await self._handle(incoming)
+        return await self._handle(incoming, queued=False)
 
     @workflow.signal(name=contract.MESSAGE_SIGNAL)
     async def queue_message(self, incoming: IncomingMessage) -> None:
         """Process a message in its turn; its reply is only sent."""
-        await self._handle(incoming)
+        await self._handle(incoming, queued=True)
 
     @workflow.signal(name=contract.LATE_SIGNAL)
     async def deliver_later(self, key: str) -> None:
@@ -134,7 +134,9 @@ class ConversationWorkflow:
                 self._carry.late.append(key)  # the message itself has not come yet: sent when it is answered
                 del self._carry.late[: -contract.LATE_MEMORY]
 
-    async def _handle(self, incoming: IncomingMessage) -> Reply:
+    async def _handle(self, incoming: IncomingMessage, *, queued: bool) -> Reply:
+        """Answer a message once. Its reply goes out on the channel for Telegram, and for ManyChat when nobody waits
+        for it (queued, or its caller gave up); an update's caller gets it as the update's result."""
         async with self._lock:
             if incoming.key in self._seen:
                 first = self._carry.replies.get(incoming.key, "")
@@ -160,7 +162,8 @@ class ConversationWorkflow:
                     text = outcome if final.fallback else final.text  # never an apology for an order it placed
                 elif outcome != contract.order_placed_text(turn.state.language, turn.order.number):
                     text = f"{text}\n\n{outcome}"
-            sent = self._start.channel == "telegram" or incoming.key in carry.late
+            channel = self._start.channel
+            sent = channel == "telegram" or incoming.key in carry.late or (queued and channel == "manychat")
             if sent:
                 await self._deliver(text, incoming.message_id)
                 if incoming.key in carry.late:
@@ -206,6 +209,8 @@ class ConversationWorkflow:
             placed = await CREATE_ORDER.run(request, OrderResult)
         except ActivityError as err:
             workflow.logger.error("order %s could not be placed: %s", request.order.number, _reason(err))
+            async with self._lock:  # the customer, told it was pending, is told it failed
+                await self._deliver(contract.order_refused_text(language), None)
             return
         self._carry.orders.append(placed.order_id or str(request.order.number))
         async with self._lock:  # never before the reply that said the order was pending
@@ -282,6 +287,9 @@ class ConversationWorkflow:
         return self._messages != self._seen_count or self._summary_due()
 
     def _summary_due(self) -> bool:
+        """Enough messages for a summary, or a history Temporal says is long enough to continue as new."""
+        if workflow.info().is_continue_as_new_suggested() and self._carry.messages_since_summary:
+            return True
         return self._carry.messages_since_summary >= self._start.summary_every
 
     def _next_wait(self) -> timedelta | None:
@@ -317,14 +325,20 @@ class ConversationWorkflow:
                             await FOLLOWUP.call(SendRequest(channel=start.channel, chat_id=start.chat_id, text=text))
                         except ActivityError as err:
                             self._carry.delivery_error = _reason(err)
+                        else:
+                            self._carry.delivery_error = None
                     self._carry.followups_sent += 1
                     self._carry.recent.append(f"assistant: {text}")
                 if self._summary_due() or (self._carry.messages_since_summary and idle >= start.summary_idle_s):
                     await self._summarize()
                     break
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        await asyncio.gather(*self._later)  # orders still being retried are placed before the run hands over
+        # messages that came meanwhile are answered, and orders still being retried placed, before the run hands over
+        await workflow.wait_condition(self._settled)
         workflow.continue_as_new(start.model_copy(update={"carry": self._carry}))
+
+    def _settled(self) -> bool:
+        """No message is being answered and no order is being retried."""
+        return workflow.all_handlers_finished() and all(later.done() for later in self._later)
 
     async def _summarize(self) -> None:
         carry = self._carry

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
@@ -40,7 +40,7 @@ from activities.chat.schemas import (
 from activities.chat.telegram import TelegramClient
 from activities.chat.turns import ChatMessage, CreateOrderArgs, LlmRequest, LlmTurn, tool_exchange
 from conveyor.credits import charge_usage
-from conveyor.db import dialect_insert
+from conveyor.db import GroupCommit, dialect_insert
 from conveyor.errors import BadInput
 from conveyor.heartbeat import ProgressBox, reporting
 from conveyor.models import WorkerCheck
@@ -106,6 +106,7 @@ class ChatActivities:
         self._telegram = telegram
         self._manychat = manychat
         self._crm = crm
+        self._charges = GroupCommit(self._write_charges) if sessions is not None else None
 
     # --- the reply ------------------------------------------------------------------------------------------------
 
@@ -154,14 +155,20 @@ class ChatActivities:
         return TurnResult(text=turn.text or "", state=state, fallback=turn.fallback)
 
     async def _charge(self, request: TurnRequest) -> None:
-        """Charge the reply to the conversation's owner, once per message whatever the retries."""
-        if self._sessions is None or request.owner is None or not request.charge_key:
+        """Charge the reply to the conversation's owner, once per message whatever the retries.
+
+        Charges of replies made at once share one transaction (group commit): every reply charges its owner's row,
+        and one write lock taken per reply would make the replies queue for it.
+        """
+        if self._charges is None or request.owner is None or not request.charge_key:
             return
-        price = contract.MESSAGE_PRICE
+        await self._charges.submit((request.owner, f"chat:{request.charge_key}"[:200]))
+
+    async def _write_charges(self, charges: list[tuple[int, str]]) -> list[bool]:
+        assert self._sessions is not None  # only made with sessions
+        credits = contract.MESSAGE_PRICE.credits
         async with self._sessions.begin() as session:
-            await charge_usage(
-                session, request.owner, price.credits, reason="chat reply", key=f"chat:{request.charge_key}"[:200]
-            )
+            return [await charge_usage(session, owner, credits, reason="chat reply", key=key) for owner, key in charges]
 
     # --- sending --------------------------------------------------------------------------------------------------
 
@@ -273,6 +280,11 @@ class ChatActivities:
             return
         try:
             async with self._sessions.begin() as session:
+                # a check no longer made (a channel unconfigured since) leaves /api/health with it
+                names = [report.name for report in reports]
+                await session.execute(
+                    delete(WorkerCheck).where(WorkerCheck.name.like("chat.%"), WorkerCheck.name.not_in(names))
+                )
                 for report in reports:
                     await session.merge(
                         WorkerCheck(

@@ -169,8 +169,9 @@ HEALTH_SCHEDULE = Schedule(
 MESSAGE_PRICE = Price("message", 1, "one customer message answered (by the model or the local assistant)")
 
 #: Replies wait on a model: async activities, so one worker holds many at once where the seed's 4 processes each
-#: blocked on one. The other queues keep modest caps.
-LLM_CONCURRENCY = 32
+#: blocked on one. 100 is the most connections Telegram opens to a webhook (``max_connections``), so a burst of
+#: first messages never waits for a slot. The other queues keep modest caps.
+LLM_CONCURRENCY = 100
 CONCURRENCY = 16
 
 PIPELINE = Pipeline(

@@ -48,7 +48,7 @@ from conveyor.auth import default_owner as auth_default_owner
 from conveyor.client import execute_workflow, search_attributes, temporal_errors
 from conveyor.codec import is_local_install, write_secret_once
 from conveyor.credits import available_credits, charge_usage
-from conveyor.db import dialect_insert
+from conveyor.db import GroupCommit, dialect_insert
 from conveyor.errors import BadInput, Conflict, ConveyorError, ExternalServiceError, InsufficientCredits, NotFound
 from conveyor.settings import Settings
 
@@ -191,33 +191,14 @@ class Inbox:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self._sessions = sessions
         self._settings = settings
-        self._waiting: list[tuple[list[HubSpotEvent], asyncio.Future[tuple[Delivery, dict[int, int]]]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._group: GroupCommit[list[HubSpotEvent], tuple[Delivery, dict[int, int]]] = GroupCommit(
+            self._write, most=INBOX_GROUP
+        )
         self._default_owner: int | None = None
 
     async def accept(self, events: list[HubSpotEvent]) -> tuple[Delivery, dict[int, int]]:
         """Store ``events`` (those already there are duplicates); the delivery's counts and its portals' owners."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[tuple[Delivery, dict[int, int]]] = loop.create_future()
-        self._waiting.append((events, done))
-        if self._writer is None or self._writer.done():
-            self._writer = loop.create_task(self._write_all())
-        return await asyncio.shield(done)
-
-    async def _write_all(self) -> None:
-        while self._waiting:
-            group, self._waiting = self._waiting[:INBOX_GROUP], self._waiting[INBOX_GROUP:]
-            try:
-                answers = await self._write([events for events, _ in group])
-            except BaseException as err:  # noqa: BLE001 - every request of the group gets the failure
-                for _, done in group:
-                    if not done.done():
-                        done.set_exception(err)
-                        done.exception()  # retrieved: a request that went away logs nothing
-            else:
-                for (_, done), answer in zip(group, answers, strict=True):
-                    if not done.done():
-                        done.set_result(answer)
+        return await self._group.submit(events)
 
     async def _fallback_owner(self) -> int:
         """The default owner (looked up, or made, once per process: the user it names does not change)."""

@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -46,7 +46,7 @@ from conveyor.auth import default_owner
 from conveyor.client import search_attributes, temporal_errors
 from conveyor.codec import is_local_install, write_secret_once
 from conveyor.credits import available_credits
-from conveyor.db import dialect_insert
+from conveyor.db import GroupCommit, dialect_insert
 from conveyor.errors import (
     Conflict,
     ConveyorError,
@@ -108,6 +108,7 @@ class Owners:
     settings: Settings
     _owners: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     _recorded: set[str] = field(default_factory=set)
+    _records: GroupCommit[ChatConversation, None] | None = None
 
     async def owner_of(self, channel: str) -> int:
         """Who owns the channel's configured bot: whoever connected it, else ``CONVEYOR_CHAT_DEFAULT_OWNER``."""
@@ -121,14 +122,23 @@ class Owners:
         return owner
 
     async def record(self, owner: int, channel: str, chat_id: str, workflow_id: str) -> None:
-        """Note a conversation once (its first message), so its owner lists it."""
+        """Note a conversation once (its first message), so its owner lists it; first messages arriving together
+        share one transaction."""
         if workflow_id in self._recorded:
             return
-        async with self.sessions.begin() as session:
-            await record_conversation(session, owner, channel, chat_id, workflow_id)
+        if self._records is None:
+            self._records = GroupCommit(self._write_records)
+        await self._records.submit(
+            ChatConversation(workflow_id=workflow_id, user_id=owner, channel=channel, chat_id=chat_id)
+        )
         self._recorded.add(workflow_id)
         if len(self._recorded) > 100_000:
             self._recorded.clear()
+
+    async def _write_records(self, rows: list[ChatConversation]) -> list[None]:
+        async with self.sessions.begin() as session:
+            await record_conversations(session, rows)
+        return [None] * len(rows)
 
 
 async def bot_owner(session: AsyncSession, settings: Settings, channel: str, bot_id: str) -> int:
@@ -145,13 +155,20 @@ async def bot_owner(session: AsyncSession, settings: Settings, channel: str, bot
     )
 
 
-async def record_conversation(session: AsyncSession, owner: int, channel: str, chat_id: str, workflow_id: str) -> None:
-    """Insert the conversation's row unless it is there."""
-    await session.execute(
-        dialect_insert(session, ChatConversation)
-        .values(workflow_id=workflow_id, user_id=owner, channel=channel, chat_id=chat_id)
-        .on_conflict_do_nothing(index_elements=["workflow_id"])
-    )
+async def record_conversations(session: AsyncSession, rows: Sequence[ChatConversation]) -> None:
+    """Insert the conversations' rows, but those already there (unsaved objects, read for their columns)."""
+    values = {
+        row.workflow_id: {
+            "workflow_id": row.workflow_id,
+            "user_id": row.user_id,
+            "channel": row.channel,
+            "chat_id": row.chat_id,
+            "created_at": datetime.now(UTC),
+        }
+        for row in rows
+    }
+    insert = dialect_insert(session, ChatConversation, core=True).on_conflict_do_nothing(index_elements=["workflow_id"])
+    await session.execute(insert, list(values.values()))
 
 
 async def connect_bot(caller: Caller, channel: str, bot_id: str) -> tuple[ChatBot, bool]:

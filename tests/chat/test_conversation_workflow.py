@@ -343,6 +343,26 @@ async def test_an_order_waits_out_a_crm_outage_and_is_placed_once(
     assert [m.text for m in telegram.sent].count(placed_text) == 1  # the customer is told once
 
 
+async def test_an_order_the_crm_refuses_after_an_outage_is_reported_to_the_customer(
+    client: Client, chat_worker: Any, telegram: FakeTelegram, crm: FakeCrm
+) -> None:
+    crm.fail_next(2)  # down while the reply waits: the customer is told the order is pending
+    crm.fail_next(status=422)  # then refused for good in the background: never retried, never placed
+    async with chat_worker:
+        handle = await start(client, chat_worker.task_queue)
+        replies = [await say(handle, f"r{i}", text) for i, text in enumerate(ORDER_SCRIPT)]
+
+        async def told() -> None:
+            assert telegram.sent[-1].text == contract.order_refused_text("en")
+
+        await assert_eventually(told, within_s=60)
+        seen = await view(handle)
+        await handle.terminate("test over")
+
+    assert contract.pending_order_text("en") in replies[-1].text
+    assert crm.orders == {} and len(crm.requests) == 3 and seen.orders == []
+
+
 # --- the model path: the create_order tool loop ----------------------------------------------------------------------
 
 
@@ -572,6 +592,25 @@ async def test_manychat_replies_go_out_only_when_their_caller_gave_up_and_only_o
         (int(chat_id), [answered.text]),
         (int(chat_id), [early.text]),
     ]
+
+
+async def test_a_queued_manychat_message_is_answered_through_the_sending_api_once(
+    client: Client, manychat: FakeManyChat
+) -> None:
+    async with ChatWorkers(client, manychat=manychat) as workers:  # `wait: false` on a ManyChat chat
+        handle = await start(client, workers.task_queue, channel="manychat")
+        chat_id = (await view(handle)).chat_id
+        await handle.signal(contract.MESSAGE_SIGNAL, IncomingMessage(key="q1", text="Hello!"))
+        await handle.signal(contract.MESSAGE_SIGNAL, IncomingMessage(key="q1", text="Hello!"))  # redelivered
+        answered = await say(handle, "q2", "how much is the hoodie?")  # after those, one at a time
+        sent_by_then = len(manychat.sent)
+        await handle.signal(contract.LATE_SIGNAL, "q1")  # a caller that gave up on it: it went out already
+        await say(handle, "q3", "thanks")
+        await handle.terminate("test over")
+
+    assert sent_by_then == 1  # nobody waited for it: sent through the API without being asked
+    assert [(s.subscriber_id, len(s.texts)) for s in manychat.sent] == [(int(chat_id), 1)]
+    assert manychat.sent[0].texts[0] != answered.text  # the queued message's own reply, not the update's
 
 
 async def test_a_late_delivery_signal_never_sends_a_telegram_reply_twice(

@@ -100,3 +100,15 @@ async def test_without_a_database_the_check_says_so_and_writes_nothing(client: C
 
     assert {r.name: r.ok for r in reports} == {"chat.temporal": True, "chat.database": False}
     assert "no database" in next(r.detail for r in reports if r.name == "chat.database")
+
+
+async def test_a_channel_no_longer_configured_leaves_the_health_rows(
+    client: Client, new_worker: NewWorker, telegram: FakeTelegram, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with TelegramClient(telegram.token, api_url=telegram.url) as bot:
+        await run_health(client, new_worker, ChatActivities(load_catalog(), sessions=sessions, telegram=lambda: bot))
+    assert "chat.telegram" in await checks(sessions)
+
+    await run_health(client, new_worker, ChatActivities(load_catalog(), sessions=sessions))  # the token was removed
+
+    assert set(await checks(sessions)) == {"chat.temporal", "chat.database"}

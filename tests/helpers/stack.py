@@ -26,7 +26,7 @@ from conveyor.temporal import free_port
 from tests.helpers import TEST_CHROMIUM_ARGS
 from tests.helpers.hubspot import SECRET as HUBSPOT_SECRET
 from workers.pipelines import all_queues
-from workers.run import build_workers
+from workers.run import build_workers, executor_size
 
 
 @dataclass
@@ -89,8 +89,9 @@ async def run_stack(client: Client, settings: Settings, queues: Sequence[str] | 
     """Workers for ``queues`` (every queue by default) and the API on a real port, until the block ends."""
     await migrate(settings.database_url_resolved)
     async with open_resources(settings) as resources:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=32) as executor:
-            workers = build_workers(client, resources, list(queues or all_queues()), executor)
+        served = list(queues or all_queues())
+        with concurrent.futures.ThreadPoolExecutor(max_workers=executor_size(served)) as executor:
+            workers = build_workers(client, resources, served, executor)
             runs = [asyncio.create_task(w.run()) for w in workers]
             port = settings.api_port
             server = uvicorn.Server(
