@@ -54,6 +54,14 @@ GENERATE = Step(
     heartbeat=REPLY_HEARTBEAT,
     queue=contract.LLM_QUEUE,
 )
+#: The seed's ``process_and_respond``: the reply and its send in one step, when the reply goes out on the channel.
+PROCESS_AND_RESPOND = Step(
+    contract.PROCESS_AND_RESPOND_ACTIVITY,
+    contract.PROCESS_AND_RESPOND.hard,
+    SEED_RETRY,
+    heartbeat=REPLY_HEARTBEAT,
+    queue=contract.LLM_QUEUE,
+)
 SEND = Step(contract.SEND_REPLY_ACTIVITY, contract.SEND_REPLY.hard, SEED_RETRY, queue=contract.WEBHOOKS_QUEUE)
 #: The order's first try, with the reply waiting: a short retry, then the customer is told it is pending.
 PLACE_ORDER = Step(
@@ -142,6 +150,9 @@ class ConversationWorkflow:
                 first = self._carry.replies.get(incoming.key, "")
                 return Reply(key=incoming.key, text=first, duplicate=True)
             carry = self._carry
+            channel = self._start.channel
+            send = channel == "telegram" or incoming.key in carry.late or (queued and channel == "manychat")
+            deliver = SendRequest(channel=channel, chat_id=self._start.chat_id, text="", reply_to=incoming.message_id)
             request = TurnRequest(
                 state=carry.state,
                 summary=carry.summary,
@@ -149,8 +160,9 @@ class ConversationWorkflow:
                 recent=carry.recent[-CONTEXT_LINES:],
                 owner=self._start.owner,
                 charge_key=f"{workflow.info().workflow_id}:{incoming.key}",
+                deliver=deliver if send else None,
             )
-            turn = await self._generate(request)
+            turn = last = await self._generate(request)
             text = turn.text
             order_number = None
             if turn.order is not None:
@@ -158,25 +170,32 @@ class ConversationWorkflow:
                 outcome = await self._order(turn.order, turn.state.language)
                 if turn.tool_call is not None:  # the model path: the model words the reply from the tool's result
                     update = {"tool_call": turn.tool_call, "tool_result": outcome, "charge_key": None}
-                    final = await self._generate(request.model_copy(update=update))
-                    text = outcome if final.fallback else final.text  # never an apology for an order it placed
+                    last = await self._generate(request.model_copy(update=update))
+                    text = outcome if last.fallback else last.text  # never an apology for an order it placed
                 elif outcome != contract.order_placed_text(turn.state.language, turn.order.number):
                     text = f"{text}\n\n{outcome}"
-            channel = self._start.channel
-            sent = channel == "telegram" or incoming.key in carry.late or (queued and channel == "manychat")
-            if sent:
-                await self._deliver(text, incoming.message_id)
+            if send:
+                if last.sent and last.text == text:
+                    carry.delivery_error = None
+                elif last.delivery_error is not None:
+                    carry.delivery_error = last.delivery_error
+                else:
+                    if last.send_after_s:  # the channel asked for a pause (a 429): the send step waits it out
+                        await workflow.sleep(timedelta(seconds=last.send_after_s))
+                    await self._deliver(text, incoming.message_id)
                 if incoming.key in carry.late:
                     carry.late.remove(incoming.key)
             self._remember(incoming, turn, text)
-            if sent:
+            if send:
                 carry.delivered.append(incoming.key)
             return Reply(key=incoming.key, text=text, order_number=order_number)
 
     async def _generate(self, request: TurnRequest) -> TurnResult:
-        """The reply step; when it fails for good (a refused model key, retries spent) an apology, state unchanged."""
+        """The reply step (sending it too when the request says where); when it fails for good (a refused model key,
+        retries spent) an apology, state unchanged."""
+        step = GENERATE if request.deliver is None else PROCESS_AND_RESPOND
         try:
-            return await GENERATE.run(request, TurnResult)
+            return await step.run(request, TurnResult)
         except ActivityError as err:
             workflow.logger.warning("the reply step failed for good: %s", _reason(err))
             return TurnResult(text=contract.apology_text(request.state.language), state=request.state, fallback=True)

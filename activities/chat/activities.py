@@ -41,7 +41,7 @@ from activities.chat.telegram import TelegramClient
 from activities.chat.turns import ChatMessage, CreateOrderArgs, LlmRequest, LlmTurn, tool_exchange
 from conveyor.credits import charge_usage
 from conveyor.db import GroupCommit, dialect_insert
-from conveyor.errors import BadInput
+from conveyor.errors import BadInput, ConveyorError
 from conveyor.heartbeat import ProgressBox, reporting
 from conveyor.models import WorkerCheck
 
@@ -126,6 +126,28 @@ class ChatActivities:
                 result = await self._model_turn(request, self._model)
             await self._charge(request)
         return result
+
+    @activity.defn(name=contract.PROCESS_AND_RESPOND_ACTIVITY)
+    async def process_and_respond(self, request: TurnRequest) -> TurnResult:
+        """The seed's ``process_and_respond``: the reply, then its send (``request.deliver``) in the same step.
+
+        A turn with an order is not sent: the order comes first. The send is tried once here; a refusal for good
+        comes back as ``delivery_error``, and a passing failure (a 5xx, a rate limit) as ``sent=False`` for the
+        conversation's own send step to retry, so the reply is never made twice for a send's sake.
+        """
+        result = await self.generate_reply(request)
+        target = request.deliver
+        if target is None or result.order is not None or not result.text.strip():
+            return result
+        try:
+            await self._send(target.model_copy(update={"text": result.text}))
+        except ConveyorError as err:
+            if not err.retryable:
+                return result.model_copy(update={"delivery_error": err.message})
+            activity.logger.info("the reply's send is left to the send step: %s", err.message)
+            wait = err.retry_after.total_seconds() if err.retry_after is not None else None
+            return result.model_copy(update={"send_after_s": wait})
+        return result.model_copy(update={"sent": True})
 
     async def _model_turn(self, request: TurnRequest, model: ModelEndpoint) -> TurnResult:
         messages = [*_history(request.recent), ChatMessage(role="user", content=request.text)]
@@ -312,7 +334,7 @@ async def _probe(name: str, check: Callable[[], Awaitable[Any]]) -> HealthReport
 def chat_activities(acts: ChatActivities, queue: str | None = None) -> list[Callable[..., Awaitable[Any]]]:
     """The activities of one chat queue (every queue's when ``queue`` is None), bound to ``acts``."""
     by_queue: dict[str, list[Callable[..., Awaitable[Any]]]] = {
-        contract.LLM_QUEUE: [acts.generate_reply],
+        contract.LLM_QUEUE: [acts.generate_reply, acts.process_and_respond],
         contract.WEBHOOKS_QUEUE: [acts.send_reply],
         contract.FOLLOWUPS_QUEUE: [acts.send_followup],
         contract.CRM_QUEUE: [acts.create_order],

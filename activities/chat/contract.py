@@ -95,6 +95,7 @@ CONVERSATION_WORKFLOW = "ConversationWorkflow"
 HEALTH_WORKFLOW = "ChatHealthWorkflow"
 #: Activities (called by these names; the worker side registers them).
 GENERATE_REPLY_ACTIVITY = "chat.generate_reply"
+PROCESS_AND_RESPOND_ACTIVITY = "chat.process_and_respond"
 SEND_REPLY_ACTIVITY = "chat.send_reply"
 CREATE_ORDER_ACTIVITY = "chat.create_order"
 SUMMARIZE_ACTIVITY = "chat.summarize"

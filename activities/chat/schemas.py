@@ -30,6 +30,15 @@ class Reply(BaseModel):
     order_number: int | None = None
 
 
+class SendRequest(BaseModel):
+    """A reply to deliver on the conversation's channel."""
+
+    channel: str
+    chat_id: str
+    text: str
+    reply_to: int | None = None
+
+
 class TurnRequest(BaseModel):
     """What the reply step needs: the conversation's state, summary and recent lines, and the message.
 
@@ -48,6 +57,9 @@ class TurnRequest(BaseModel):
     """Who pays for the reply (``None``: nobody is charged, e.g. in workflow tests)."""
     charge_key: str | None = None
     """The reply's charge, once per message whatever the retries."""
+    deliver: SendRequest | None = None
+    """Where the reply goes (the seed's ``process_and_respond``): sent by the same step unless the turn has an order
+    to create first; its text is the reply's."""
 
 
 class TurnResult(BaseModel):
@@ -63,6 +75,12 @@ class TurnResult(BaseModel):
     tool_call: ToolCall | None = None
     fallback: bool = False
     """The text is ours, not the model's (the endpoint failed, or its order was invalid)."""
+    sent: bool = False
+    """The step also sent the reply (``TurnRequest.deliver``)."""
+    delivery_error: str | None = None
+    """Why the channel refused the reply for good (not retried); a passing failure leaves it to the send step."""
+    send_after_s: float | None = None
+    """The channel asked to wait this long before the send step tries again (Telegram's 429 ``retry_after``)."""
 
 
 class OrderRequest(BaseModel):
@@ -80,15 +98,6 @@ class OrderResult(BaseModel):
     """The CRM's answer: the order's id there."""
 
     order_id: str | None = None
-
-
-class SendRequest(BaseModel):
-    """A reply to deliver on the conversation's channel."""
-
-    channel: str
-    chat_id: str
-    text: str
-    reply_to: int | None = None
 
 
 class SummaryRequest(BaseModel):

@@ -267,7 +267,7 @@ def names(fns: list[Any]) -> list[str]:
 def test_each_chat_queue_serves_its_own_activities() -> None:
     acts = ChatActivities(CATALOG)
     expected = {
-        contract.LLM_QUEUE: [contract.GENERATE_REPLY_ACTIVITY],
+        contract.LLM_QUEUE: [contract.GENERATE_REPLY_ACTIVITY, contract.PROCESS_AND_RESPOND_ACTIVITY],
         contract.WEBHOOKS_QUEUE: [contract.SEND_REPLY_ACTIVITY],
         contract.FOLLOWUPS_QUEUE: [contract.SEND_FOLLOWUP_ACTIVITY],
         contract.CRM_QUEUE: [contract.CREATE_ORDER_ACTIVITY],

@@ -41,7 +41,7 @@ from conveyor.progress import PROGRESS_QUERY, Progress
 from conveyor.resources import WorkerResources, open_resources
 from conveyor.settings import Settings
 from tests.helpers import TEST_CHROMIUM_ARGS, free_port, start_dev_server
-from workers.run import build_workers, queues_of_groups
+from workers.run import build_workers, executor_size, queues_of_groups
 
 HERE = Path(__file__).parent
 SAMPLES = HERE.parents[1] / "samples" / "analysis"
@@ -93,8 +93,9 @@ async def running_stack(pipeline: str, *, plain: bool = False, **settings_: Any)
             )
             await migrate(settings.database_url_resolved)
             async with open_resources(settings) as res:
-                with concurrent.futures.ThreadPoolExecutor() as executor:
-                    workers = build_workers(env.client, res, queues_of_groups([pipeline]), executor)
+                queues = queues_of_groups([pipeline])
+                with concurrent.futures.ThreadPoolExecutor(max_workers=executor_size(queues)) as executor:
+                    workers = build_workers(env.client, res, queues, executor)
                     runs = [asyncio.create_task(w.run()) for w in workers]
                     try:
                         yield Stack(env.client, res, settings, Path(var))

@@ -69,7 +69,7 @@ def test_every_chat_workflow_has_a_saved_history() -> None:
     assert names == {"chat-conversation.json", "chat-conversation-continued.json", "chat-health.json"}
     conversation = HISTORIES / "chat-conversation.json"
     # a conversation ending in an order, summarised and continued as new
-    assert {"chat.generate_reply", "chat.send_reply", "chat.create_order", "chat.summarize"} <= _activity_types(
+    assert {"chat.process_and_respond", "chat.send_reply", "chat.create_order", "chat.summarize"} <= _activity_types(
         conversation
     )
     assert "workflowExecutionContinuedAsNewEventAttributes" in _events(conversation)[-1]
