@@ -374,6 +374,8 @@ class SideResult:
     replied: int
     seconds: float
     overhead_ms: list[float]
+    first_overhead_ms: list[float]
+    """The overhead of each chat's first message (its conversation started by it)."""
     to_model_ms: list[float]
     after_model_ms: list[float]
     turn_to_model_ms: list[float]
@@ -411,7 +413,7 @@ def analyse(
     for call in fakes.model_calls:
         if call.key in keys:
             calls[call.key].append(call)
-    overhead, to_model, after_model, turn_to_model = [], [], [], []
+    overhead, first_overhead, to_model, after_model, turn_to_model = [], [], [], [], []
     out_of_order: list[int] = []
     for messages in workload:
         previous_reply: float | None = None
@@ -422,6 +424,8 @@ def analyse(
                 continue
             first = got[0].at
             overhead.append((first - posted[message.key] - model_latency) * 1000)
+            if message is messages[0]:
+                first_overhead.append(overhead[-1])
             before = [call for call in calls.get(message.key, []) if call.answered <= first]
             if before:
                 call = before[-1]
@@ -456,6 +460,7 @@ def analyse(
         replied=len(replies),
         seconds=last - posting.started,
         overhead_ms=overhead,
+        first_overhead_ms=first_overhead,
         to_model_ms=to_model,
         after_model_ms=after_model,
         turn_to_model_ms=turn_to_model if ordered else [],
@@ -685,6 +690,13 @@ def report(results: list[SideResult], args: argparse.Namespace) -> int:
         )
     console.print(table)
     for side in results:
+        later = sorted(set(side.overhead_ms) - set(side.first_overhead_ms))
+        console.print(
+            f"{side.name}: overhead of a chat's first message p50 {_ms(side.first_overhead_ms, 50)} ms, "
+            f"p95 {_ms(side.first_overhead_ms, 95)} ms; of the later ones p50 {_ms(later, 50)} ms, "
+            f"p95 {_ms(later, 95)} ms",
+            highlight=False,
+        )
         if side.turn_to_model_ms and args.pace == "burst":  # with ``reply`` a message's turn is its post
             console.print(
                 f"{side.name}: from a message's turn (posted, its chat's previous reply out) to its model request "

@@ -109,13 +109,24 @@ class Owners:
     _owners: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     _recorded: set[str] = field(default_factory=set)
     _records: GroupCommit[ChatConversation, None] | None = None
+    _lookups: dict[tuple[str, str], asyncio.Future[int]] = field(default_factory=dict)
 
     async def owner_of(self, channel: str) -> int:
-        """Who owns the channel's configured bot: whoever connected it, else ``CONVEYOR_CHAT_DEFAULT_OWNER``."""
+        """Who owns the channel's configured bot: whoever connected it, else ``CONVEYOR_CHAT_DEFAULT_OWNER``.
+
+        Looked up once per :data:`OWNER_TTL_S` however many messages arrive meanwhile (they share the lookup).
+        """
         bot = (channel, configured_bot(self.settings, channel))
         known = self._owners.get(bot)
         if known is not None and known[1] > time.monotonic():
             return known[0]
+        lookup = self._lookups.get(bot)
+        if lookup is None or lookup.done():
+            lookup = asyncio.ensure_future(self._look_up(bot))
+            self._lookups[bot] = lookup
+        return await asyncio.shield(lookup)
+
+    async def _look_up(self, bot: tuple[str, str]) -> int:
         async with self.sessions.begin() as session:
             owner = await bot_owner(session, self.settings, *bot)
         self._owners[bot] = (owner, time.monotonic() + OWNER_TTL_S)
