@@ -134,8 +134,9 @@ class Pipeline:
     """The module of the pipeline's tables (importing it registers its run tables with the kernel)."""
     prices: tuple[Price, ...] = ()
     """What its runs cost (``GET /api/pricing``); admission holds a run's most, its end captures what it delivered."""
-    max_running: int = 5
-    """Default per-user cap on its runs under way at once (``CONVEYOR_MAX_RUNNING_PER_USER`` overrides it)."""
+    max_running: int | None = 5
+    """Default per-user cap on its runs under way at once (``CONVEYOR_MAX_RUNNING_PER_USER`` overrides it); ``None``
+    for a pipeline whose work is metered, not started as runs (chat's conversations: never capped by number)."""
 
     def __post_init__(self) -> None:
         conventional = {

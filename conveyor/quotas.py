@@ -49,7 +49,8 @@ class RunCharge:
 
 def running_cap(settings: Settings, pipeline: Pipeline) -> int:
     """How many runs of ``pipeline`` one user may have under way (the setting, else the manifest's default)."""
-    return int(settings.max_running_per_user.get(pipeline.name, pipeline.max_running))
+    default = pipeline.max_running if pipeline.max_running is not None else 0
+    return int(settings.max_running_per_user.get(pipeline.name, default))
 
 
 async def running_runs(session: AsyncSession, user_id: int, pipeline: str) -> int:

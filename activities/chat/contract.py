@@ -196,5 +196,5 @@ PIPELINE = Pipeline(
     ),
     schedules=(HEALTH_SCHEDULE,),
     prices=(MESSAGE_PRICE,),
-    max_running=5,
+    max_running=None,  # conversations are long-lived and never capped by number; messages are, by rate
 )

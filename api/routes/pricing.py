@@ -15,11 +15,14 @@ router = APIRouter(prefix="/api", tags=["kernel"])
 class PriceOut(BaseModel):
     """One priced unit of a pipeline's work."""
 
-    pipeline: str = Field(description="The pipeline (analysis, crawl, persona, video).")
+    pipeline: str = Field(description="The pipeline (analysis, attribution, chat, crawl, persona, video).")
     unit: str = Field(description="What is counted: a page, a chunk, an output second, an analysis tool/agent run.")
     credits: int = Field(description="Credits charged per unit delivered.")
     description: str
-    max_running: int = Field(description="The cap on one user's runs of the pipeline under way at once (429 above).")
+    max_running: int | None = Field(
+        description="The cap on one user's runs of the pipeline under way at once (429 above); null where the work is "
+        "metered, not started as runs (chat: a conversation is never capped by number, its messages are by rate)."
+    )
 
 
 class PricingOut(BaseModel):
@@ -38,7 +41,7 @@ async def pricing(user: CurrentUser, settings: SettingsDep) -> PricingOut:
             unit=x.unit,
             credits=x.credits,
             description=x.description,
-            max_running=running_cap(settings, p),
+            max_running=None if p.max_running is None else running_cap(settings, p),
         )
         for p in PIPELINES
         for x in p.prices
