@@ -109,23 +109,12 @@ def chat_send(
 
 async def show(settings: Settings, chat_id: str, channel: str, user: str | None) -> dict[str, Any]:
     """A conversation of the caller as ``GET /api/chat/conversations/{workflow_id}`` answers it."""
-    from api.routes.chat import ConversationDetail, OrderOut
+    from api.routes.chat import conversation_detail
     from api.services import chat as service
 
     _channel(channel)
     async with cli_context(settings, user) as cli, cli.caller() as caller:
-        conversation = await service.own_conversation(caller, service.conversation_id_of(caller, chat_id, channel))
-        view = await service.view_of(caller, conversation)
-        orders = await service.orders_of(caller, conversation.workflow_id)
-        detail = ConversationDetail(
-            workflow_id=conversation.workflow_id,
-            channel=conversation.channel,
-            chat_id=conversation.chat_id,
-            created_at=conversation.created_at,
-            state=view,
-            orders=[OrderOut.model_validate(o) for o in orders],
-            web_ui=settings.workflow_ui_url(conversation.workflow_id),
-        )
+        detail = await conversation_detail(caller, service.conversation_id_of(caller, chat_id, channel))
         return detail.model_dump(mode="json")
 
 

@@ -17,28 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import parse_qsl, urlsplit
 
-#: The longest text one message may carry (Bot API, ``sendMessage``).
-MAX_TEXT_LENGTH = 4096
+from activities.chat.telegram import MAX_TEXT_LENGTH, ChatAction
+
 #: Largest request body read; the Bot API's own limit for a text message is far below it.
 MAX_BODY_BYTES = 1_000_000
-CHAT_ACTIONS = frozenset(
-    {
-        "typing",
-        "upload_photo",
-        "record_video",
-        "upload_video",
-        "record_voice",
-        "upload_voice",
-        "upload_document",
-        "choose_sticker",
-        "find_location",
-        "record_video_note",
-        "upload_video_note",
-    }
-)
+#: The ``sendChatAction`` actions the Bot API accepts (the client's own list).
+CHAT_ACTIONS = frozenset(get_args(ChatAction))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.chat.schemas import ConversationView
+from api.caller import Caller
 from api.deps import CallerDep, StateDep
 from api.pages import Page, PageDep, page_of, paginate
 from api.services import chat as service
@@ -169,6 +170,11 @@ async def list_conversations(
 async def get_conversation(workflow_id: str, caller: CallerDep) -> ConversationDetail:
     """One of your conversations by its workflow id (``chat-<channel>-<chat_id>``): messages, summary, cart,
     follow-ups sent and orders."""
+    return await conversation_detail(caller, workflow_id)
+
+
+async def conversation_detail(caller: Caller, workflow_id: str) -> ConversationDetail:
+    """One of the caller's conversations, as its route and `conveyor chat show` show it."""
     conversation = await service.own_conversation(caller, workflow_id)
     view = await service.view_of(caller, conversation)
     orders = await service.orders_of(caller, conversation.workflow_id)

@@ -20,10 +20,9 @@ from cli.attribution import DEMO_TIRED_AD, demo_metrics
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
 from conveyor.temporal import connect, dev_server_command, free_port, spawn, stop_process
-from tests.attribution.test_webhooks_durability import serve_api
 from tests.helpers import assert_eventually
 from tests.helpers.processes import spawn_worker, stop_all
-from tests.helpers.stack import stack_settings
+from tests.helpers.stack import serve_api, stack_settings
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 

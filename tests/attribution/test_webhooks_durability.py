@@ -17,23 +17,20 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.attribution.contract import WEBHOOK_QUEUE
 from activities.attribution.deliveries import HubSpotEvent, dedupe_key
 from activities.attribution.models import Conversion, WebhookEvent
-from api.app import create_app
 from conveyor.auth import create_user
 from conveyor.db import create_engine, migrate, session_factory
 from conveyor.models import CreditLedgerEntry, User
-from conveyor.settings import Settings
 from conveyor.temporal import connect, dev_server_command, free_port, spawn, stop_process
 from tests.helpers import assert_eventually, start_dev_server
 from tests.helpers.hubspot import body_of, deal_event, post_delivery
 from tests.helpers.processes import spawn_worker, stop_all
-from tests.helpers.stack import stack_settings
+from tests.helpers.stack import serve_api, stack_settings
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 
@@ -172,26 +169,6 @@ async def retry_until_accepted(http: httpx.AsyncClient, burst: Burst, answers: A
 
     await assert_eventually(all_accepted, within_s=RETRY_WITHIN_S, interval=1.0)
     return added_after_503
-
-
-@asynccontextmanager
-async def serve_api(settings: Settings) -> AsyncIterator[str]:
-    """The API in this process on the settings' port (as ``tests.helpers.stack.run_stack`` serves it)."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=settings.api_port, log_config=None, access_log=False
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{settings.api_port}"
-    finally:
-        server.should_exit = True
-        await serving
 
 
 @asynccontextmanager

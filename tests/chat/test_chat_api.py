@@ -42,11 +42,11 @@ from tests.helpers.chat_stack import (
     post_manychat,
     post_update,
     run_chat_stack,
-    serve_api,
     text_update,
     workflow_exists,
 )
 from tests.helpers.fakes import FakeOpenAI
+from tests.helpers.stack import serve_api
 
 pytestmark = pytest.mark.stack
 

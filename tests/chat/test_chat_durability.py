@@ -24,11 +24,11 @@ from tests.helpers.chat_stack import (
     chat_settings,
     fresh_id,
     post_update,
-    serve_api,
     text_update,
 )
 from tests.helpers.fakes import FakeOpenAI
 from tests.helpers.processes import spawn_worker, stop_all
+from tests.helpers.stack import serve_api
 
 pytestmark = [pytest.mark.process, pytest.mark.slow]
 

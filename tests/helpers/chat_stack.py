@@ -4,7 +4,6 @@ model); Telegram updates and ManyChat requests as the webhooks receive them."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import time
@@ -15,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.chat import contract
-from api.app import create_app
 from conveyor.settings import Settings
 from tests.helpers.fakes import FakeCrm, FakeManyChat, FakeOpenAI, FakeTelegram, Recorded, Response
 from tests.helpers.stack import Stack, run_stack, stack_settings
@@ -158,26 +155,6 @@ async def run_chat_stack(client: Client, settings: Settings, fakes: ChatFakes) -
                 connected = await owner.post("/api/chat/bots", json={"channel": channel, "bot_id": bot_id})
                 assert connected.status_code == 201, connected.text
             yield ChatStack(stack, fakes, owner_id, owner, hooks)
-
-
-@asynccontextmanager
-async def serve_api(settings: Settings) -> AsyncIterator[str]:
-    """The API alone, in this process, on the settings' port; its URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=settings.api_port, log_config=None, access_log=False
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()
-        await asyncio.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{settings.api_port}"
-    finally:
-        server.should_exit = True
-        await serving
 
 
 # --- what the webhooks receive -------------------------------------------------------------------------------------

@@ -93,18 +93,29 @@ async def run_stack(client: Client, settings: Settings, queues: Sequence[str] | 
         with concurrent.futures.ThreadPoolExecutor(max_workers=executor_size(served)) as executor:
             workers = build_workers(client, resources, served, executor)
             runs = [asyncio.create_task(w.run()) for w in workers]
-            port = settings.api_port
-            server = uvicorn.Server(
-                uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
-            )
-            serving = asyncio.create_task(server.serve())
-            while not server.started:
-                await asyncio.sleep(0.05)
             try:
-                url = f"http://127.0.0.1:{port}"
-                yield Stack(settings, client, resources.sessions, resources.blobs, url, resources)
+                async with serve_api(settings) as url:
+                    yield Stack(settings, client, resources.sessions, resources.blobs, url, resources)
             finally:
-                server.should_exit = True
-                await serving
                 await asyncio.gather(*(w.shutdown() for w in workers))
                 await asyncio.gather(*runs, return_exceptions=True)
+
+
+@asynccontextmanager
+async def serve_api(settings: Settings) -> AsyncIterator[str]:
+    """The API alone, in this process, on the settings' port; its URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=settings.api_port, log_config=None, access_log=False
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()  # it could not start: its error
+        await asyncio.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{settings.api_port}"
+    finally:
+        server.should_exit = True
+        await serving

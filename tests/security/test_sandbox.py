@@ -31,7 +31,15 @@ def test_the_sandbox_is_on_unless_the_process_is_root() -> None:
 
 
 def _renderers(root: psutil.Process) -> list[psutil.Process]:
-    return [p for p in root.children(recursive=True) if "--type=renderer" in " ".join(p.cmdline())]
+    """Chromium's renderer processes under ``root`` (a helper that exited meanwhile, or is a zombie, is none)."""
+    return [p for p in root.children(recursive=True) if "--type=renderer" in " ".join(_cmdline(p))]
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):  # Chromium's short-lived helpers come and go
+        return []
 
 
 def _seccomp_mode(pid: int) -> int:
