@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 
@@ -80,7 +81,7 @@ async def close_ended(session: AsyncSession, client: Client, rows: Sequence[RunC
     for row in active:
         desc = described[row.workflow_id or ""]
         verdict = _verdict(row, desc)
-        if verdict is None:
+        if verdict is None or not await _still_active(session, row):
             continue
         status, error = verdict
         row.set_status(status, error=error, at=desc.close_time if desc is not None else None)
@@ -88,6 +89,21 @@ async def close_ended(session: AsyncSession, client: Client, rows: Sequence[RunC
     if changed:
         await session.flush()
     return changed
+
+
+async def _still_active(session: AsyncSession, row: RunColumns) -> bool:
+    """Whether the row is still active as committed now.
+
+    The caller read it before Temporal was asked, and a workflow records its own end just before it closes: in
+    between, the row read says running while Temporal says completed. A fresh read (another connection: on SQLite the
+    caller's transaction keeps its older snapshot) tells a run that recorded its end from one that never did.
+    """
+    identity = inspect(row).identity
+    if identity is None or session.bind is None:
+        return True
+    async with AsyncSession(bind=session.bind) as fresh:
+        current = await fresh.get(type(row), identity)
+        return current is not None and current.status in ACTIVE
 
 
 async def cancel_run(session: AsyncSession, client: Client, row: RunColumns, *, what: str, finished_code: str) -> None:
