@@ -140,7 +140,8 @@ class ChatActivities:
         if target is None or result.order is not None or not result.text.strip():
             return result
         try:
-            await self._send(target.model_copy(update={"text": result.text}))
+            async with reporting(ProgressBox("sending")):  # a send of many parts outlasts the heartbeat timeout
+                await self._send(target.model_copy(update={"text": result.text}))
         except ConveyorError as err:
             if not err.retryable:
                 return result.model_copy(update={"delivery_error": err.message})
